@@ -1,0 +1,3 @@
+"""speechlm: train spoken language models (tokenizer -> LM -> vocoder) end to end."""
+
+__version__ = "0.1.0"
