@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 from dataclasses import dataclass
 
 import espeakng_loader
@@ -23,6 +24,7 @@ _RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
 _EVENT_END_OF_LIST, _EVENT_WORD, _EVENT_PHONEME = 0, 1, 7
 PAUSE_PHONES = {"_", "_:", "_!", "_;", "_^_"}
 SILENCE = "sil"
+_PUNCTUATION = ",.;:!?\"'()-"
 
 
 class _Event(ctypes.Structure):
@@ -107,13 +109,24 @@ class Espeak:
         scale = 1.0 / self.native_rate
         phones: list[tuple[str, float, float]] = []
         words: list[tuple[str, float, float]] = []
-        word_label: str | None = None
         word_phones: list[tuple[str, float, float]] = []
 
+        tokens = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+        word_token: int | None = None
+        previous_token: int | None = None
+
         def close_word() -> None:
+            nonlocal previous_token
             spoken = [p for p in word_phones if p[0] != SILENCE]
-            if word_label and spoken:
-                words.append((word_label, spoken[0][1], spoken[-1][2]))
+            if word_token is None or not spoken:
+                return
+            if word_token == previous_token:  # espeak split one written token ("can't")
+                label, start, _ = words.pop()
+            else:
+                start, end = tokens[word_token]
+                label, start = text[start:end].strip(_PUNCTUATION), spoken[0][1]
+            words.append((label, start, spoken[-1][2]))
+            previous_token = word_token
 
         phone_events = [e for e in self._events if e[0] in (_EVENT_PHONEME, _EVENT_WORD)]
         phone_starts = [e[3] for e in phone_events if e[0] == _EVENT_PHONEME] + [total]
@@ -121,7 +134,8 @@ class Espeak:
         for kind, text_pos, length, sample, label in phone_events:
             if kind == _EVENT_WORD:
                 close_word()
-                word_label = text[text_pos - 1:text_pos - 1 + length] if length else None
+                word_token = next((i for i, (a, b) in enumerate(tokens) if a <= text_pos - 1 < b),
+                                  None) if length else None
                 word_phones = []
                 continue
             start, end = phone_starts[k] * scale, max(phone_starts[k + 1], phone_starts[k]) * scale
