@@ -1,0 +1,1 @@
+"""Speech/text causal LMs: token space, HF model, data packing, training loop."""

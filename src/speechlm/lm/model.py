@@ -1,0 +1,159 @@
+"""HF causal LMs over a :class:`SpeechVocab`, saved as plain HF directories.
+
+A model directory loads with ``AutoModelForCausalLM.from_pretrained`` and holds::
+
+    config.json, model.safetensors   HF Llama-style causal LM
+    speech_vocab.json                the token space (families and offsets)
+    speechlm.json                    kind ("speech" | "text"), tokenizer dir, init, recipe
+    tokenizer.json                   BPE tokenizer (text LMs only)
+
+Presets are Llama configs (RMSNorm, rotary, SwiGLU), sized for CPU (tiny) up to a ~100M GPU model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+
+from speechlm.core.checkpoint import atomic_dir
+from speechlm.core.errors import CheckpointError, ConfigError
+from speechlm.lm.vocab import SpeechVocab
+
+log = logging.getLogger(__name__)
+
+META_FILE = "speechlm.json"
+TOKENIZER_FILE = "tokenizer.json"
+
+# hidden, layers, heads, intermediate (SwiGLU width), max positions
+PRESETS: dict[str, dict[str, int]] = {
+    "tiny": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
+                 intermediate_size=384, max_position_embeddings=1024),
+    "small": dict(hidden_size=384, num_hidden_layers=8, num_attention_heads=6,
+                  intermediate_size=1024, max_position_embeddings=2048),
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=2048, max_position_embeddings=4096),
+}
+
+
+def model_config(preset: str, vocab: SpeechVocab, **overrides: Any) -> LlamaConfig:
+    """Llama config for ``preset``; ``overrides`` (hidden_size, num_hidden_layers, ...) win if not None."""
+    if preset not in PRESETS:
+        raise ConfigError(f"model preset {preset!r} is not one of {sorted(PRESETS)}")
+    values = dict(PRESETS[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if values["hidden_size"] % values["num_attention_heads"]:
+        raise ConfigError(f"hidden_size={values['hidden_size']} is not divisible by "
+                          f"num_attention_heads={values['num_attention_heads']}")
+    return LlamaConfig(vocab_size=vocab.size, pad_token_id=vocab.pad_id, bos_token_id=vocab.bos_id,
+                       eos_token_id=vocab.eos_id, tie_word_embeddings=True, rope_theta=10000.0,
+                       attention_dropout=0.0, initializer_range=0.02, **values)
+
+
+def build_model(config: LlamaConfig, seed: int) -> LlamaForCausalLM:
+    """Cold init: HF's ``_init_weights`` (normal(0, initializer_range)) under a fixed seed."""
+    gen_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = LlamaForCausalLM(config)
+    finally:
+        torch.set_rng_state(gen_state)
+    return model
+
+
+def count_params(model: torch.nn.Module, embeddings: bool = True) -> int:
+    n = sum(p.numel() for p in model.parameters())
+    if not embeddings:
+        n -= model.get_input_embeddings().weight.numel()
+    return n
+
+
+@dataclass
+class SpeechLM:
+    """A loaded model directory: HF model (eval mode) + vocabulary + how it was made."""
+
+    model: PreTrainedModel
+    vocab: SpeechVocab
+    kind: str
+    tokenizer_dir: str | None
+    path: Path
+    meta: dict[str, Any]
+    text_tokenizer: Any = None  # tokenizers.Tokenizer for text LMs
+
+    def encode_units(self, units: list[int]) -> list[int]:
+        """BOS + unit ids (no EOS), ready as a generation prompt."""
+        return [self.vocab.bos_id] + self.vocab.encode("units", units)
+
+    def decode_units(self, ids: list[int]) -> list[int]:
+        """Global ids -> unit indices; specials and other families are dropped."""
+        return self.vocab.decode("units", ids)
+
+    def encode_text(self, text: str) -> list[int]:
+        """BOS + BPE ids (text LMs)."""
+        if self.text_tokenizer is None:
+            raise CheckpointError(f"{self.path}: this model has no text tokenizer ({TOKENIZER_FILE})")
+        return [self.vocab.bos_id] + self.vocab.encode("text", self.text_tokenizer.encode(text).ids)
+
+    def decode_text(self, ids: list[int]) -> str:
+        if self.text_tokenizer is None:
+            raise CheckpointError(f"{self.path}: this model has no text tokenizer ({TOKENIZER_FILE})")
+        return self.text_tokenizer.decode(self.vocab.decode("text", ids))
+
+
+def write_model_dir(out_dir: Path, model: PreTrainedModel, vocab: SpeechVocab, kind: str,
+                    tokenizer_dir: str | None, extra: dict[str, Any] | None = None,
+                    text_tokenizer_file: Path | None = None) -> Path:
+    """Write the HF directory into ``out_dir`` (which must exist; use inside atomic_dir)."""
+    model.save_pretrained(out_dir, safe_serialization=True)
+    vocab.save(out_dir)
+    meta = {"kind": kind, "tokenizer_dir": tokenizer_dir, **(extra or {})}
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    if text_tokenizer_file is not None:
+        (out_dir / TOKENIZER_FILE).write_bytes(Path(text_tokenizer_file).read_bytes())
+    return out_dir
+
+
+def save_speech_lm(out_dir: str | Path, model: PreTrainedModel, vocab: SpeechVocab, kind: str,
+                   tokenizer_dir: str | None, extra: dict[str, Any] | None = None,
+                   text_tokenizer_file: Path | None = None) -> Path:
+    """Atomic save of a complete model directory."""
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        write_model_dir(tmp, model, vocab, kind, tokenizer_dir, extra, text_tokenizer_file)
+    return out_dir
+
+
+def load_speech_lm(path: str | Path, device: str | torch.device = "cpu") -> SpeechLM:
+    """Load a model directory written by training; raises CheckpointError if missing or corrupt."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: model directory not found")
+    for name in ("config.json", "model.safetensors", META_FILE):
+        if not (path / name).is_file():
+            raise CheckpointError(f"{path}: not a speechlm model directory ({name} missing)")
+    vocab = SpeechVocab.load(path)
+    try:
+        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+        kind = meta["kind"]
+    except (ValueError, KeyError) as err:
+        raise CheckpointError(f"{path / META_FILE}: corrupt ({err})") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    except Exception as err:  # noqa: BLE001 - HF raises many types for a bad directory
+        raise CheckpointError(f"{path}: cannot load model ({type(err).__name__}: {err})") from None
+    if model.config.vocab_size != vocab.size:
+        raise CheckpointError(f"{path}: model vocab_size={model.config.vocab_size} but "
+                              f"speech_vocab.json has {vocab.size} tokens")
+    text_tok = None
+    if (path / TOKENIZER_FILE).is_file():
+        from tokenizers import Tokenizer
+
+        text_tok = Tokenizer.from_file(str(path / TOKENIZER_FILE))
+    model.to(device).eval()
+    return SpeechLM(model=model, vocab=vocab, kind=kind, tokenizer_dir=meta.get("tokenizer_dir"),
+                    path=path, meta=meta, text_tokenizer=text_tok)
