@@ -1,0 +1,92 @@
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from speechlm.cli import main
+from speechlm.core.errors import CheckpointError
+from speechlm.eval.benchmarks import pairs_benchmark
+from speechlm.eval.harness import EvalConfig, check_vocab, evaluate_lm
+from speechlm.eval.report import write_demo_report, write_eval_report
+from speechlm.eval.testing import EnergyTokenizer, fake_speech_lm
+
+
+@pytest.fixture
+def pairs_file(tmp_path):
+    rows = [("The dog runs home.", "The dog run home."), ("She likes tea.", "She like tea."),
+            ("We were late.", "We was late.")]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"sentence_good": g, "sentence_bad": b}) + "\n"
+                            for g, b in rows))
+    return path
+
+
+def test_speech_path_with_cache(tmp_path, pairs_file):
+    lm, tok = fake_speech_lm(8), EnergyTokenizer(8)
+    config = EvalConfig(cache_dir=str(tmp_path / "cache"), show_progress=False)
+    bench = pairs_benchmark(pairs_file)
+    first = evaluate_lm(lm, [bench], config, tmp_path / "model", tok, None)
+    entry = first["benchmarks"]["pairs:pairs"]
+    assert entry["n"] == 3 and 0 <= entry["accuracy"] <= 1 and len(entry["ci95"]) == 2
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert any(n.endswith(".audio.parquet") for n in cached)
+    assert any("-units-custom-dedup" in n for n in cached)
+    again = evaluate_lm(lm, [bench], config, tmp_path / "model", tok, None)
+    assert again["benchmarks"]["pairs:pairs"]["accuracy"] == entry["accuracy"]
+
+
+def test_text_path(tmp_path, pairs_file):
+    lm = fake_speech_lm(40)
+    text_lm = SimpleNamespace(model=lm.model, vocab=lm.vocab, kind="text", tokenizer_dir=None,
+                              encode_text=lambda t: [0] + [2 + ord(c) % 40 for c in t])
+    result = evaluate_lm(text_lm, [pairs_benchmark(pairs_file)], EvalConfig(show_progress=False),
+                         tmp_path / "m")
+    assert result["benchmarks"]["pairs:pairs"]["modality"] == "text"
+
+
+def test_vocab_mismatch_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="has 100 speech units but tokenizer .* produces 50"):
+        check_vocab(fake_speech_lm(100), EnergyTokenizer(50), "M", "T")
+
+
+def test_cli_reports_line_of_malformed_pairs(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"sentence_good": "A.", "sentence_bad": "B."}\n{"sentence_good": "A."}\n')
+    code = main(["eval", "--model", str(tmp_path / "no-model"), "--suite", "", "--pairs", str(bad),
+                 "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "bad.jsonl:2: field 'sentence_bad'" in capsys.readouterr().err
+
+
+def _results(acc):
+    entry = {"accuracy": acc, "ci95": [acc - 0.1, acc + 0.1], "n": 10, "accuracy_mean": acc,
+             "groups": {"g1": {"accuracy": acc, "ci95": [0.0, 1.0], "n": 5}}}
+    return {"model": "/x/gslm-tiny", "kind": "speech", "tokenizer": "/x/tok", "dedup": True,
+            "benchmarks": {"lexical": entry, "syntactic": dict(entry, accuracy=0.6)}}
+
+
+def test_reports(tmp_path):
+    write_eval_report(_results(0.55), tmp_path / "one")
+    page = (tmp_path / "one" / "index.html").read_text()
+    assert "<table>" in page and "accuracy.png" in page
+    assert (tmp_path / "one" / "accuracy.png").stat().st_size > 1000
+    assert "| lexical |" in (tmp_path / "one" / "report.md").read_text()
+
+    run = tmp_path / "run"
+    run.mkdir()
+    run.joinpath("metrics.jsonl").write_text(
+        "".join(json.dumps({"step": s, "loss": 5 - s / 10}) + "\n" for s in range(10))
+        + json.dumps({"step": 9, "val_loss": 4.2}) + "\n")
+    report = {"models": {"gslm-tiny": {"path": "a", "results": _results(0.55)},
+                         "twist-tiny": {"path": "b", "results": _results(0.7)}},
+              "tokenizer_metrics": {"abx": 0.2, "pnmi": {"value": 0.3}},
+              "generation": {"gslm-tiny": {"metrics": {"gen_ppl": 120.0},
+                                           "samples": [{"prompt_text": "hi", "wav": "a/0.wav",
+                                                        "transcript": "hello"}]}},
+              "timings": {"corpus": 10.0, "eval": 20.0}}
+    write_demo_report(report, tmp_path / "demo", runs={"gslm-tiny": run})
+    page = (tmp_path / "demo" / "index.html").read_text()
+    assert "<audio controls" in page and "loss.png" in page and "twist-tiny" in page
+    saved = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert set(saved["models"]) == {"gslm-tiny", "twist-tiny"}
+    assert saved["models"]["twist-tiny"]["results"]["benchmarks"]["lexical"]["accuracy"] == 0.7
