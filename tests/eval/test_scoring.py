@@ -62,3 +62,13 @@ def test_bootstrap_interval():
     assert lo < acc == 0.7 < hi and hi - lo < 0.25
     assert accuracy_ci(outcomes, seed=1) == accuracy_ci(outcomes, seed=1)
     assert summarize(outcomes)["n"] == 100
+
+
+def test_sliding_window_scores_every_token_once():
+    model = known_model()  # a bigram model: any window >= 2 gives the exact total
+    seq = [0, 1, 2, 1, 3, 3, 2, 1, 2, 2, 1]
+    full = sequence_logprobs(model, [seq])[0]
+    for window in (2, 3, 4, 7):
+        got = sequence_logprobs(model, [seq, seq[:3]], window=window, max_batch_tokens=8)
+        assert got[0].n_tokens == len(seq) - 1 and got[1].n_tokens == 2
+        assert got[0].total == pytest.approx(full.total, rel=1e-5)

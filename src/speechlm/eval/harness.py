@@ -42,8 +42,15 @@ def unit_count(lm) -> int:
 
 
 def context_length(lm) -> int | None:
+    """Scoring window: the training block length when the model records it (tiny models never
+    saw positions beyond it), else the model's maximum positions."""
     config = getattr(lm.model, "config", None)
-    return getattr(config, "max_position_embeddings", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    meta = getattr(lm, "meta", None) or {}
+    trained = meta.get("seq_len") or (meta.get("config") or {}).get("seq_len")
+    if trained:
+        return int(min(trained, limit)) if limit else int(trained)
+    return limit
 
 
 def resolve_tokenizer(lm, model_dir: str | Path, tokenizer_dir: str | None):
@@ -109,7 +116,7 @@ def evaluate_lm(lm, benchmarks: list[Benchmark], config: EvalConfig, model_dir: 
         start = time.perf_counter()
         good, bad = benchmark_ids(lm, bench, config, tokenizer, tok_key, voices, memo)
         summary = score_pairs(lm.model, good, bad, [p.group for p in bench.pairs],
-                              max_len=context_length(lm), max_batch_tokens=config.max_batch_tokens,
+                              window=context_length(lm), max_batch_tokens=config.max_batch_tokens,
                               seed=config.seed)
         summary.update({"version": bench.version, "fingerprint": bench.fingerprint(),
                         "modality": "text" if lm.kind == "text" else "speech",

@@ -6,12 +6,9 @@ sequences, text LMs score BPE sequences. Sequences start with BOS; every later t
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 TIE_TOLERANCE = 1e-6  # absolute; batched float math can differ in the last bits
 
@@ -26,54 +23,62 @@ class SequenceScore:
         return self.total / max(self.n_tokens, 1)
 
 
+def _windows(length: int, window: int | None) -> list[tuple[int, int, int]]:
+    """(start, end, score_from) pieces covering a sequence: the first piece scores tokens
+    1..window-1, later pieces score the next window/2 tokens with window/2 tokens of context."""
+    if window is None or length <= window:
+        return [(0, length, 1)]
+    pieces, done, stride = [(0, window, 1)], window, max(1, window // 2)
+    while done < length:
+        end = min(done + stride, length)
+        pieces.append((end - window, end, done - (end - window)))
+        done = end
+    return pieces
+
+
 def sequence_logprobs(model, sequences: list[list[int]], max_batch_tokens: int = 16384,
-                      max_len: int | None = None, device: str = "cpu") -> list[SequenceScore]:
+                      window: int | None = None, device: str = "cpu") -> list[SequenceScore]:
     """Log-likelihood of each sequence, in batches of similar length (right padding: a causal
     model never looks right, so padded positions cannot change the real ones).
 
-    ``max_len`` keeps the last ``max_len`` tokens of longer sequences (the model's context).
+    Sequences longer than ``window`` (the context the model was trained on) are scored with a
+    sliding window: every token is scored once, with at least window/2 tokens of context.
     """
     import torch
 
-    scores: list[SequenceScore | None] = [None] * len(sequences)
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    pieces = []  # (parent index, token ids, score_from)
+    for i, seq in enumerate(sequences):
+        for a, b, score_from in _windows(len(seq), window):
+            pieces.append((i, list(seq[a:b]), score_from))
+    totals = [0.0] * len(sequences)
+    counts = [0] * len(sequences)
+    order = sorted(range(len(pieces)), key=lambda k: len(pieces[k][1]))
     start = 0
-    truncated = 0
     with torch.inference_mode():
         while start < len(order):
-            longest = min(len(sequences[order[start]]), max_len or 1 << 30)
-            end = start
+            end, longest = start, 0
             while end < len(order):  # grow the batch while the padded size fits
-                longest = max(longest, min(len(sequences[order[end]]), max_len or 1 << 30))
+                longest = max(longest, len(pieces[order[end]][1]))
                 if (end - start + 1) * longest > max_batch_tokens and end > start:
                     break
                 end += 1
-            batch_ids = order[start:end]
-            rows = []
-            for i in batch_ids:
-                seq = list(sequences[i])
-                if max_len is not None and len(seq) > max_len:
-                    seq = seq[-max_len:]
-                    truncated += 1
-                rows.append(seq)
-            width = max(len(r) for r in rows)
-            ids = torch.zeros((len(rows), width), dtype=torch.long)  # (B, T)
-            mask = torch.zeros((len(rows), width), dtype=torch.bool)
-            for r, seq in enumerate(rows):
+            batch = [pieces[k] for k in order[start:end]]
+            width = max(len(ids) for _, ids, _ in batch)
+            ids = torch.zeros((len(batch), width), dtype=torch.long)     # (B, T)
+            scored = torch.zeros((len(batch), width), dtype=torch.bool)  # targets to score
+            for r, (_, seq, score_from) in enumerate(batch):
                 ids[r, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-                mask[r, :len(seq)] = True
-            logits = model(ids.to(device)).logits.float().cpu()       # (B, T, V)
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)            # (B, T-1, V)
-            target = ids[:, 1:].unsqueeze(-1)                           # (B, T-1, 1)
-            token_lp = logp.gather(-1, target).squeeze(-1) * mask[:, 1:]  # (B, T-1)
-            totals = token_lp.sum(dim=1).tolist()
-            for r, i in enumerate(batch_ids):
-                scores[i] = SequenceScore(float(totals[r]), max(len(rows[r]) - 1, 0))
+                scored[r, score_from:len(seq)] = True
+            logits = model(ids.to(device)).logits.float().cpu()          # (B, T, V)
+            logp = torch.log_softmax(logits[:, :-1], dim=-1)               # (B, T-1, V)
+            target = ids[:, 1:].unsqueeze(-1)                              # (B, T-1, 1)
+            token_lp = logp.gather(-1, target).squeeze(-1) * scored[:, 1:]  # (B, T-1)
+            sums = token_lp.sum(dim=1).tolist()
+            for r, (parent, _, _) in enumerate(batch):
+                totals[parent] += float(sums[r])
+                counts[parent] += int(scored[r, 1:].sum())
             start = end
-    if truncated:
-        log.warning("%d sequences were longer than the model context (%s) and were truncated "
-                    "on the left", truncated, max_len)
-    return scores  # type: ignore[return-value]
+    return [SequenceScore(t, c) for t, c in zip(totals, counts)]
 
 
 def compare(good: list[SequenceScore], bad: list[SequenceScore], how: str = "sum",
@@ -122,13 +127,13 @@ def summarize(outcomes: np.ndarray, groups: list[str] | None = None, seed: int =
 
 
 def score_pairs(model, good_ids: list[list[int]], bad_ids: list[list[int]],
-                groups: list[str] | None = None, max_len: int | None = None,
+                groups: list[str] | None = None, window: int | None = None,
                 max_batch_tokens: int = 16384, seed: int = 0, device: str = "cpu") -> dict:
     """Score pairs of token sequences; primary metric compares sums, ``mean`` compares per-token
     means. Returns the summary dict (see :func:`summarize`) with ``accuracy_mean``/``ci95_mean``."""
     if len(good_ids) != len(bad_ids):
         raise ValueError(f"{len(good_ids)} good vs {len(bad_ids)} bad sequences")
-    scores = sequence_logprobs(model, list(good_ids) + list(bad_ids), max_batch_tokens, max_len,
+    scores = sequence_logprobs(model, list(good_ids) + list(bad_ids), max_batch_tokens, window,
                                device)
     good, bad = scores[:len(good_ids)], scores[len(good_ids):]
     identical = [list(g) == list(b) for g, b in zip(good_ids, bad_ids)]
