@@ -1,0 +1,77 @@
+"""Wall time of the full spoken eval suite (lexical, syntactic, t/sStoryCloze) for a tiny model.
+
+The model is the ``tiny`` preset Llama over 100 units and the tokenizer an ssl-tiny encoder with
+100 centroids, both with random weights: the same architectures, hence the same cost, as the
+trained demo models. ``value`` is a cold run (espeak audio + tokenizing + scoring); ``baseline``
+is the same suite again in the same process with the audio/unit cache warm (scoring only), which
+is what a second model sharing the tokenizer pays. Writes benchmarks/results/eval_suite.json.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+
+BUDGET_S = 180.0
+
+
+def tiny_model_and_tokenizer(root: Path) -> tuple[Path, Path]:
+    import numpy as np
+    import torch
+
+    from speechlm.lm.model import build_model, model_config, save_speech_lm
+    from speechlm.lm.vocab import SpeechVocab
+    from speechlm.tokenizers.semantic.extractors import SslTinyExtractor
+    from speechlm.tokenizers.semantic.kmeans import KMeansQuantizer
+    from speechlm.tokenizers.semantic.ssl_tiny import SslTiny, SslTinyConfig
+    from speechlm.tokenizers.semantic.tokenizer import UnitTokenizer
+
+    torch.manual_seed(0)
+    config = SslTinyConfig()
+    extractor = SslTinyExtractor(SslTiny(config), config.layers)
+    rng = np.random.default_rng(0)
+    quantizer = KMeansQuantizer(rng.normal(size=(100, config.dim)), np.zeros(config.dim),
+                                np.ones(config.dim))
+    tok_dir = UnitTokenizer(extractor, quantizer).save(root / "tok")
+    vocab = SpeechVocab.for_units(100)
+    model = build_model(model_config("tiny", vocab), seed=0)
+    model_dir = save_speech_lm(root / "lm", model, vocab, "speech", str(tok_dir))
+    return model_dir, tok_dir
+
+
+def main() -> None:
+    import torch
+
+    from speechlm.eval.harness import EvalConfig, evaluate
+
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        model_dir, _ = tiny_model_and_tokenizer(root)
+        config = EvalConfig(cache_dir=str(root / "cache"), show_progress=False)
+        start = time.perf_counter()
+        cold = evaluate(model_dir, config, root / "out")
+        cold_s = time.perf_counter() - start
+        start = time.perf_counter()
+        evaluate(model_dir, config, root / "out2")
+        warm_s = time.perf_counter() - start
+    per = {name: {"n": e["n"], "seconds": e["seconds"], "mean_tokens": round(e["mean_tokens"], 1)}
+           for name, e in cold["benchmarks"].items()}
+    path = write_result("eval_suite", {"suite": list(config.suite), "sizes": vars(config.sizes),
+                                       "model": "tiny preset, 100 units", "tokenizer": "ssl-tiny"},
+                        round(cold_s, 1), round(warm_s, 1),
+                        "seconds (cold cache); baseline = warm cache, scoring only",
+                        budget_s=BUDGET_S, within_budget=cold_s <= BUDGET_S, benchmarks=per)
+    print(f"spoken suite: {cold_s:.1f} s cold, {warm_s:.1f} s warm (budget {BUDGET_S:.0f} s); "
+          f"wrote {path}")
+    for name, row in per.items():
+        print(f"  {name}: n={row['n']} {row['seconds']} s, {row['mean_tokens']} tokens/item")
+
+
+if __name__ == "__main__":
+    main()
