@@ -65,6 +65,18 @@ def find_model_dir(run_dir: Path) -> Path | None:
     return found[-1].parent if found else None
 
 
+def untrained_copy(model_dir: Path, out_dir: Path, seed: int) -> Path:
+    """Same architecture and vocabulary as ``model_dir``, random weights: the reference row that
+    shows what a benchmark gives with no learning (length and acoustic biases)."""
+    from speechlm.lm.model import build_model, load_speech_lm, save_speech_lm
+
+    lm = load_speech_lm(model_dir)
+    model = build_model(lm.model.config, seed=seed + 1)
+    return save_speech_lm(out_dir, model, lm.vocab, lm.kind, lm.tokenizer_dir,
+                          extra={k: v for k, v in lm.meta.items()
+                                 if k not in ("kind", "tokenizer_dir")} | {"init": "untrained"})
+
+
 class Stages:
     """Runs and times stages; prints one line per stage and a summary table at the end."""
 
@@ -156,6 +168,10 @@ def _demo(args: argparse.Namespace) -> int:
     missing = [n for n, p in models.items() if p is None]
     if missing:
         raise SpeechLMError(f"no trained model found for {', '.join(missing)} in {work}")
+    untrained = work / "untrained"
+    stages.run("untrained-baseline", find_model_dir(untrained) is not None,
+               lambda: untrained_copy(models["gslm-tiny"], untrained, args.seed), [untrained])
+    models = {"untrained": untrained, **models}
     results = stages.run("eval", False, lambda: _evaluate(models, tok, corpus, work, args))
     generation = stages.run("generate", False, lambda: _generate(
         models, tok, voc, corpus, report_dir, args))
@@ -223,7 +239,7 @@ def _generate(models: dict[str, Path], tok: Path, voc: Path, corpus: Path, repor
     for k, u in enumerate(heldout):
         write_wav(audio_dir / f"prompt-{k}.wav", prompts[k][: int(2.0 * 16000)])
     for name, path in models.items():
-        if name == "text-lm":
+        if name in ("text-lm", "untrained"):
             continue
         lm = load_speech_lm(path)
         conts = continue_prompts(lm, tokenizer, vocoder, prompts, prompt_seconds=2.0,
