@@ -11,7 +11,7 @@ model (cold or warm), then :func:`train_loop`. A run directory holds::
     checkpoint-<step>/     HF model dir + trainer_state.pt (optimizer, scheduler, RNG) + trainer_state.json
     config.json, model.safetensors, speech_vocab.json, speechlm.json   the final model
 
-One process by default; ``accelerate launch --num_processes N -m speechlm.cli train ...`` runs DDP
+One process by default; ``accelerate launch --num_processes N -m speechlm train ...`` runs DDP
 (gloo on CPU, NCCL on GPU): each rank takes its own blocks of every global batch.
 """
 
@@ -341,17 +341,19 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, spec: ModelSpec,
 
     def evaluate() -> float:
         """Token-weighted mean loss over the validation blocks (sharded across ranks)."""
-        model.eval()
+        net = accelerator.unwrap_model(model)  # no DDP hooks: ranks run different batch counts
+        net.eval()
         total = torch.zeros(2, dtype=torch.float64, device=device)
         with torch.no_grad():
             for start in range(rank * cfg.batch_size, len(v_ids), world * cfg.batch_size):
                 ids = v_ids[start:start + cfg.batch_size].to(device)
                 lab = v_labels[start:start + cfg.batch_size].to(device)
                 n = (lab[:, 1:] != -100).sum()
-                total[0] += lm_loss(model, ids, lab).double() * n
+                with accelerator.autocast():
+                    total[0] += lm_loss(net, ids, lab).double() * n
                 total[1] += n
         total = accelerator.reduce(total, "sum")
-        model.train()
+        net.train()
         return float(total[0] / total[1].clamp(min=1))
 
     last_good = latest_checkpoint(run_dir)
@@ -454,7 +456,7 @@ def run(cfg: TrainConfig, resume: bool = False, source: str = "config") -> Path:
     """Build data and model for a speech LM recipe, then train. Returns the run dir."""
     from accelerate import PartialState
 
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())
     seed_everything(cfg.seed)
     if cfg.kind != "speech":
         raise ConfigError(f"{source}: kind={cfg.kind!r}; use `speechlm text-lm train` for text LMs")

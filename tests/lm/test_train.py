@@ -1,0 +1,162 @@
+"""Training core: recipe runs, exact SIGKILL resume, crash-safe saves, NaN stop, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from speechlm.core.checkpoint import latest_checkpoint, list_checkpoints
+from speechlm.core.errors import CheckpointError, ConfigError, DataError, TrainingError
+from speechlm.lm import train as train_mod
+from speechlm.lm.model import load_speech_lm
+from speechlm.lm.plots import read_metrics
+from speechlm.lm.train import train_from_config
+
+from .conftest import GSLM, REPO, TWIST, make_token_dataset, overrides
+
+
+def test_gslm_recipe_trains_and_saves_hf_dir(units_dir, tmp_path):
+    run = train_from_config(GSLM, overrides(units_dir, tmp_path / "run", "max_steps=8",
+                                            "save_every=4", "keep_last=1", "plot=true"))
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    assert all("loss" in r for r in rows) and rows[-1]["loss"] < rows[0]["loss"]
+    assert "valid_loss" in rows[2] and "valid_loss" in rows[-1]
+    assert [p.name for p in list_checkpoints(run)] == ["checkpoint-00000008"]
+    assert (run / "loss.png").is_file() and (run / "config.yaml").is_file()
+    lm = load_speech_lm(run)
+    assert lm.kind == "speech" and lm.vocab.family("units").size == 20 and not lm.model.training
+    assert lm.encode_units([0, 19]) == [1, 4, 23] and lm.decode_units([1, 4, 23, 2]) == [0, 19]
+    hf = AutoModelForCausalLM.from_pretrained(run)
+    assert hf.config.vocab_size == 24
+
+
+def _run(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "speechlm", "train", "--config", str(GSLM), *args],
+                          cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_sigkill_resume_matches_uninterrupted(units_dir, tmp_path):
+    steps = 10
+    base = overrides(units_dir, tmp_path / "full", f"max_steps={steps}", "save_every=3")
+    full = _run(base)
+    assert full.returncode == 0, full.stderr
+    kill_at = random.Random().randint(4, steps - 2)  # a random step after the first checkpoint
+    killed_args = overrides(units_dir, tmp_path / "killed", f"max_steps={steps}", "save_every=3")
+    killed = _run(killed_args, env={"SPEECHLM_KILL_AT_STEP": str(kill_at)})
+    assert killed.returncode == -9, f"expected SIGKILL at step {kill_at}: {killed.stderr}"
+    assert max(r["step"] for r in read_metrics(tmp_path / "killed")) == kill_at
+    resumed = _run([*killed_args, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    a = {r["step"]: r for r in read_metrics(tmp_path / "full")}
+    b = {r["step"]: r for r in read_metrics(tmp_path / "killed")}
+    assert sorted(b) == list(range(1, steps + 1))  # records after the checkpoint were replaced
+    for step in range(1, steps + 1):
+        assert abs(a[step]["loss"] - b[step]["loss"]) <= 1e-5, (step, kill_at)
+        if "valid_loss" in a[step]:
+            assert abs(a[step]["valid_loss"] - b[step]["valid_loss"]) <= 1e-5
+
+
+def test_crash_during_save_keeps_previous_checkpoint(units_dir, tmp_path, monkeypatch):
+    real = train_mod.write_model_dir
+    calls = []
+
+    def flaky(out_dir, *args, **kwargs):
+        calls.append(out_dir)
+        real(out_dir, *args, **kwargs)
+        if len(calls) == 2:
+            raise OSError("disk full while saving")
+
+    monkeypatch.setattr(train_mod, "write_model_dir", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        train_from_config(GSLM, overrides(units_dir, tmp_path / "run", "max_steps=6", "save_every=2"))
+    assert [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith((".tmp", "checkpoint"))] \
+        == ["checkpoint-00000002"]
+    assert load_speech_lm(tmp_path / "run" / "checkpoint-00000002").kind == "speech"
+
+
+def test_nan_loss_stops_and_keeps_last_good(units_dir, tmp_path, monkeypatch):
+    real = train_mod.lm_loss
+    seen = []
+
+    def poisoned(model, ids, labels):
+        seen.append(1)
+        loss = real(model, ids, labels)
+        return loss * float("nan") if len(seen) == 4 else loss
+
+    monkeypatch.setattr(train_mod, "lm_loss", poisoned)
+    with pytest.raises(TrainingError, match=r"loss is nan .*at step 4.*checkpoint-00000002"):
+        train_from_config(GSLM, overrides(units_dir, tmp_path / "run", "max_steps=6", "save_every=2",
+                                          "eval_every=100"))
+    assert latest_checkpoint(tmp_path / "run").name == "checkpoint-00000002"
+
+
+def test_clear_errors(units_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r"gslm-tiny.yaml: unknown key\(s\) stepz; valid keys: .*max_steps"):
+        train_from_config(GSLM, ["stepz=3"])
+    with pytest.raises(ConfigError, match=r"lr=-1.0 must be a positive"):
+        train_from_config(GSLM, ["lr=-1"])
+    with pytest.raises(ConfigError, match=r"batch_size='big': must be an integer"):
+        train_from_config(GSLM, ["batch_size=big"])
+    empty = make_token_dataset(tmp_path / "empty", utterances={"train": 0, "valid": 2})
+    with pytest.raises(DataError, match="no utterances"):
+        train_from_config(GSLM, overrides(empty, tmp_path / "e", "max_steps=2"))
+    # resume against data made by another tokenizer (vocab 30 instead of 20)
+    run = train_from_config(GSLM, overrides(units_dir, tmp_path / "r", "max_steps=2"))
+    other = make_token_dataset(tmp_path / "other", vocab_size=30)
+    with pytest.raises(CheckpointError, match="was the tokenizer retrained"):
+        train_from_config(GSLM, overrides(other, run, "max_steps=4"), resume=True)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_speech_lm(tmp_path / "nothing")
+    (run / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot load model"):
+        load_speech_lm(run)
+
+
+def test_twist_warm_init_from_text_lm(units_dir, tmp_path):
+    from speechlm.lm.textlm import train_text_lm
+
+    text = tmp_path / "t.txt"
+    words = ["cat", "dog", "sat", "ran", "mat", "park", "the", "big", "red", "old"]
+    rng = random.Random(0)
+    text.write_text(" ".join(" ".join(rng.choices(words, k=6)).capitalize() + "." for _ in range(200)))
+    text_lm = train_text_lm(tmp_path / "textlm", text=text, steps=3, bpe_size=300, seq_len=32,
+                            batch_size=4, progress=False,
+                            overrides={"hidden_size": 32, "num_layers": 2, "num_heads": 2,
+                                       "intermediate_size": 64, "plot": False, "threads": 1})
+    tlm = load_speech_lm(text_lm)
+    assert tlm.kind == "text" and tlm.encode_text("The cat")[0] == tlm.vocab.bos_id
+    tiny = [o for o in overrides(units_dir, tmp_path / "warm", "max_steps=1")
+            if not o.startswith(("hidden_size", "num_layers", "num_heads", "intermediate_size"))]
+    run = train_from_config(TWIST, [*tiny, f"text_lm_dir={text_lm}", "lr=1e-12", "warmup_steps=0"])
+    warm = load_speech_lm(run)
+    assert warm.meta["init"] == "warm" and warm.model.config.vocab_size == 24
+    src, dst = tlm.model.state_dict(), warm.model.state_dict()
+    key = "model.layers.1.mlp.down_proj.weight"
+    assert torch.allclose(src[key], dst[key], atol=1e-6)  # transformer kept (lr ~ 0)
+    emb = "model.embed_tokens.weight"
+    assert torch.allclose(src[emb][:4], dst[emb][:4], atol=1e-6)  # shared specials copied
+    with pytest.raises(ConfigError, match="cannot be set with init=warm"):
+        train_from_config(TWIST, [*tiny, f"text_lm_dir={text_lm}", "hidden_size=64"])
+
+
+def test_ddp_two_processes_gloo(units_dir, tmp_path):
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "speechlm", "train", "--config", str(GSLM),
+           *overrides(units_dir, tmp_path / "ddp", "max_steps=4", "save_every=4")]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_metrics(tmp_path / "ddp")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert rows[0]["tokens"] == 2 * 4 * 32  # two ranks x batch 4 x seq 32
+    assert load_speech_lm(tmp_path / "ddp").kind == "speech"
