@@ -31,6 +31,7 @@ class EvalConfig:
     sizes: SuiteSizes = field(default_factory=SuiteSizes)
     max_batch_tokens: int = 16384
     show_progress: bool = True
+    tokenize_threads: int | None = 1   # torch threads while tokenizing benchmark audio
 
 
 def unit_count(lm) -> int:
@@ -93,7 +94,8 @@ def benchmark_ids(lm, benchmark: Benchmark, config: EvalConfig, tokenizer=None,
 
     audio = render_audio(benchmark, voices, config.cache_dir, config.show_progress)
     good, bad = encode_benchmark(benchmark, audio, tokenizer, tok_key, config.dedup,
-                                 config.cache_dir, memo, config.show_progress)
+                                 config.cache_dir, memo, config.show_progress,
+                                 config.tokenize_threads)
     return ([lm.encode_units(u.tolist()) for u in good], [lm.encode_units(u.tolist()) for u in bad])
 
 
