@@ -29,14 +29,15 @@ MEL_HOP = 160  # the conv extractor reads 100 Hz frames and subsamples 2x
 @dataclass(frozen=True)
 class SslTinyConfig:
     n_mels: int = 80
-    dim: int = 192          # transformer width
+    dim: int = 128          # transformer width
     layers: int = 4
     heads: int = 4
-    ffn: int = 768
+    ffn: int = 512
     n_targets: int = 100    # k-means clusters predicted in the current iteration
     dropout: float = 0.1
     mask_prob: float = 0.08  # probability that a frame starts a masked span (HuBERT: 0.08)
     mask_length: int = 5     # span length in frames (HuBERT: 10 at 50 Hz; shorter clips here)
+    warp: float = 0.12       # speaker perturbation: input mel axis warped by 1 +- warp (targets clean)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,6 +93,16 @@ class SslTiny(nn.Module):
         return hidden[layer][0].numpy()
 
 
+def warp_mel(mel: np.ndarray, factor: float) -> np.ndarray:
+    """Vocal-tract-length-style perturbation: read bin m of (..., M) log-mel at m * factor."""
+    m = mel.shape[-1]
+    pos = np.clip(np.arange(m) * factor, 0, m - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, m - 1)
+    frac = (pos - lo).astype(np.float32)
+    return mel[..., lo] * (1 - frac) + mel[..., hi] * frac
+
+
 def span_mask(batch: int, length: int, prob: float, span: int, rng: np.random.Generator) -> np.ndarray:
     """HuBERT/wav2vec 2.0 span masking: each frame starts a span of ``span`` frames with ``prob``."""
     starts = rng.random((batch, length)) < prob
@@ -132,6 +143,8 @@ def train_masked_prediction(model: SslTiny, mels: list[np.ndarray], targets: lis
             for row, idx in enumerate(picks):
                 offset = rng.integers(0, lengths[idx] - n + 1)
                 mel_b[row] = mels[idx][2 * offset: 2 * (offset + n)]
+                if model.config.warp > 0:  # teach speaker invariance: targets come from clean audio
+                    mel_b[row] = warp_mel(mel_b[row], 1 + rng.uniform(-1, 1) * model.config.warp)
                 tgt_b[row] = targets[idx][offset: offset + n]
             mask = span_mask(batch, n, model.config.mask_prob, model.config.mask_length, rng)
             mask_t = torch.from_numpy(mask)

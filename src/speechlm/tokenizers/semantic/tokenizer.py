@@ -148,7 +148,7 @@ def train_tokenizer(corpus_dir: str | Path, out_dir: str | Path, features: str =
     """Fit a unit tokenizer on ``split`` of a corpus and save it to ``out_dir``; returns the path.
 
     ``ssl-tiny`` first trains the encoder (two HuBERT iterations sharing ``ssl_steps`` and the
-    ``ssl_minutes`` time budget), then clusters layer ``layer`` (default: the last).
+    ``ssl_minutes`` time budget), then clusters layer ``layer`` (default: the middle one).
     """
     if units < 2:
         raise ConfigError(f"--units {units}: need at least 2")
@@ -189,7 +189,7 @@ def _train_ssl_tiny(corpus: Corpus, split: str, units: int, layer: int | None, s
         config = SslTinyConfig(**overrides)
     except TypeError as err:
         raise ConfigError(f"ssl-tiny config: {err}") from None
-    layer = config.layers if layer is None else layer
+    layer = max(1, config.layers // 2) if layer is None else layer  # middle layer (see docs)
     if not 0 <= layer <= config.layers:
         raise ConfigError(f"--layer {layer}: ssl-tiny has layers 0..{config.layers}")
     target_k = 100
