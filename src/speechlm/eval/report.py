@@ -78,8 +78,11 @@ def _html_table(models: dict[str, dict]) -> str:
                 cells.append("<td>–</td>")
                 continue
             best = e["ci95"][0] > CHANCE
+            per_token = (f"<br><small>per-token mean: {e['accuracy_mean']:.3f}</small>"
+                         if "accuracy_mean" in e else "")
             cells.append(f"<td class='{'good' if best else ''}'>{e['accuracy']:.3f}"
-                         f"<br><small>[{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}] n={e['n']}</small></td>")
+                         f"<br><small>[{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}] n={e['n']}</small>"
+                         f"{per_token}</td>")
         rows.append(f"<tr><th>{html.escape(name)}</th>{''.join(cells)}</tr>")
     return f"<table><tr><th>benchmark</th>{head}</tr>{''.join(rows)}</table>"
 
