@@ -74,10 +74,7 @@ def continue_prompts(lm, tokenizer, vocoder, prompts: list[np.ndarray], prompt_s
         input_ids = lm.encode_units([int(u) for u in units])
         ids = generate(lm.model, input_ids, max_new_tokens=max_new_tokens, temperature=temperature,
                        top_k=top_k, eos_id=getattr(lm.vocab, "eos_id", None), seed=seed + k)
-        ids = list(ids)
-        if ids[:len(input_ids)] == list(input_ids):  # some samplers return prompt + new tokens
-            ids = ids[len(input_ids):]
-        new_units = lm.decode_units(ids)
+        new_units = lm.decode_units(list(ids))  # generate() returns only the new tokens
         prompt_units = [int(u) for u in units]
         audio = vocoder.synthesize(np.asarray(prompt_units + new_units, dtype=np.int64))
         prompt_audio = vocoder.synthesize(np.asarray(prompt_units, dtype=np.int64))
