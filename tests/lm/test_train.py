@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 
@@ -153,9 +154,14 @@ def test_ddp_two_processes_gloo(units_dir, tmp_path):
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "-m", "speechlm", "train", "--config", str(GSLM),
            *overrides(units_dir, tmp_path / "ddp", "max_steps=4", "save_every=4")]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher's worker processes too
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
     rows = read_metrics(tmp_path / "ddp")
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert rows[0]["tokens"] == 2 * 4 * 32  # two ranks x batch 4 x seq 32
