@@ -1,0 +1,205 @@
+"""Extractors, k-means, dedup, tokenizer directories, token datasets and their errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import soundfile as sf
+
+from speechlm.cli import main
+from speechlm.core.errors import AudioError, CheckpointError, ConfigError
+from speechlm.data.audio import read_audio, resample
+from speechlm.data.corpus import Corpus
+from speechlm.tokenizers import (TokenDataset, dedup, load_tokenizer, tokenize_corpus, train_tokenizer,
+                                 undedup)
+from speechlm.tokenizers.semantic.extractors import (HFExtractor, LogMelExtractor, MfccExtractor,
+                                                     SslTinyExtractor)
+from speechlm.tokenizers.semantic.kmeans import KMeansQuantizer
+from speechlm.tokenizers.semantic.ssl_tiny import SslTiny, SslTinyConfig, span_mask, warp_mel
+
+TINY_SSL = {"dim": 32, "layers": 2, "heads": 2, "ffn": 64}
+
+
+def speech(tiny_corpus, split="train", index=0) -> np.ndarray:
+    for k, utt in enumerate(Corpus(tiny_corpus).utterances(split)):
+        if k == index:
+            return utt.samples()
+    raise IndexError(index)
+
+
+@pytest.fixture(scope="module")
+def hf_hubert(tmp_path_factory):
+    """A randomly initialised 2-layer HubertModel saved as a local HF directory."""
+    import torch
+    from transformers import HubertConfig, HubertModel
+
+    torch.manual_seed(0)
+    config = HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=64, conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
+                          num_conv_pos_embedding_groups=4)
+    path = tmp_path_factory.mktemp("hf") / "hubert"
+    HubertModel(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mfcc_tok(tiny_corpus, tmp_path_factory):
+    return train_tokenizer(tiny_corpus, tmp_path_factory.mktemp("tok") / "mfcc", features="mfcc",
+                           units=16, show_progress=False)
+
+
+def test_dedup_known_answer_and_inverse():
+    units, durations = dedup(np.array([5, 5, 7, 5, 5, 5, 2]))
+    assert units.tolist() == [5, 7, 5, 2] and durations.tolist() == [2, 1, 3, 1]
+    assert units.dtype == np.int64 and durations.dtype == np.int64
+    assert undedup(units, durations).tolist() == [5, 5, 7, 5, 5, 5, 2]
+    assert dedup(np.array([], dtype=np.int64))[0].size == 0
+
+
+@pytest.mark.parametrize("n", [400, 16_000, 16_123])
+def test_every_extractor_gives_len_over_320_frames(n, hf_hubert):
+    x = np.random.default_rng(0).normal(0, 0.1, n).astype(np.float32)
+    extractors = [MfccExtractor(), LogMelExtractor(), SslTinyExtractor(SslTiny(SslTinyConfig(**TINY_SSL)), 1),
+                  HFExtractor(hf_hubert, layer=1)]
+    for ex in extractors:
+        feats = ex(x)
+        assert feats.shape == (n // 320, ex.dim), ex.name
+        assert feats.dtype == np.float32 and np.isfinite(feats).all()
+
+
+def test_hf_layers_differ_and_bad_layer(hf_hubert):
+    x = np.random.default_rng(1).normal(0, 0.1, 8000).astype(np.float32)
+    assert not np.allclose(HFExtractor(hf_hubert, 0)(x), HFExtractor(hf_hubert, 2)(x))
+    with pytest.raises(ConfigError, match="--layer 5"):
+        HFExtractor(hf_hubert, 5)
+
+
+def test_hf_wav2vec2(tmp_path):
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                            intermediate_size=64, conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
+                            num_conv_pos_embedding_groups=4)
+    Wav2Vec2Model(config).save_pretrained(tmp_path / "w2v")
+    assert HFExtractor(tmp_path / "w2v", 1)(np.zeros(3200, np.float32) + 0.01).shape == (10, 32)
+
+
+def test_kmeans_recovers_separated_clusters():
+    rng = np.random.default_rng(0)
+    centers = np.array([[0, 0], [10, 0], [0, 10]], dtype=np.float32)
+    labels = rng.integers(0, 3, 600)
+    x = centers[labels] + rng.normal(0, 0.3, (600, 2)).astype(np.float32)
+    q = KMeansQuantizer.fit(x, 3, seed=0)
+    pred = q.assign(x)
+    # a perfect clustering up to a permutation: each true label maps to exactly one cluster
+    assert all(len(set(pred[labels == c])) == 1 for c in range(3))
+    assert len(set(pred)) == 3
+
+
+def test_mfcc_tokenizer_round_trip(mfcc_tok, tiny_corpus, tmp_path):
+    tok = load_tokenizer(mfcc_tok)
+    assert tok.vocab_size == 16 and tok.frame_rate == 50.0
+    config = json.loads((mfcc_tok / "config.json").read_text())
+    assert config["features"] == "mfcc" and config["units"] == 16
+    x = speech(tiny_corpus)
+    frames, ones = tok.encode(x, dedup=False)
+    assert frames.size == x.size // 320 and (ones == 1).all()
+    units, durations = tok.encode(x)
+    assert durations.sum() == frames.size and (units[1:] != units[:-1]).all()
+    assert np.array_equal(undedup(units, durations), frames)
+    assert frames.max() < 16 and len(set(frames.tolist())) > 4
+    tok.save(tmp_path / "copy")
+    again, _ = load_tokenizer(tmp_path / "copy").encode(x, dedup=False)
+    assert np.array_equal(again, frames)
+
+
+def test_ssl_tiny_and_hf_tokenizers_round_trip(tiny_corpus, hf_hubert, tmp_path):
+    x = speech(tiny_corpus, index=1)
+    ssl = train_tokenizer(tiny_corpus, tmp_path / "ssl", features="ssl-tiny", units=8, layer=1,
+                          ssl_steps=4, ssl_minutes=0, ssl_config=TINY_SSL, show_progress=False)
+    assert (ssl / "encoder.safetensors").is_file()
+    training = json.loads((ssl / "config.json").read_text())["training"]
+    assert training["iteration1"]["steps"] == 2 and training["iteration2"]["steps"] == 2
+    tok = load_tokenizer(ssl)
+    assert tok.extractor.layer == 1 and tok.vocab_size == 8
+    assert np.array_equal(tok.encode(x)[0], load_tokenizer(ssl).encode(x)[0])
+
+    hf = train_tokenizer(tiny_corpus, tmp_path / "hf", features=f"hf:{hf_hubert}", units=8, layer=2,
+                         show_progress=False)
+    assert (hf / "encoder" / "model.safetensors").is_file()  # self-contained copy of the encoder
+    units, durations = load_tokenizer(hf).encode(x)
+    assert durations.sum() == x.size // 320 and units.max() < 8
+
+
+def test_ssl_helpers():
+    rng = np.random.default_rng(0)
+    mask = span_mask(4, 50, 0.08, 5, rng)
+    assert mask.shape == (4, 50) and mask.any(axis=1).all()
+    mel = np.tile(np.arange(80, dtype=np.float32), (3, 1))
+    assert np.allclose(warp_mel(mel, 1.0), mel)
+    assert np.allclose(warp_mel(mel, 0.5)[0, :10], np.arange(10) * 0.5)
+
+
+def test_tokenize_corpus_dataset(mfcc_tok, tiny_corpus, tmp_path):
+    out = tokenize_corpus(mfcc_tok, tiny_corpus, tmp_path / "units", show_progress=False)
+    ds = TokenDataset(out)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["tokenizer"] == str(mfcc_tok.resolve()) and meta["dedup"] is True
+    assert ds.vocab_size == 16 and ds.frame_rate == 50.0 and ds.tokenizer_dir == mfcc_tok.resolve()
+    assert set(ds.splits) >= {"train", "heldout"}
+    table = ds.table("train")
+    assert table.schema.field("units").type.value_type == pa.int32()
+    corpus = {u.id: u for u in Corpus(tiny_corpus).utterances("train")}
+    records = ds.split("train")
+    assert len(records) == len(corpus)
+    for rec in records:
+        utt = corpus[rec.id]
+        assert rec["speaker"] == utt.speaker and rec.text == utt.text
+        assert rec.durations.sum() == int(round(utt.duration * 16000)) // 320
+        assert [w for w, _, _ in rec.words] == [w for w, _, _ in utt.words]
+        assert all(0 <= s <= e <= rec.durations.sum() + 1 for _, s, e in rec.words)
+
+
+def test_missing_and_corrupt_tokenizer(mfcc_tok, tmp_path):
+    with pytest.raises(CheckpointError, match="nope"):
+        load_tokenizer(tmp_path / "nope")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with pytest.raises(CheckpointError, match="no config.json"):
+        load_tokenizer(bad)
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt JSON"):
+        load_tokenizer(bad)
+    (bad / "config.json").write_text((mfcc_tok / "config.json").read_text())
+    (bad / "centroids.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="centroids"):
+        load_tokenizer(bad)
+
+
+def test_short_audio_and_resampled_input(mfcc_tok, tiny_corpus, tmp_path):
+    tok = load_tokenizer(mfcc_tok)
+    with pytest.raises(AudioError, match="shorter than one 25 ms frame"):
+        tok.encode(np.zeros(300, np.float32))
+    x = speech(tiny_corpus)
+    path = tmp_path / "in44k.wav"
+    sf.write(path, resample(x, 16000, 44100), 44100)
+    y = read_audio(path)  # resampled back to 16 kHz
+    a, _ = tok.encode(x, dedup=False)
+    b, _ = tok.encode(y, dedup=False)
+    n = min(a.size, b.size)
+    assert abs(a.size - b.size) <= 1 and (a[:n] == b[:n]).mean() > 0.8
+
+
+def test_cli_errors_are_one_line(tmp_path, tiny_corpus, capsys):
+    assert main(["tokenizer", "eval", "--tokenizer", str(tmp_path / "missing"),
+                 "--corpus", str(tiny_corpus)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing" in err and len(err.strip().splitlines()) == 1
+    assert main(["tokenizer", "train", "--corpus", str(tiny_corpus), "--features", "wavlm",
+                 "--out", str(tmp_path / "t")]) == 2
+    assert "--features 'wavlm'" in capsys.readouterr().err
