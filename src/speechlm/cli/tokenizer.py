@@ -26,9 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--ssl-steps", type=int, default=1200,
                        help="ssl-tiny training steps over both iterations (default 1200)")
-    train.add_argument("--ssl-minutes", type=float, default=2.0,
-                       help="ssl-tiny time budget in minutes over both iterations (default 2; "
-                       "0 = no limit)")
+    train.add_argument("--ssl-minutes", type=float, default=1.7,
+                       help="ssl-tiny time budget in minutes over both iterations (default 1.7, "
+                       "sized for the 3-min demo budget; 0 = no limit)")
     train.add_argument("--max-hours", type=float, default=None, help="use at most this much audio")
     train.add_argument("--threads", type=int, default=1, help="torch/faiss threads (default 1)")
     train.set_defaults(handler=_train)

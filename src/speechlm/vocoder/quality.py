@@ -17,7 +17,8 @@ def mel_cepstrum(samples: np.ndarray) -> np.ndarray:
     """(T,) -> (F, 24) cepstra c1..c24 of the 80-band log-amplitude mel spectrum (c0 = energy dropped)."""
     mel = mel_spectrogram(torch.from_numpy(np.asarray(samples, dtype=np.float32)),
                           mel_filterbank(N_MELS, MEL_NFFT))
-    return (mel @ dct_matrix(N_MELS, N_CEPS + 1))[:, 1:].numpy()
+    # orthonormal DCT * sqrt(2 / M) = the usual cepstrum scaling c_k = (2 / M) sum_m log S_m cos(..)
+    return (mel @ dct_matrix(N_MELS, N_CEPS + 1))[:, 1:].numpy() * math.sqrt(2.0 / N_MELS)
 
 
 def _dtw_path(dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -143,7 +143,7 @@ def _extract_all(extractor, clips: list[np.ndarray], description: str, show_prog
 def train_tokenizer(corpus_dir: str | Path, out_dir: str | Path, features: str = "ssl-tiny",
                     units: int = 100, layer: int | None = None, seed: int = 0, *,
                     threads: int = 1, split: str = "train", max_hours: float | None = None,
-                    max_points: int = 100_000, ssl_steps: int = 1200, ssl_minutes: float = 2.0,
+                    max_points: int = 100_000, ssl_steps: int = 1200, ssl_minutes: float = 1.7,
                     ssl_config: dict | None = None, show_progress: bool = True) -> Path:
     """Fit a unit tokenizer on ``split`` of a corpus and save it to ``out_dir``; returns the path.
 
