@@ -63,8 +63,11 @@ class Continuation:
 
 def continue_prompts(lm, tokenizer, vocoder, prompts: list[np.ndarray], prompt_seconds: float = 2.0,
                      max_new_tokens: int = 100, temperature: float = 0.8, top_k: int | None = 50,
-                     seed: int = 0, transcribe: bool = True) -> list[Continuation]:
-    """Continue the first ``prompt_seconds`` of each prompt; vocode and (optionally) transcribe."""
+                     seed: int = 0, transcribe: bool = True,
+                     stop_at_eos: bool = False) -> list[Continuation]:
+    """Continue the first ``prompt_seconds`` of each prompt by ``max_new_tokens`` units (GSLM
+    style: fixed length; tiny LMs trained on short utterances otherwise emit EOS within a few
+    units); vocode and (optionally) transcribe the continuation."""
     from speechlm.generation.sampling import generate
 
     out = []
@@ -73,7 +76,8 @@ def continue_prompts(lm, tokenizer, vocoder, prompts: list[np.ndarray], prompt_s
         units, _ = tokenizer.encode(head, dedup=True)
         input_ids = lm.encode_units([int(u) for u in units])
         ids = generate(lm.model, input_ids, max_new_tokens=max_new_tokens, temperature=temperature,
-                       top_k=top_k, eos_id=getattr(lm.vocab, "eos_id", None), seed=seed + k)
+                       top_k=top_k, eos_id=lm.vocab.eos_id if stop_at_eos else None,
+                       seed=seed + k)
         new_units = lm.decode_units(list(ids))  # generate() returns only the new tokens
         prompt_units = [int(u) for u in units]
         audio = vocoder.synthesize(np.asarray(prompt_units + new_units, dtype=np.int64))
@@ -85,8 +89,8 @@ def continue_prompts(lm, tokenizer, vocoder, prompts: list[np.ndarray], prompt_s
 
         for c in out:
             # transcribe only the generated part: the audio after the vocoded prompt
-            tail = c.audio[len(c.prompt_audio):] if c.audio.size > c.prompt_audio.size else c.audio
-            c.transcript = asr(tail) if tail.size > 1600 else ""
+            tail = c.audio[len(c.prompt_audio):] if c.units else c.audio[:0]
+            c.transcript = asr(tail) if tail.size > 1600 else ""  # < 0.1 s: nothing to hear
     return out
 
 
