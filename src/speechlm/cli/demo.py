@@ -80,14 +80,18 @@ def untrained_copy(model_dir: Path, out_dir: Path, seed: int) -> Path:
 class Stages:
     """Runs and times stages; prints one line per stage and a summary table at the end."""
 
-    def __init__(self, reuse: bool) -> None:
+    def __init__(self, reuse: bool, record: Path | None = None) -> None:
         self.reuse = reuse
+        self.record = record  # timings.json in the work dir: reused stages keep their old time
+        self.previous = json.loads(record.read_text()) if record and record.is_file() else {}
         self.timings: dict[str, float] = {}
+        self.reused: list[str] = []
 
     def run(self, name: str, done: bool, fn, clear: list[Path] = ()):
         if self.reuse and done:
             print(f"[demo] {name}: reusing existing output", flush=True)
-            self.timings[name] = 0.0
+            self.timings[name] = float(self.previous.get(name, 0.0))
+            self.reused.append(name)
             return None
         for path in clear:  # a fresh run of a stage starts from an empty output
             if path.exists():
@@ -97,6 +101,8 @@ class Stages:
         result = fn()
         self.timings[name] = round(time.perf_counter() - start, 1)
         print(f"[demo] {name}: {self.timings[name]:.1f} s", flush=True)
+        if self.record is not None:
+            self.record.write_text(json.dumps({**self.previous, **self.timings}, indent=2))
         return result
 
 
@@ -127,7 +133,7 @@ def _demo(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     recipes = _recipe_dir(args.recipes)
     corpus, tok, units, textlm, voc = (work / n for n in ("corpus", "tok", "units", "textlm", "voc"))
-    stages = Stages(args.reuse)
+    stages = Stages(args.reuse, work / "timings.json")
     total_start = time.perf_counter()
 
     stages.run("corpus", (corpus / "meta.json").is_file(), lambda: _cli(
@@ -182,6 +188,7 @@ def _demo(args: argparse.Namespace) -> int:
         if tok_metrics_path.is_file() else {},
         "generation": generation or {},
         "timings": stages.timings,
+        "reused_stages": stages.reused,  # their timings come from the run that built them
         "config": {"hours": args.hours, "seed": args.seed, "work": str(work.resolve())},
     }
     from speechlm.eval.report import write_demo_report
