@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import multiprocessing as mp
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from speechlm.core.errors import DataError
 from speechlm.core.progress import progress_bar
 from speechlm.data.audio import SAMPLE_RATE, encode_flac
 from speechlm.data.corpus import Corpus, CorpusWriter, Utterance
-from speechlm.data.tts import Espeak, Voice
+from speechlm.data.tts import Espeak, Voice, in_fresh_processes
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +90,13 @@ class _Task:
     noise_std: float
 
 
-_WORKER: Espeak | None = None
+def _synthesize_chunk(tasks: list[_Task]) -> list[Utterance]:
+    espeak = Espeak()
+    return [_synthesize(espeak, task) for task in tasks]
 
 
-def _init_worker() -> None:
-    global _WORKER
-    _WORKER = Espeak()
-
-
-def _synthesize(task: _Task) -> Utterance:
-    worker = _WORKER or Espeak()
-    result = worker.synthesize(task.text, task.voice)
+def _synthesize(espeak: Espeak, task: _Task) -> Utterance:
+    result = espeak.synthesize(task.text, task.voice)
     samples = result.samples
     if task.noise_std > 0:  # dither: exact digital silence is unlike any microphone
         noise = np.random.default_rng(task.noise_seed).normal(0.0, task.noise_std, samples.size)
@@ -136,8 +131,12 @@ def _tasks(sentences: list[str], train: list[Voice], heldout: list[Voice], seed:
 def synthesize_corpus(out_dir: str | Path, hours: float = 0.25, voices: int = 12,
                       heldout_voices: int = 3, seed: int = 0, text: str | Path | None = None,
                       workers: int = 2, valid_fraction: float = 0.05, noise_std: float = 3e-3,
-                      show_progress: bool = True) -> Corpus:
-    """Synthesize about ``hours`` of speech; ``valid_fraction`` of train-voice utterances go to valid."""
+                      chunk_size: int = 16, show_progress: bool = True) -> Corpus:
+    """Synthesize about ``hours`` of speech; ``valid_fraction`` of train-voice utterances go to valid.
+
+    Utterances are made ``chunk_size`` at a time, each chunk in a fresh process, so the audio
+    depends only on the seed (not on ``workers``); see :func:`in_fresh_processes`.
+    """
     if hours <= 0 or voices < 1 or heldout_voices < 0:
         raise DataError(f"need hours > 0 and voices >= 1 (got hours={hours}, voices={voices}, "
                         f"heldout_voices={heldout_voices})")
@@ -152,17 +151,16 @@ def synthesize_corpus(out_dir: str | Path, hours: float = 0.25, voices: int = 12
     target = hours * 3600.0
     total = 0.0
     tasks = _tasks(sentences, train, heldout, seed, valid_fraction, noise_std)
-    ctx = mp.get_context("fork")
-    with ctx.Pool(workers, initializer=_init_worker) as pool, \
-            progress_bar("synthesizing", total=target, unit="s audio",
-                         enabled=show_progress) as advance:
-        while total < target:  # bounded batches: Pool.imap would drain an endless iterator
-            for utt in pool.imap(_synthesize, list(itertools.islice(tasks, 64)), chunksize=4):
+    with progress_bar("synthesizing", total=target, unit="s audio",
+                      enabled=show_progress) as advance:
+        while total < target:  # bounded rounds: Pool.imap would drain an endless iterator
+            chunks = [list(itertools.islice(tasks, chunk_size)) for _ in range(4 * workers)]
+            for utt in itertools.chain.from_iterable(
+                    in_fresh_processes(_synthesize_chunk, chunks, workers)):
                 writer.add(utt)
                 total += utt.duration
                 advance(utt.duration)
                 if total >= target:
                     break
-        pool.terminate()
     log.info("synthesized %.1f s of audio into %s", total, out_dir)
     return writer.close()

@@ -7,8 +7,10 @@ Word and phoneme events give alignments; we convert them to seconds at 16 kHz.
 from __future__ import annotations
 
 import ctypes
+import multiprocessing as mp
 import os
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import espeakng_loader
@@ -97,6 +99,7 @@ class Espeak:
         for param, value in ((_RATE, voice.rate), (_PITCH, voice.pitch), (_RANGE, voice.range),
                              (_VOLUME, 100)):
             self._lib.espeak_SetParameter(param, int(value), 0)
+        self._lib.espeak_ng_SetRandSeed(0)  # breathy variants (f*) add noise from this generator
         self._chunks, self._events = [], []
         data = text.encode("utf-8")
         flags = _CHARS_UTF8 | (_PHONEMES_INPUT if phoneme_input else 0)
@@ -148,3 +151,17 @@ class Espeak:
         close_word()
         samples = resample(pcm, self.native_rate, SAMPLE_RATE)
         return Synthesis(samples=samples, words=words, phones=phones)
+
+
+def in_fresh_processes(fn: Callable, chunks: Iterable, workers: int) -> Iterator:
+    """Yield ``fn(chunk)`` for each chunk, in order, each computed in a brand-new process.
+
+    libespeak-ng keeps wave-generator state in C statics (pitch-flutter phase, gain) that no API
+    call resets, so a process's output depends on everything it synthesized before. Forking every
+    chunk from a clean fork server (which never loads espeak) makes the audio depend only on the
+    chunk. ``fn`` must be a module-level function.
+    """
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([fn.__module__])  # children start with fn's imports done
+    with ctx.Pool(workers, maxtasksperchild=1) as pool:
+        yield from pool.imap(fn, chunks)
