@@ -166,3 +166,38 @@ def test_ddp_two_processes_gloo(units_dir, tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert rows[0]["tokens"] == 2 * 4 * 32  # two ranks x batch 4 x seq 32
     assert load_speech_lm(tmp_path / "ddp").kind == "speech"
+
+
+def test_lm_loss_matches_hf_and_compiles_without_graph_breaks():
+    from speechlm.lm.model import build_model, model_config
+    from speechlm.lm.train import lm_loss
+    from speechlm.lm.vocab import SpeechVocab
+
+    vocab = SpeechVocab.for_units(20)
+    model = build_model(model_config("tiny", vocab, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=64), seed=0)
+    ids = torch.randint(4, vocab.size, (3, 16))
+    labels = ids.clone()
+    labels[1, 5:] = -100
+    ours, hf = lm_loss(model, ids, labels), model(input_ids=ids, labels=labels).loss
+    assert torch.allclose(ours, hf, atol=1e-6)
+    explained = torch._dynamo.explain(lm_loss)(model, ids, ids)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+
+
+def test_best_model_is_kept_and_published(units_dir, tmp_path):
+    run = train_from_config(GSLM, overrides(units_dir, tmp_path / "run", "max_steps=9", "lr=2e-2",
+                                            "eval_every=3", "save_every=9"))
+    rows = [r for r in read_metrics(run) if "valid_loss" in r]
+    best = json.loads((run / "best.json").read_text())
+    low = min(rows, key=lambda r: r["valid_loss"])
+    assert best["best_step"] == low["step"] and best["best_valid_loss"] == low["valid_loss"]
+    assert best["final_model"] == "best" and best["last_eval_step"] == 9
+    final = (run / "model.safetensors").read_bytes()
+    assert final == (run / "best" / "model.safetensors").read_bytes()
+    last = train_from_config(GSLM, overrides(units_dir, tmp_path / "last", "max_steps=9", "lr=2e-2",
+                                             "eval_every=3", "save_every=9", "final_model=last"))
+    assert (last / "model.safetensors").read_bytes() == \
+        (latest_checkpoint(last) / "model.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match="keep_best"):
+        train_from_config(GSLM, overrides(units_dir, tmp_path / "x", "keep_best=false"))

@@ -9,7 +9,10 @@ model (cold or warm), then :func:`train_loop`. A run directory holds::
     tb/                    TensorBoard events
     loss.png               loss curves (train, valid)
     checkpoint-<step>/     HF model dir + trainer_state.pt (optimizer, scheduler, RNG) + trainer_state.json
+    best/                  model dir with the lowest validation loss so far (keep_best: true)
+    best.json              best_valid_loss, best_step, final_model, last_valid_loss
     config.json, model.safetensors, speech_vocab.json, speechlm.json   the final model
+                           (final_model: best -> the best/ model, last -> the last checkpoint)
 
 One process by default; ``accelerate launch --num_processes N -m speechlm train ...`` runs DDP
 (gloo on CPU, NCCL on GPU): each rank takes its own blocks of every global batch.
@@ -47,6 +50,8 @@ log = logging.getLogger(__name__)
 
 STATE_PT = "trainer_state.pt"
 STATE_JSON = "trainer_state.json"
+BEST_DIR = "best"
+BEST_JSON = "best.json"
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,8 @@ class TrainConfig:
     log_every: int = 1
     eval_every: int = 50
     eval_blocks: int = 64
+    keep_best: bool = True                       # keep best/ = model with the lowest valid loss
+    final_model: Literal["best", "last"] = "last"   # what the run dir's model files are
     save_every: int = 100
     keep_last: int = 2
     tensorboard: bool = True
@@ -122,6 +129,8 @@ class TrainConfig:
             bad.append(f"corpus_hours={self.corpus_hours} must be > 0, corpus_voices >= 1")
         if not self.output_dir:
             bad.append("output_dir must not be empty")
+        if self.final_model == "best" and not self.keep_best:
+            bad.append("final_model=best needs keep_best=true")
         if self.init == "warm" and self.kind == "text":
             bad.append("init=warm is for speech LMs (kind=speech)")
         return bad
@@ -183,8 +192,17 @@ def speech_data(cfg: TrainConfig) -> tuple[SpeechVocab, list[np.ndarray], list[n
 
 
 def lm_loss(model: torch.nn.Module, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross entropy; HF shifts labels inside (``-100`` ignored)."""
-    return model(input_ids=input_ids, labels=labels, use_cache=False).loss
+    """Mean next-token cross entropy over ``labels[:, 1:]`` (``-100`` ignored).
+
+    Computed here instead of ``model(labels=...)``: no attention mask is passed (packed causal
+    blocks, so SDPA runs with ``is_causal`` and no mask is built) and the loss takes the shifted
+    views without HF's padded label copy. Same value as HF's loss; under ``torch.compile`` model
+    and loss are one graph with no breaks (``torch._dynamo.explain``), so the loss's softmax and
+    gather fuse with the rest. Works through DDP/compile wrappers (only ``forward`` is called).
+    """
+    logits = model(input_ids=input_ids, use_cache=False).logits[:, :-1]  # (B, T-1, V)
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),
+                                             labels[:, 1:].reshape(-1), ignore_index=-100)
 
 
 def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
@@ -308,7 +326,7 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, spec: ModelSpec,
         if not resume:
             for old in list_checkpoints(run_dir):
                 shutil.rmtree(old)
-            for name in ("metrics.jsonl", "tb"):
+            for name in ("metrics.jsonl", "tb", BEST_DIR, BEST_JSON):
                 p = run_dir / name
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
         elif ckpt is None:
@@ -324,8 +342,8 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, spec: ModelSpec,
         log.warning("%s: already at step %d >= max_steps=%d", run_dir, step, cfg.max_steps)
 
     model, optimizer = accelerator.prepare(model, optimizer)
-    if cfg.compile:
-        model = torch.compile(model)
+    # compile model + loss as one function (the model is an argument, so dynamo guards on it)
+    loss_fn = torch.compile(lm_loss) if cfg.compile else lm_loss
     model.train()
     device = accelerator.device
     tokens_per_step = cfg.batch_size * cfg.grad_accum * world * cfg.seq_len
@@ -356,6 +374,23 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, spec: ModelSpec,
         net.train()
         return float(total[0] / total[1].clamp(min=1))
 
+    # best model so far; kept across --resume (an exact resume re-finds the same losses)
+    best_path = run_dir / BEST_JSON
+    best = (json.loads(best_path.read_text(encoding="utf-8")) if resume and best_path.is_file()
+            else {"best_valid_loss": None, "best_step": None})
+
+    def update_best(valid_loss: float) -> None:
+        """Save ``best/`` (atomic) when ``valid_loss`` is the lowest so far; write best.json."""
+        if best["best_valid_loss"] is None or valid_loss < best["best_valid_loss"]:
+            best.update(best_valid_loss=valid_loss, best_step=step)
+            with atomic_dir(run_dir / BEST_DIR) as tmp:
+                write_model_dir(tmp, accelerator.unwrap_model(model), spec.vocab, spec.kind,
+                                spec.tokenizer_dir, spec.extra, spec.text_tokenizer_file)
+        best.update(last_valid_loss=valid_loss, last_eval_step=step, final_model=cfg.final_model)
+        tmp_json = run_dir / f".{BEST_JSON}.tmp"
+        tmp_json.write_text(json.dumps(best, indent=1), encoding="utf-8")
+        os.replace(tmp_json, best_path)
+
     last_good = latest_checkpoint(run_dir)
     fh = open(metrics_path, "a", encoding="utf-8") if main else None
     t_last, tok_since = time.perf_counter(), 0
@@ -372,7 +407,7 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, spec: ModelSpec,
                     ctx = contextlib.nullcontext() if sync or world == 1 else accelerator.no_sync(model)
                     with ctx:
                         with accelerator.autocast():
-                            loss = lm_loss(model, batch, batch)
+                            loss = loss_fn(model, batch, batch)
                         accelerator.backward(loss / cfg.grad_accum)
                     loss_sum += loss.detach()
                 cursor += cfg.batch_size * cfg.grad_accum * world
@@ -400,6 +435,8 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, spec: ModelSpec,
                     t_last, tok_since = now, 0
                 if v_ids is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
                     record["valid_loss"] = evaluate()
+                    if main and cfg.keep_best:
+                        update_best(record["valid_loss"])
                 if main and record is not None:
                     fh.write(json.dumps(record) + "\n")
                     fh.flush()
@@ -424,7 +461,11 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, spec: ModelSpec,
         if writer is not None:
             writer.close()
     if main:
-        _publish_final(run_dir, latest_checkpoint(run_dir))
+        use_best = cfg.final_model == "best" and (run_dir / BEST_DIR / META_FILE).is_file()
+        _publish_final(run_dir, run_dir / BEST_DIR if use_best else latest_checkpoint(run_dir))
+        if best["best_step"] is not None:
+            log.info("%s: best valid loss %.4f at step %d; final model = %s", cfg.name,
+                     best["best_valid_loss"], best["best_step"], "best" if use_best else "last")
         if cfg.plot:
             from speechlm.lm.plots import plot_run
 
@@ -438,7 +479,10 @@ MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "sp
 
 
 def _publish_final(run_dir: Path, ckpt: Path | None) -> None:
-    """Copy the last checkpoint's model files to the run dir (speechlm.json last, per-file atomic)."""
+    """Copy a model dir's files (last checkpoint or best/) to the run dir.
+
+    ``speechlm.json`` goes last and each file is replaced atomically.
+    """
     if ckpt is None:
         return
     for name in MODEL_FILES:
