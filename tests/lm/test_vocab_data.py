@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from speechlm.core.errors import CheckpointError, DataError
-from speechlm.lm.data import PackedBlocks, read_unit_sequences, to_token_ids, valid_blocks
+from speechlm.lm.data import PackedBlocks, to_token_ids, valid_blocks
+from speechlm.tokenizers.tokens import TokenDataset
 from speechlm.lm.vocab import SpeechVocab
 
 
@@ -42,6 +43,6 @@ def test_empty_and_mismatched_data(units_dir):
         PackedBlocks([], seq_len=8, eos_id=2, seed=0)
     vocab = SpeechVocab.for_units(5)  # the fake dataset has 20 units
     with pytest.raises(DataError, match="different tokenizers"):
-        to_token_ids(read_unit_sequences(units_dir, "train"), vocab, "units", "train")
+        to_token_ids(TokenDataset(units_dir).units("train"), vocab, "units", "train")
     ids, labels = valid_blocks([np.array([5, 6, 7])], seq_len=8, eos_id=2, pad_id=0)
     assert ids.shape == (1, 8) and labels[0].tolist() == [5, 6, 7, 2] + [-100] * 4

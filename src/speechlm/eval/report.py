@@ -223,10 +223,10 @@ def write_demo_report(report: dict, out_dir: str | Path, runs: dict[str, str | P
         for model, g in gen.items():
             clips = []
             for s in g.get("samples", []):
-                prompt = (f"<audio controls preload='none' src='{html.escape(s['prompt_wav'])}'>"
+                prompt = (f"<audio controls preload='metadata' src='{html.escape(s['prompt_wav'])}'>"
                           "</audio>" if s.get("prompt_wav") else "")
                 clips.append(f"<tr><td>{html.escape(s.get('prompt_text', ''))}<br>{prompt}</td>"
-                             f"<td><audio controls preload='none' src='{html.escape(s['wav'])}'>"
+                             f"<td><audio controls preload='metadata' src='{html.escape(s['wav'])}'>"
                              f"</audio><br><small>ASR: {html.escape(s.get('transcript', ''))}"
                              "</small></td></tr>")
             body.append(f"<h3>{html.escape(model)}</h3><table class='clips'><tr><th>prompt</th>"

@@ -9,12 +9,9 @@ last partial block is kept with ``-100`` labels on its padding.
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from speechlm.core.errors import DataError
@@ -23,30 +20,6 @@ from speechlm.lm.vocab import SpeechVocab
 log = logging.getLogger(__name__)
 
 IGNORE = -100
-
-
-def read_units_meta(units_dir: str | Path) -> dict:
-    path = Path(units_dir) / "meta.json"
-    if not path.is_file():
-        raise DataError(f"{units_dir}: not a token dataset (meta.json missing)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-        int(meta["vocab_size"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise DataError(f"{path}: corrupt token dataset meta ({err})") from None
-    return meta
-
-
-def read_unit_sequences(units_dir: str | Path, split: str) -> list[np.ndarray]:
-    """The ``units`` column of ``data/<split>.parquet`` as int64 arrays (empty rows dropped)."""
-    path = Path(units_dir) / "data" / f"{split}.parquet"
-    if not path.is_file():
-        raise DataError(f"{path}: split {split!r} missing from the token dataset")
-    try:
-        column = pq.read_table(path, columns=["units"]).column("units").to_pylist()
-    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for bad files
-        raise DataError(f"{path}: cannot read units ({type(err).__name__}: {err})") from None
-    return [np.asarray(u, dtype=np.int64) for u in column if u]
 
 
 def to_token_ids(sequences: list[np.ndarray], vocab: SpeechVocab, family: str,

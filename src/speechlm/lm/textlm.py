@@ -74,7 +74,8 @@ def train_text_lm(out_dir: str | Path, text: str | Path | None = None, steps: in
                                          num_attention_heads=cfg.num_heads,
                                          intermediate_size=cfg.intermediate_size), seed)
         spec = ModelSpec(vocab=vocab, kind="text", tokenizer_dir=None,
-                         extra={"recipe": "text-lm", "text": [str(f) for f in files],
+                         extra={"recipe": "text-lm", "seq_len": cfg.seq_len,
+                                "text": [str(f) for f in files],
                                 "train_sentences": len(train_s), "valid_sentences": len(valid_s)},
                          text_tokenizer_file=tok_file)
         log.info("text LM: %d train / %d valid sentences, %d BPE tokens", len(train_s), len(valid_s),

@@ -42,9 +42,10 @@ from speechlm.core.config import config_to_dict, load_config, save_config
 from speechlm.core.errors import CheckpointError, ConfigError, DataError, TrainingError
 from speechlm.core.progress import progress_bar
 from speechlm.core.seed import rng_state, seed_everything, set_rng_state
-from speechlm.lm.data import PackedBlocks, read_unit_sequences, read_units_meta, to_token_ids, valid_blocks
+from speechlm.lm.data import PackedBlocks, to_token_ids, valid_blocks
 from speechlm.lm.model import META_FILE, count_params, write_model_dir
 from speechlm.lm.vocab import SpeechVocab
+from speechlm.tokenizers.tokens import TokenDataset
 
 log = logging.getLogger(__name__)
 
@@ -176,16 +177,14 @@ def ensure_text_lm(cfg: TrainConfig) -> Path:
 
 def speech_data(cfg: TrainConfig) -> tuple[SpeechVocab, list[np.ndarray], list[np.ndarray], dict]:
     units_dir = ensure_units(cfg)
-    meta = read_units_meta(units_dir)
-    vocab = SpeechVocab.for_units(int(meta["vocab_size"]), tokenizer=meta.get("tokenizer"),
-                                  frame_rate=meta.get("frame_rate"), dedup=meta.get("dedup"))
-    train = to_token_ids(read_unit_sequences(units_dir, "train"), vocab, "units",
-                         f"{units_dir}/data/train.parquet")
-    valid = to_token_ids(read_unit_sequences(units_dir, "valid"), vocab, "units",
-                         f"{units_dir}/data/valid.parquet")
+    data = TokenDataset(units_dir)
+    vocab = SpeechVocab.for_units(data.vocab_size, tokenizer=str(data.tokenizer_dir),
+                                  frame_rate=data.frame_rate, dedup=data.dedup)
+    train = to_token_ids(data.units("train"), vocab, "units", f"{units_dir}/data/train.parquet")
+    valid = to_token_ids(data.units("valid"), vocab, "units", f"{units_dir}/data/valid.parquet")
     if not train:
         raise DataError(f"{units_dir}/data/train.parquet: no utterances with units")
-    return vocab, train, valid, meta
+    return vocab, train, valid, data.meta
 
 
 # ---------------------------------------------------------------- the loop
@@ -526,8 +525,10 @@ def run(cfg: TrainConfig, resume: bool = False, source: str = "config") -> Path:
         raise ConfigError(f"{source}: seq_len={cfg.seq_len} exceeds the model's "
                           f"max_position_embeddings={model.config.max_position_embeddings}")
     spec = ModelSpec(vocab=vocab, kind="speech", tokenizer_dir=meta.get("tokenizer"),
-                     extra={"init": cfg.init, "recipe": cfg.name, "units_dir": str(Path(cfg.units_dir).resolve()),
-                            "text_lm_dir": str(Path(cfg.text_lm_dir).resolve()) if cfg.init == "warm" else None})
+                     extra={"init": cfg.init, "recipe": cfg.name, "seq_len": cfg.seq_len,
+                            "units_dir": str(Path(cfg.units_dir).resolve()),
+                            "text_lm_dir": str(Path(cfg.text_lm_dir).resolve())
+                            if cfg.init == "warm" else None})
     return train_loop(cfg, model, spec, train, valid, resume=resume)
 
 

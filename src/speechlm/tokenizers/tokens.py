@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from speechlm.core.errors import DataError
 from speechlm.core.progress import progress_bar
 from speechlm.data.corpus import SPLITS, Corpus
-from speechlm.tokenizers.base import atomic_directory
+from speechlm.core.checkpoint import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +87,19 @@ class TokenDataset:
     def splits(self) -> list[str]:
         return sorted(p.stem for p in (self.path / "data").glob("*.parquet"))
 
-    def table(self, name: str) -> pa.Table:
+    def table(self, name: str, columns: list[str] | None = None) -> pa.Table:
         path = self.path / "data" / f"{name}.parquet"
         if not path.is_file():
             raise DataError(f"{path}: split {name!r} not found (have {self.splits})")
         try:
-            return pq.read_table(path)
+            return pq.read_table(path, columns=columns)
         except (pa.ArrowException, OSError) as err:
             raise DataError(f"{path}: cannot read ({err})") from None
+
+    def units(self, name: str) -> list[np.ndarray]:
+        """Only the ``units`` column of a split, as int64 arrays (what LM training reads)."""
+        table = self.table(name, columns=["units"])
+        return [np.asarray(u, dtype=np.int64) for u in table.column("units").to_pylist()]
 
     def split(self, name: str) -> list[TokenRecord]:
         return [TokenRecord(r["id"], r["speaker"], r["split"], np.asarray(r["units"], dtype=np.int64),
@@ -116,7 +121,7 @@ def tokenize_corpus(tokenizer_dir: str | Path, corpus_dir: str | Path, out_dir: 
     corpus = Corpus(corpus_dir)
     rate = tok.frame_rate
     counts = {}
-    with atomic_directory(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp:
         (tmp / "data").mkdir()
         for split in splits:
             n = corpus.table(split, ["id"]).num_rows

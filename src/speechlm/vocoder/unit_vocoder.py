@@ -23,9 +23,9 @@ from speechlm.core.progress import progress_bar
 from speechlm.data.audio import SAMPLE_RATE
 from speechlm.data.corpus import Corpus
 from speechlm.tokenizers import dedup, load_tokenizer, undedup
-from speechlm.tokenizers.base import atomic_directory
+from speechlm.core.checkpoint import atomic_dir
 from speechlm.tokenizers.semantic.dsp import mel_filterbank
-from speechlm.vocoder.model import (MEL_HOP, MEL_NFFT, N_MELS, MelVocoder, UnitToMel, VocoderConfig,
+from speechlm.vocoder.model import (MEL_NFFT, N_MELS, MelVocoder, UnitToMel, VocoderConfig,
                                     griffin_lim, mel_spectrogram, stft_loss)
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class UnitVocoder(nn.Module):
     def save(self, out_dir: str | Path) -> Path:
         from safetensors.torch import save_file
 
-        with atomic_directory(out_dir) as tmp:
+        with atomic_dir(out_dir) as tmp:
             save_file({k: v.contiguous() for k, v in self.state_dict().items()},
                       str(tmp / "model.safetensors"))
             (tmp / "config.json").write_text(json.dumps(

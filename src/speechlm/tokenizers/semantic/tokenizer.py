@@ -21,8 +21,8 @@ import torch
 from speechlm.core.errors import CheckpointError, ConfigError, DataError
 from speechlm.core.progress import progress_bar
 from speechlm.data.corpus import Corpus
-from speechlm.tokenizers.base import atomic_directory
-from speechlm.tokenizers.semantic.dsp import FRAME_RATE, HOP
+from speechlm.core.checkpoint import atomic_dir
+from speechlm.tokenizers.semantic.dsp import HOP
 from speechlm.tokenizers.semantic.extractors import (FeatureExtractor, MfccExtractor, SslTinyExtractor,
                                                      load_extractor, make_extractor)
 from speechlm.tokenizers.semantic.kmeans import KMeansQuantizer, dedup
@@ -75,7 +75,7 @@ class UnitTokenizer:
                 "sample_rate": 16000, **self.info}
 
     def save(self, out_dir: str | Path) -> Path:
-        with atomic_directory(out_dir) as tmp:
+        with atomic_dir(out_dir) as tmp:
             self.extractor.save(tmp)
             self.quantizer.save(tmp / "centroids.safetensors")
             (tmp / "config.json").write_text(json.dumps(self.config(), indent=2))
