@@ -70,38 +70,57 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
     tmp.replace(path)
 
 
-def render_audio(benchmark: Benchmark, voices: list[Voice], cache_dir: str | Path | None = None,
-                 show_progress: bool = False) -> pa.Table:
-    """Columns ``id, voice, prefix, good, bad`` (FLAC bytes; ``prefix`` empty when none)."""
+# Bump when the way audio is rendered changes, so stale cached audio is never reused.
+RENDERER = "render2"
+
+
+def _speak_chunk(requests: list[tuple[str, Voice]]) -> list[bytes]:
+    """FLAC bytes for each (text or ``[[phonemes]]``, voice); runs in a fresh process."""
     from speechlm.data.tts import Espeak
+
+    espeak = Espeak()
+    return [encode_flac(espeak.synthesize(text, voice, phoneme_input=text.startswith("[[")).samples)
+            for text, voice in requests]
+
+
+def render_audio(benchmark: Benchmark, voices: list[Voice], cache_dir: str | Path | None = None,
+                 show_progress: bool = False, workers: int = 2, chunk_size: int = 32) -> pa.Table:
+    """Columns ``id, voice, prefix, good, bad`` (FLAC bytes; ``prefix`` empty when none).
+
+    Each distinct (text, voice) is spoken once, in chunks that each run in a fresh process
+    (:func:`speechlm.data.tts.in_fresh_processes`), so the audio depends only on the benchmark, the
+    voices and ``chunk_size``, not on ``workers`` or on what this process synthesized before.
+    """
+    from speechlm.data.tts import in_fresh_processes
 
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"{_safe(benchmark.name)}-{benchmark.version}-{benchmark.fingerprint()}-" \
-                   f"{_voice_key(voices)}.audio.parquet"
+                   f"{_voice_key(voices)}-c{chunk_size}.{RENDERER}.audio.parquet"
     if path.is_file():
         return pq.read_table(path)
-    espeak = Espeak()
-    memo: dict[tuple[str, str], bytes] = {}
-
-    def speak(text: str, voice: Voice) -> bytes:
-        key = (text, voice.name)
-        if key not in memo:
-            phonemes = text.startswith("[[")
-            memo[key] = encode_flac(espeak.synthesize(text, voice, phoneme_input=phonemes).samples)
-        return memo[key]
-
-    rows = {"id": [], "voice": [], "prefix": [], "good": [], "bad": []}
-    with progress_bar(f"speaking {benchmark.name}", total=len(benchmark.pairs), unit="pairs",
+    index: dict[tuple[str, Voice], int] = {}
+    for i, pair in enumerate(benchmark.pairs):
+        voice = voices[i % len(voices)]
+        for text in (pair.prefix, pair.speech("good"), pair.speech("bad")):
+            if text:
+                index.setdefault((text, voice), len(index))
+    requests = list(index)
+    chunks = [requests[k:k + chunk_size] for k in range(0, len(requests), chunk_size)]
+    audio: list[bytes] = []
+    with progress_bar(f"speaking {benchmark.name}", total=len(requests), unit="clips",
                       enabled=show_progress) as advance:
-        for i, pair in enumerate(benchmark.pairs):
-            voice = voices[i % len(voices)]
-            rows["id"].append(pair.id)
-            rows["voice"].append(voice.name)
-            rows["prefix"].append(speak(pair.prefix, voice) if pair.prefix else b"")
-            rows["good"].append(speak(pair.speech("good"), voice))
-            rows["bad"].append(speak(pair.speech("bad"), voice))
-            advance()
+        for spoken in in_fresh_processes(_speak_chunk, chunks, workers):
+            audio.extend(spoken)
+            advance(len(spoken))
+    rows = {"id": [], "voice": [], "prefix": [], "good": [], "bad": []}
+    for i, pair in enumerate(benchmark.pairs):
+        voice = voices[i % len(voices)]
+        rows["id"].append(pair.id)
+        rows["voice"].append(voice.name)
+        rows["prefix"].append(audio[index[(pair.prefix, voice)]] if pair.prefix else b"")
+        rows["good"].append(audio[index[(pair.speech("good"), voice)]])
+        rows["bad"].append(audio[index[(pair.speech("bad"), voice)]])
     table = pa.table(rows)
     _atomic_write(table, path)
     log.info("cached %s audio in %s", benchmark.name, path)
