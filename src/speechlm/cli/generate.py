@@ -49,6 +49,7 @@ def _generate(args: argparse.Namespace) -> int:
     elif args.prompt_audio is not None:
         from speechlm.data.audio import read_audio
         from speechlm.tokenizers import load_tokenizer
+        from speechlm.tokenizers.semantic.dsp import check_clip
 
         tok_dir = args.tokenizer or lm.tokenizer_dir
         if tok_dir is None:
@@ -57,7 +58,7 @@ def _generate(args: argparse.Namespace) -> int:
         if tok.vocab_size != lm.vocab.family("units").size:
             raise CheckpointError(f"{tok_dir}: tokenizer has {tok.vocab_size} units but the model "
                                   f"{args.model} was trained on {lm.vocab.family('units').size}")
-        units, _ = tok.encode(read_audio(Path(args.prompt_audio)))
+        units, _ = tok.encode(check_clip(read_audio(Path(args.prompt_audio)), args.prompt_audio))
         prompt = lm.encode_units([int(u) for u in units])
     else:
         prompt = lm.encode_units(_parse_units(args.prompt_units or ""))

@@ -84,6 +84,7 @@ def _resynth(args: argparse.Namespace) -> int:
 
     from speechlm.data.audio import read_audio, write_wav
     from speechlm.tokenizers import load_tokenizer
+    from speechlm.tokenizers.semantic.dsp import check_clip
     from speechlm.vocoder import load_vocoder, resynthesize
 
     torch.set_num_threads(1)
@@ -93,7 +94,7 @@ def _resynth(args: argparse.Namespace) -> int:
         from speechlm.core.errors import CheckpointError
         raise CheckpointError(f"{args.vocoder}: vocoder expects K={voc.config.vocab_size} units but "
                               f"{args.tokenizer} has K={tok.vocab_size}")
-    samples = read_audio(args.input)
+    samples = check_clip(read_audio(args.input), args.input)  # errors name the file
     wav = resynthesize(tok, voc, samples, speaker=args.speaker, griffin_lim_baseline=args.griffin_lim)
     write_wav(args.output, wav)
     print(f"wrote {args.output}: {wav.size / 16000:.2f} s from {samples.size / 16000:.2f} s of input")
