@@ -77,8 +77,8 @@ def test_reports(tmp_path):
     run.joinpath("metrics.jsonl").write_text(
         "".join(json.dumps({"step": s, "loss": 5 - s / 10}) + "\n" for s in range(10))
         + json.dumps({"step": 9, "val_loss": 4.2}) + "\n")
-    report = {"models": {"gslm-tiny": {"path": "a", "results": _results(0.55)},
-                         "twist-tiny": {"path": "b", "results": _results(0.7)}},
+    report = {"models": {"gslm-tiny": {"path": "a", "results": _results(0.55)["benchmarks"]},
+                         "twist-tiny": {"path": "b", "results": _results(0.7)["benchmarks"]}},
               "tokenizer_metrics": {"abx": 0.2, "pnmi": {"value": 0.3}},
               "generation": {"gslm-tiny": {"metrics": {"gen_ppl": 120.0},
                                            "samples": [{"prompt_text": "hi", "wav": "a/0.wav",
@@ -89,4 +89,27 @@ def test_reports(tmp_path):
     assert "<audio controls" in page and "loss.png" in page and "twist-tiny" in page
     saved = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert set(saved["models"]) == {"gslm-tiny", "twist-tiny"}
-    assert saved["models"]["twist-tiny"]["results"]["benchmarks"]["lexical"]["accuracy"] == 0.7
+    assert saved["models"]["twist-tiny"]["results"]["lexical"]["accuracy"] == 0.7
+
+
+def test_eval_cli_writes_one_entry_per_benchmark(tmp_path, pairs_file, capsys):
+    """`speechlm eval` on a (tiny, text) LM: results.json maps each benchmark to its entry."""
+    from speechlm.cli import main
+    from speechlm.lm.textlm import train_text_lm
+
+    text = tmp_path / "t.txt"
+    text.write_text(" ".join(f"The cat number {w} sat on the mat." for w in
+                             ("one", "two", "three", "four", "five", "six") * 30))
+    model = train_text_lm(tmp_path / "textlm", text=text, steps=2, bpe_size=300, seq_len=32,
+                          batch_size=4, progress=False,
+                          overrides={"hidden_size": 32, "num_layers": 2, "num_heads": 2,
+                                     "intermediate_size": 64, "plot": False, "threads": 1})
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(model), "--suite", "", "--pairs", str(pairs_file),
+                 "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results) == ["pairs:pairs"]
+    assert results["pairs:pairs"]["n"] == 3 and {"accuracy", "ci95"} <= results["pairs:pairs"].keys()
+    run = json.loads((out / "run.json").read_text())
+    assert run["kind"] == "text" and run["model"] == str(model.resolve())
+    assert (out / "index.html").is_file() and (out / "report.md").is_file()

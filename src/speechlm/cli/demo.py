@@ -182,8 +182,7 @@ def _demo(args: argparse.Namespace) -> int:
     generation = stages.run("generate", False, lambda: _generate(
         models, tok, voc, corpus, report_dir, args))
     report = {
-        "models": {name: {"path": str(path.resolve()), "results": results.get(name)}
-                   for name, path in models.items()},
+        "models": {name: _model_entry(path, results.get(name)) for name, path in models.items()},
         "tokenizer_metrics": json.loads(tok_metrics_path.read_text())
         if tok_metrics_path.is_file() else {},
         "generation": generation or {},
@@ -200,6 +199,16 @@ def _demo(args: argparse.Namespace) -> int:
     (report_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     _print_summary(report, stages.timings, time.perf_counter() - total_start, page)
     return 0
+
+
+def _model_entry(path: Path, results: dict | None) -> dict:
+    """``{path, results: {benchmark: entry}, run: metadata}`` for report.json."""
+    from speechlm.eval.harness import split_results
+
+    if results is None:
+        return {"path": str(path.resolve()), "results": None, "run": None}
+    benchmarks, run = split_results(results)
+    return {"path": str(path.resolve()), "results": benchmarks, "run": run}
 
 
 def _evaluate(models: dict[str, Path], tok: Path, corpus: Path, work: Path, args) -> dict:
@@ -268,7 +277,7 @@ def _print_summary(report: dict, timings: dict, total: float, page: Path) -> Non
 
     console = Console()
     names = [n for n, m in report["models"].items() if m.get("results")]
-    benches = sorted({b for n in names for b in report["models"][n]["results"]["benchmarks"]})
+    benches = sorted({b for n in names for b in report["models"][n]["results"]})
     table = Table(title="demo: accuracy [95% CI]")
     table.add_column("benchmark")
     for n in names:
@@ -276,7 +285,7 @@ def _print_summary(report: dict, timings: dict, total: float, page: Path) -> Non
     for b in benches:
         row = []
         for n in names:
-            e = report["models"][n]["results"]["benchmarks"].get(b)
+            e = report["models"][n]["results"].get(b)
             row.append(f"{e['accuracy']:.3f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]" if e else "-")
         table.add_row(b, *row)
     console.print(table)

@@ -131,9 +131,15 @@ def evaluate_lm(lm, benchmarks: list[Benchmark], config: EvalConfig, model_dir: 
             "benchmarks": results}
 
 
+def split_results(results: dict) -> tuple[dict, dict]:
+    """``({benchmark: {accuracy, ci95, n, ...}}, {model, kind, tokenizer, ...})``: what
+    ``results.json`` and ``run.json`` hold."""
+    return results["benchmarks"], {k: v for k, v in results.items() if k != "benchmarks"}
+
+
 def evaluate(model_dir: str | Path, config: EvalConfig, out_dir: str | Path | None = None) -> dict:
     """Build the suite (bad ``--pairs`` files fail first), load ``model_dir``, score, and write
-    ``results.json`` + report."""
+    ``results.json`` (one entry per benchmark), ``run.json`` (model metadata) and the report."""
     from speechlm.lm.model import load_speech_lm
 
     benchmarks = build_suite(config.suite, config.pairs_files, config.seed, config.sizes)
@@ -151,6 +157,8 @@ def evaluate(model_dir: str | Path, config: EvalConfig, out_dir: str | Path | No
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+        benchmarks, run = split_results(results)
+        (out / "results.json").write_text(json.dumps(benchmarks, indent=2), encoding="utf-8")
+        (out / "run.json").write_text(json.dumps(run, indent=2), encoding="utf-8")
         write_eval_report(results, out)
     return results

@@ -53,27 +53,27 @@ def bar_chart(series: dict[str, dict[str, dict]], path: str | Path, title: str) 
 
 
 def markdown_table(models: dict[str, dict]) -> str:
-    """Rows = benchmarks, columns = models; cells ``acc [lo, hi]``."""
-    names = sorted({b for r in models.values() for b in r["benchmarks"]})
+    """Rows = benchmarks, columns = models (``{model: {benchmark: entry}}``); cells ``acc [lo, hi]``."""
+    names = sorted({b for r in models.values() for b in r})
     lines = ["| benchmark | " + " | ".join(models) + " |",
              "|---|" + "---|" * len(models)]
     for name in names:
         cells = []
         for r in models.values():
-            e = r["benchmarks"].get(name)
+            e = r.get(name)
             cells.append(_fmt(e) + f" (n={e['n']})" if e else "–")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def _html_table(models: dict[str, dict]) -> str:
-    names = sorted({b for r in models.values() for b in r["benchmarks"]})
+    names = sorted({b for r in models.values() for b in r})
     head = "".join(f"<th>{html.escape(m)}</th>" for m in models)
     rows = []
     for name in names:
         cells = []
         for r in models.values():
-            e = r["benchmarks"].get(name)
+            e = r.get(name)
             if e is None:
                 cells.append("<td>–</td>")
                 continue
@@ -98,9 +98,9 @@ def _page(title: str, body: str) -> str:
             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
 
 
-def _groups_section(results: dict) -> str:
+def _groups_section(benchmarks: dict) -> str:
     parts = []
-    for name, entry in results["benchmarks"].items():
+    for name, entry in benchmarks.items():
         if "groups" not in entry:
             continue
         rows = "".join(f"<tr><td style='text-align:left'>{html.escape(g)}</td><td>{_fmt(e)}</td>"
@@ -118,7 +118,7 @@ def write_eval_report(results: dict, out_dir: str | Path) -> Path:
     bar_chart({name: results["benchmarks"]}, out / "accuracy.png", f"{name}: pairwise accuracy")
     md = [f"# Evaluation of `{name}`", "",
           f"kind: {results['kind']}, tokenizer: {results.get('tokenizer')}, "
-          f"dedup: {results.get('dedup')}", "", markdown_table({name: results}), "",
+          f"dedup: {results.get('dedup')}", "", markdown_table({name: results["benchmarks"]}), "",
           "Accuracy compares summed log-likelihoods (ties count 0.5); brackets give a 95% "
           "bootstrap interval. Chance is 0.5.", "", "![accuracy](accuracy.png)", ""]
     for bench, entry in results["benchmarks"].items():
@@ -127,8 +127,8 @@ def write_eval_report(results: dict, out_dir: str | Path) -> Path:
     (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     body = (f"<p>model <code>{html.escape(results['model'])}</code> ({results['kind']}), "
             f"tokenizer <code>{html.escape(str(results.get('tokenizer')))}</code></p>"
-            + _html_table({name: results}) + "<img src='accuracy.png' alt='accuracy'>"
-            + _groups_section(results))
+            + _html_table({name: results["benchmarks"]}) + "<img src='accuracy.png' alt='accuracy'>"
+            + _groups_section(results["benchmarks"]))
     (out / "index.html").write_text(_page(f"speechlm eval: {name}", body), encoding="utf-8")
     return out / "index.html"
 
@@ -185,7 +185,8 @@ def write_demo_report(report: dict, out_dir: str | Path, runs: dict[str, str | P
                       ) -> Path:
     """``index.html`` + ``report.json`` + ``report.md`` for the demo.
 
-    ``report``: ``models: {name: {path, results}}`` (results as from :func:`evaluate`),
+    ``report``: ``models: {name: {path, results, run}}`` (``results``: ``{benchmark: entry}``,
+    ``run``: model/tokenizer metadata, as :func:`speechlm.eval.harness.split_results` gives),
     optional ``tokenizer_metrics``, ``generation: {model: {metrics, samples: [{prompt_text,
     wav, transcript}]}}`` (wav paths relative to ``out_dir``), ``timings: {stage: seconds}``.
     """
@@ -195,7 +196,7 @@ def write_demo_report(report: dict, out_dir: str | Path, runs: dict[str, str | P
               if m.get("results")}
     body = []
     if models:
-        bar_chart({n: r["benchmarks"] for n, r in models.items()}, out / "accuracy.png",
+        bar_chart(models, out / "accuracy.png",
                   "pairwise accuracy, 95% CI (chance 0.5)")
         body.append("<h2>Benchmarks</h2><p>Each cell: accuracy with its 95% bootstrap interval; "
                     "green when the interval is above chance. Speech LMs hear the spoken "
