@@ -76,7 +76,7 @@ def test_reports(tmp_path):
     run.mkdir()
     run.joinpath("metrics.jsonl").write_text(
         "".join(json.dumps({"step": s, "loss": 5 - s / 10}) + "\n" for s in range(10))
-        + json.dumps({"step": 9, "val_loss": 4.2}) + "\n")
+        + json.dumps({"step": 9, "loss": 4.1, "valid_loss": 4.2}) + "\n")
     report = {"models": {"gslm-tiny": {"path": "a", "results": _results(0.55)["benchmarks"]},
                          "twist-tiny": {"path": "b", "results": _results(0.7)["benchmarks"]}},
               "tokenizer_metrics": {"abx": 0.2, "pnmi": {"value": 0.3}},

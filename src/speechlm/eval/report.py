@@ -137,29 +137,17 @@ def loss_curves(runs: dict[str, str | Path], path: str | Path) -> Path | None:
     """Train (and validation, when logged) loss against step for each run's ``metrics.jsonl``."""
     import matplotlib
 
+    from speechlm.lm.plots import read_metrics
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
     plotted = False
     for k, (name, run_dir) in enumerate(runs.items()):
-        metrics = Path(run_dir) / "metrics.jsonl"
-        if not metrics.is_file():
-            continue
-        train, valid = [], []
-        for line in metrics.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            if "step" not in rec:
-                continue
-            val = rec.get("val_loss", rec.get("valid_loss"))
-            if val is not None:
-                valid.append((rec["step"], val))
-            elif "loss" in rec and rec.get("split", "train") == "train":
-                train.append((rec["step"], rec["loss"]))
-            elif "loss" in rec:
-                valid.append((rec["step"], rec["loss"]))
+        rows = read_metrics(run_dir)
+        train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+        valid = [(r["step"], r["valid_loss"]) for r in rows if "valid_loss" in r]
         color = f"C{k}"
         if train:
             ax.plot(*zip(*train), color=color, alpha=0.8, label=f"{name} train")
