@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from speechlm.core.errors import DataError
+from speechlm.core.files import read_json
 from speechlm.data.audio import SAMPLE_RATE, read_audio
 
 CORPUS_VERSION = 1
@@ -157,15 +158,8 @@ class Corpus:
         self.shards = sorted((self.root / "data").glob("*.parquet"))
         if not self.shards:
             raise DataError(f"{self.root}: no parquet shards under data/ (not a speechlm corpus)")
-        if _meta is None:
-            meta_path = self.root / "meta.json"
-            if not meta_path.is_file():
-                raise DataError(f"{meta_path}: missing (corpus was not finished writing)")
-            try:
-                _meta = json.loads(meta_path.read_text())
-            except json.JSONDecodeError as err:
-                raise DataError(f"{meta_path}: invalid JSON ({err})") from None
-        self.meta = _meta
+        self.meta = _meta if _meta is not None else read_json(
+            self.root / "meta.json", missing="missing (corpus was not finished writing)")
 
     def _shards_for(self, split: str | None) -> list[Path]:
         if split is not None and split not in SPLITS:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from speechlm.core.errors import DataError
+from speechlm.core.files import read_json
 from speechlm.core.progress import progress_bar
 from speechlm.data.audio import encode_flac, read_audio
 from speechlm.data.tts import Voice
@@ -45,12 +46,10 @@ def heldout_voices(corpus_dir: str | Path | None = None, seed: int = 0, voices: 
     from speechlm.data.synth import pick_voices
 
     if corpus_dir is not None:
-        meta_path = Path(corpus_dir) / "meta.json"
-        if meta_path.is_file():
-            params = json.loads(meta_path.read_text()).get("params", {})
-            if "voices" in params and params.get("heldout_voices"):
-                voices, heldout = int(params["voices"]), int(params["heldout_voices"])
-                seed = int(params.get("seed", seed))
+        params = read_json(Path(corpus_dir) / "meta.json").get("params", {})
+        if "voices" in params and params.get("heldout_voices"):  # a synthesized corpus
+            voices, heldout = int(params["voices"]), int(params["heldout_voices"])
+            seed = int(params.get("seed", seed))
     if heldout < 1:
         raise DataError("spoken benchmarks need at least one held-out voice")
     return pick_voices(voices, heldout, seed)[1]

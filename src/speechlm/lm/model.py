@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Pr
 
 from speechlm.core.checkpoint import atomic_dir
 from speechlm.core.errors import CheckpointError, ConfigError
+from speechlm.core.files import read_json
 from speechlm.lm.vocab import SpeechVocab
 
 log = logging.getLogger(__name__)
@@ -137,11 +138,10 @@ def load_speech_lm(path: str | Path, device: str | torch.device = "cpu") -> Spee
         if not (path / name).is_file():
             raise CheckpointError(f"{path}: not a speechlm model directory ({name} missing)")
     vocab = SpeechVocab.load(path)
-    try:
-        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
-        kind = meta["kind"]
-    except (ValueError, KeyError) as err:
-        raise CheckpointError(f"{path / META_FILE}: corrupt ({err})") from None
+    meta = read_json(path / META_FILE, CheckpointError)
+    if "kind" not in meta:
+        raise CheckpointError(f"{path / META_FILE}: corrupt (no 'kind')")
+    kind = meta["kind"]
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except Exception as err:  # noqa: BLE001 - HF raises many types for a bad directory

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from speechlm.core.errors import CheckpointError, DataError
+from speechlm.core.files import read_json
 
 VOCAB_FILE = "speech_vocab.json"
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
@@ -172,9 +173,8 @@ class SpeechVocab:
     @classmethod
     def load(cls, model_dir: str | Path) -> SpeechVocab:
         path = Path(model_dir) / VOCAB_FILE
-        if not path.is_file():
-            raise CheckpointError(f"{path}: vocabulary file missing")
+        data = read_json(path, CheckpointError, "vocabulary file missing")
         try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            return cls.from_dict(data)
         except (ValueError, KeyError, TypeError, DataError) as err:
             raise CheckpointError(f"{path}: corrupt vocabulary ({err})") from None

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from speechlm.core.errors import DataError
+from speechlm.core.files import read_json
 from speechlm.core.progress import progress_bar
 from speechlm.data.corpus import SPLITS, Corpus
 from speechlm.core.checkpoint import atomic_dir
@@ -72,15 +73,13 @@ class TokenDataset:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         meta_path = self.path / "meta.json"
-        if not meta_path.is_file():
-            raise DataError(f"{self.path}: not a token dataset (no meta.json)")
+        self.meta = read_json(meta_path, missing="missing (not a token dataset)")
         try:
-            self.meta = json.loads(meta_path.read_text())
             self.vocab_size = int(self.meta["vocab_size"])
             self.frame_rate = float(self.meta["frame_rate"])
             self.tokenizer_dir = Path(self.meta["tokenizer"])
             self.dedup = bool(self.meta["dedup"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{meta_path}: corrupt token dataset metadata ({err})") from None
 
     @property

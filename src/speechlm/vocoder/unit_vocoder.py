@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from speechlm.core.errors import CheckpointError, ConfigError, DataError
+from speechlm.core.files import read_json
 from speechlm.core.progress import progress_bar
 from speechlm.data.audio import SAMPLE_RATE
 from speechlm.data.corpus import Corpus
@@ -118,15 +119,13 @@ def load_vocoder(path: str | Path) -> UnitVocoder:
     if not path.is_dir():
         raise CheckpointError(f"{path}: vocoder directory not found")
     config_path = path / "config.json"
+    meta = read_json(config_path, CheckpointError, "missing (no config.json: not a vocoder directory)")
     try:
-        meta = json.loads(config_path.read_text())
         if meta.get("format") != FORMAT:
             raise CheckpointError(f"{config_path}: not a speechlm unit vocoder")
         voc = UnitVocoder(VocoderConfig(**meta["config"]), meta["speakers"], meta.get("tokenizer"),
                           {k: meta[k] for k in ("training",) if k in meta})
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: not a vocoder directory (no config.json)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
+    except (KeyError, TypeError, AttributeError) as err:
         raise CheckpointError(f"{config_path}: corrupt vocoder config ({err})") from None
     weights = path / "model.safetensors"
     try:

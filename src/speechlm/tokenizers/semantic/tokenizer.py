@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from speechlm.core.errors import CheckpointError, ConfigError, DataError
+from speechlm.core.files import read_json
 from speechlm.core.progress import progress_bar
 from speechlm.data.corpus import Corpus
 from speechlm.core.checkpoint import atomic_dir
@@ -92,13 +93,9 @@ def load_tokenizer(path: str | Path) -> UnitTokenizer:
     config_path = path / "config.json"
     if not path.is_dir():
         raise CheckpointError(f"{path}: tokenizer directory not found")
-    if not config_path.is_file():
-        raise CheckpointError(f"{path}: not a tokenizer directory (no config.json)")
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{config_path}: corrupt JSON ({err})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+    config = read_json(config_path, CheckpointError, "missing (no config.json: not a tokenizer "
+                       "directory)")
+    if config.get("format") != FORMAT:
         raise CheckpointError(f"{config_path}: not a speechlm unit tokenizer (format != {FORMAT!r})")
     quantizer = KMeansQuantizer.load(path / "centroids.safetensors")
     extractor = load_extractor(path, config)
