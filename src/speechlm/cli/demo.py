@@ -20,6 +20,10 @@ from pathlib import Path
 from speechlm.core.errors import SpeechLMError
 
 RECIPES = {"gslm-tiny": "gslm-tiny.yaml", "twist-tiny": "twist-tiny.yaml"}
+# Fixed step counts, not the commands' wall-clock budgets, so two demo runs (on any machine) train
+# the same tokenizer and vocoder; sized to ~2 min each on 2 CPU cores.
+SSL_STEPS = 540
+VOCODER_STEPS = 900
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -141,7 +145,7 @@ def _demo(args: argparse.Namespace) -> int:
          "--seed", str(args.seed)]), [corpus])
     stages.run("tokenizer", (tok / "config.json").is_file(), lambda: _cli(
         ["tokenizer", "train", "--corpus", str(corpus), "--features", "ssl-tiny", "--units", "100",
-         "--out", str(tok)]), [tok])
+         "--ssl-steps", str(SSL_STEPS), "--ssl-minutes", "0", "--out", str(tok)]), [tok])
     stages.run("tokenize", (units / "meta.json").is_file(), lambda: _cli(
         ["tokenize", "--tokenizer", str(tok), "--corpus", str(corpus), "--out", str(units)]),
         [units])
@@ -166,7 +170,8 @@ def _demo(args: argparse.Namespace) -> int:
         stages.run(name, find_model_dir(run_dir) is not None, lambda r=recipe, o=overrides: _cli(
             ["train", "--config", str(recipes / r), *o]), [run_dir])
     stages.run("vocoder", (voc / "config.json").is_file(), lambda: _cli(
-        ["vocoder", "train", "--corpus", str(corpus), "--tokenizer", str(tok), "--out", str(voc)]),
+        ["vocoder", "train", "--corpus", str(corpus), "--tokenizer", str(tok), "--out", str(voc),
+         "--steps", str(VOCODER_STEPS), "--max-minutes", "0"]),
         [voc])
 
     models = {name: find_model_dir(run) for name, run in runs.items()}
