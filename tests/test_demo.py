@@ -1,6 +1,6 @@
 """Demo plumbing (the full `speechlm demo` takes minutes and is measured, not unit-tested)."""
 
-from speechlm.cli.demo import Stages, _json_from, find_model_dir, untrained_copy
+from speechlm.cli.demo import Stages, find_model_dir, untrained_copy
 from speechlm.lm.model import build_model, load_speech_lm, model_config, save_speech_lm
 from speechlm.lm.vocab import SpeechVocab
 
@@ -31,8 +31,3 @@ def test_untrained_copy_and_find_model_dir(tmp_path):
     assert lm.kind == "speech" and lm.tokenizer_dir == "/tok"
     assert lm.meta["init"] == "untrained"
     assert find_model_dir(tmp_path / "nothing-here") is None
-
-
-def test_json_from_mixed_output():
-    assert _json_from('table...\n{"abx": 0.2}') == {"abx": 0.2}
-    assert _json_from("no json") == {}

@@ -9,8 +9,6 @@ would (in process) and is timed; ``--reuse`` skips stages whose outputs already 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import shutil
 import sys
@@ -110,26 +108,13 @@ class Stages:
         return result
 
 
-def _cli(argv: list[str], capture: bool = False) -> str:
+def _cli(argv: list[str]) -> None:
     """Run a `speechlm` command in process; raise if it fails (its error is already printed)."""
     from speechlm.cli import main
 
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out) if capture else contextlib.nullcontext():
-        code = main(argv)
+    code = main(argv)
     if code != 0:
         raise SpeechLMError(f"`speechlm {' '.join(argv)}` failed with status {code}")
-    return out.getvalue()
-
-
-def _json_from(text: str) -> dict:
-    start = text.find("{")
-    if start < 0:
-        return {}
-    try:
-        return json.loads(text[start:])
-    except json.JSONDecodeError:
-        return {}
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -152,9 +137,10 @@ def _demo(args: argparse.Namespace) -> int:
     tok_metrics_path = work / "tokenizer_metrics.json"
 
     def tokenizer_eval():
-        text = _cli(["tokenizer", "eval", "--tokenizer", str(tok), "--corpus", str(corpus),
-                     "--json"], capture=True)
-        tok_metrics_path.write_text(json.dumps(_json_from(text), indent=2))
+        from speechlm.eval.tokenizer_metrics import evaluate_tokenizer
+
+        metrics = evaluate_tokenizer(tok, corpus, seed=args.seed)  # = `speechlm tokenizer eval`
+        tok_metrics_path.write_text(json.dumps(metrics, indent=2))
 
     stages.run("tokenizer-eval", tok_metrics_path.is_file(), tokenizer_eval)
     stages.run("text-lm", find_model_dir(textlm) is not None, lambda: _cli(
