@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from speechlm.tokenizers.semantic.dsp import frame_signal, mel_filterbank
+from speechlm.tokenizers.semantic.dsp import mel_filterbank, stft_magnitude
 
 MEL_HOP, MEL_WIN, MEL_NFFT, N_MELS = 160, 640, 1024, 80
 
@@ -41,8 +41,7 @@ class VocoderConfig:
 
 def mel_spectrogram(samples: torch.Tensor, fbank: torch.Tensor) -> torch.Tensor:
     """(..., T) -> (..., T // 160, 80) natural-log mel *amplitude* at 100 Hz (floored at 1e-5)."""
-    frames = frame_signal(samples, MEL_WIN, MEL_HOP) * torch.hann_window(MEL_WIN, dtype=samples.dtype)
-    mag = torch.fft.rfft(frames, n=MEL_NFFT).abs()
+    mag = stft_magnitude(samples, MEL_WIN, MEL_HOP, MEL_NFFT)
     return torch.log(torch.clamp(mag @ fbank.T, min=1e-5))
 
 

@@ -42,7 +42,7 @@ def frame_signal(x: torch.Tensor, win: int, hop: int) -> torch.Tensor:
 
 
 def stft_magnitude(x: torch.Tensor, win: int, hop: int, n_fft: int) -> torch.Tensor:
-    """(T,) -> (T // hop, n_fft // 2 + 1) magnitude with a Hann window."""
+    """(..., T) -> (..., T // hop, n_fft // 2 + 1) magnitude with a Hann window."""
     frames = frame_signal(x, win, hop) * torch.hann_window(win, periodic=True, dtype=x.dtype)
     return torch.fft.rfft(frames, n=n_fft).abs()
 
