@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -39,19 +40,57 @@ def test_gslm_recipe_trains_and_saves_hf_dir(units_dir, tmp_path):
     assert hf.config.vocab_size == 24
 
 
+def test_cpu_bf16_trains_with_math_attention_and_restores_the_caller(units_dir, tmp_path):
+    """bf16 autocast on CPU: the math attention kernel for short blocks (faster than the CPU flash
+    kernel in bf16), fp32 weights saved; the model's kernel and torch threads come back after."""
+    from speechlm.lm.model import build_model, model_config
+    from speechlm.lm.train import ModelSpec, TrainConfig, resolve_attention, train_loop
+    from speechlm.lm.vocab import SpeechVocab
+
+    assert resolve_attention(TrainConfig(seq_len=128), "bf16") == "eager"
+    assert resolve_attention(TrainConfig(seq_len=1024), "bf16") == "sdpa"
+    assert resolve_attention(TrainConfig(seq_len=128), "fp32") == "sdpa"
+    assert resolve_attention(TrainConfig(attention="sdpa"), "bf16") == "sdpa"
+    vocab = SpeechVocab.for_units(20)
+    model = build_model(model_config("tiny", vocab, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=64), seed=0)
+    used = []
+    model.register_forward_pre_hook(lambda m, _: used.append(m.config._attn_implementation))
+    seqs = [torch.randint(4, vocab.size, (40,)).numpy() for _ in range(30)]
+    cfg = TrainConfig(output_dir=str(tmp_path / "bf16"), max_steps=6, seq_len=32, batch_size=4,
+                      warmup_steps=1, eval_every=3, precision="bf16", threads=1, tensorboard=False,
+                      progress=False, plot=False)
+    threads = torch.get_num_threads()
+    run = train_loop(cfg, model, ModelSpec(vocab=vocab, kind="speech", tokenizer_dir=None, extra={}),
+                     seqs, seqs[:4])
+    rows = read_metrics(run)
+    assert len(rows) == 6 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    assert rows[-1]["valid_loss"] < rows[2]["valid_loss"]
+    assert set(used) == {"eager"} and model.config._attn_implementation == "sdpa"
+    assert torch.get_num_threads() == threads
+    saved = load_speech_lm(run)
+    assert saved.model.dtype == torch.float32 and saved.model.config._attn_implementation == "sdpa"
+    # the next run in the same process may use another precision (accelerate's state is per run)
+    train_loop(replace(cfg, output_dir=str(tmp_path / "fp32"), precision="fp32", max_steps=1), model,
+               ModelSpec(vocab=vocab, kind="speech", tokenizer_dir=None, extra={}), seqs, [])
+
+
 def _run(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "speechlm", "train", "--config", str(GSLM), *args],
                           cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, text=True,
                           timeout=120)
 
 
-def test_sigkill_resume_matches_uninterrupted(units_dir, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_sigkill_resume_matches_uninterrupted(units_dir, tmp_path, precision):
     steps = 10
-    base = overrides(units_dir, tmp_path / "full", f"max_steps={steps}", "save_every=3")
+    base = overrides(units_dir, tmp_path / "full", f"max_steps={steps}", "save_every=3",
+                     f"precision={precision}")
     full = _run(base)
     assert full.returncode == 0, full.stderr
     kill_at = random.Random().randint(4, steps - 2)  # a random step after the first checkpoint
-    killed_args = overrides(units_dir, tmp_path / "killed", f"max_steps={steps}", "save_every=3")
+    killed_args = overrides(units_dir, tmp_path / "killed", f"max_steps={steps}", "save_every=3",
+                            f"precision={precision}")
     killed = _run(killed_args, env={"SPEECHLM_KILL_AT_STEP": str(kill_at)})
     assert killed.returncode == -9, f"expected SIGKILL at step {kill_at}: {killed.stderr}"
     assert max(r["step"] for r in read_metrics(tmp_path / "killed")) == kill_at

@@ -15,6 +15,7 @@ import numpy as np
 
 from speechlm.core.errors import DataError
 from speechlm.core.progress import progress_bar
+from speechlm.core.threads import with_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +64,17 @@ def wer(refs: list[str], hyps: list[str]) -> float:
     return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
 
 
+@with_torch_threads
 def resynthesis_report(tokenizer_dir: str | Path, vocoder_dir: str | Path, corpus_dir: str | Path,
                        split: str = "heldout", limit: int = 30, griffin_lim: bool = True,
                        threads: int = 1, show_progress: bool = True) -> dict:
     """WER of original vs resynthesised held-out speech (neural vocoder and Griffin-Lim baseline),
     their ratios, and mel-cepstral distortion; utterances are the first ``limit`` of ``split``."""
-    import torch
-
     from speechlm.data.corpus import Corpus
     from speechlm.tokenizers import load_tokenizer
     from speechlm.vocoder import load_vocoder, resynthesize
     from speechlm.vocoder.quality import mel_cepstral_distortion
 
-    torch.set_num_threads(threads)
     tok = load_tokenizer(tokenizer_dir)
     voc = load_vocoder(vocoder_dir)
     corpus = Corpus(corpus_dir)

@@ -7,7 +7,6 @@ units per (audio cache, tokenizer, dedup), so models that share a tokenizer shar
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 from speechlm.core.errors import DataError
 from speechlm.core.files import read_json
 from speechlm.core.progress import progress_bar
+from speechlm.core.threads import torch_threads
 from speechlm.data.audio import encode_flac, read_audio
 from speechlm.data.tts import Voice
 from speechlm.eval.benchmarks import Benchmark
@@ -135,21 +135,6 @@ def tokenizer_key(tokenizer_dir: str | Path) -> str:
             st = f.stat()
             digest.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
     return digest.hexdigest()[:10]
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Temporarily set torch's intra-op threads (restored after). Short clips encode several
-    times faster on one thread than on two when the cores are busy (oversubscription)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _join(prefix: np.ndarray, body: np.ndarray, dedup: bool) -> np.ndarray:

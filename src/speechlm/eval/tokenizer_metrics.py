@@ -22,6 +22,7 @@ import numpy as np
 
 from speechlm.core.errors import DataError
 from speechlm.core.progress import progress_bar
+from speechlm.core.threads import with_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -166,16 +167,14 @@ def abx_error(segments: list[Segment], triplets: list[tuple[int, int, int]]) -> 
     return errors / len(triplets)
 
 
+@with_torch_threads
 def evaluate_tokenizer(tokenizer_dir: str | Path, corpus_dir: str | Path, split: str = "heldout",
                        n_triplets: int = 2000, seed: int = 0, max_utterances: int | None = None,
                        threads: int = 1, show_progress: bool = True) -> dict:
     """ABX (on units and on continuous features), PNMI and bitrate on ``split`` of a corpus."""
-    import torch
-
     from speechlm.data.corpus import Corpus
     from speechlm.tokenizers import dedup, load_tokenizer
 
-    torch.set_num_threads(threads)
     tok = load_tokenizer(tokenizer_dir)
     corpus = Corpus(corpus_dir)
     rate = tok.frame_rate

@@ -42,6 +42,7 @@ from speechlm.core.config import config_to_dict, load_config, save_config
 from speechlm.core.errors import CheckpointError, ConfigError, DataError, TrainingError
 from speechlm.core.progress import progress_bar
 from speechlm.core.seed import rng_state, seed_everything, set_rng_state
+from speechlm.core.threads import torch_threads
 from speechlm.lm.data import PackedBlocks, to_token_ids, valid_blocks
 from speechlm.lm.model import META_FILE, count_params, write_model_dir
 from speechlm.lm.vocab import SpeechVocab
@@ -94,6 +95,7 @@ class TrainConfig:
     seq_len: int = 128
     clip_grad: float = 1.0
     precision: Literal["auto", "fp32", "bf16"] = "auto"   # auto: bf16 on GPU, fp32 on CPU
+    attention: Literal["auto", "sdpa", "eager"] = "auto"  # HF attention kernel while training
     compile: bool = False
     threads: int | None = None                   # torch intra-op threads (None: torch default)
     # evaluation, logging, checkpoints
@@ -296,19 +298,66 @@ def _debug_kill(step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def resolve_precision(cfg: TrainConfig) -> Literal["fp32", "bf16"]:
+    """``auto``: bf16 autocast on GPU; fp32 on CPU, so CPU results do not depend on the CPU model."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    return "bf16" if torch.cuda.is_available() else "fp32"
+
+
+# Longest block for which CPU bf16 training uses the math ("eager") attention. Measured here
+# (benchmarks/train_throughput.py, "attention" in its JSON): torch's CPU flash kernel in bf16
+# takes 3.5x the time of the math kernel at 128 tokens and 1.7x at 256, ties at 512 and wins at
+# 1024; in fp32 the flash kernel wins at every length.
+CPU_BF16_EAGER_MAX_LEN = 256
+
+
+def resolve_attention(cfg: TrainConfig, precision: str) -> Literal["sdpa", "eager"]:
+    """The HF attention implementation to train with (``attention: auto`` picks by the rule above)."""
+    if cfg.attention != "auto":
+        return cfg.attention
+    cpu_bf16 = precision == "bf16" and not torch.cuda.is_available()
+    return "eager" if cpu_bf16 and cfg.seq_len <= CPU_BF16_EAGER_MAX_LEN else "sdpa"
+
+
+@contextlib.contextmanager
+def attention_implementation(model: torch.nn.Module, name: str):
+    """Train with attention kernel ``name``; the model gets its own back after (not saved in
+    config.json either way, so checkpoints load with the default kernel)."""
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(name)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(previous)
+
+
 def train_loop(cfg: TrainConfig, model: torch.nn.Module, spec: ModelSpec,
                train_seqs: list[np.ndarray], valid_seqs: list[np.ndarray],
                resume: bool = False) -> Path:
-    """Train ``model`` on packed ``train_seqs``; returns the run dir (also the final model dir)."""
+    """Train ``model`` on packed ``train_seqs``; returns the run dir (also the final model dir).
+
+    Runs with ``cfg.threads`` torch threads and the training attention kernel, and restores both
+    for the caller afterwards.
+    """
+    precision = resolve_precision(cfg)
+    with torch_threads(cfg.threads), attention_implementation(model, resolve_attention(cfg, precision)):
+        return _train(cfg, model, spec, train_seqs, valid_seqs, resume, precision)
+
+
+def _train(cfg: TrainConfig, model: torch.nn.Module, spec: ModelSpec, train_seqs: list[np.ndarray],
+           valid_seqs: list[np.ndarray], resume: bool, precision: str) -> Path:
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     run_dir = Path(cfg.output_dir)
     cuda = torch.cuda.is_available()
-    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if cuda else "fp32")
+    # Accelerate keeps one process-wide state and refuses a second run with another precision in
+    # the same process; each run sets its own (as HF's TrainingArguments does). The distributed
+    # (partial) state is kept.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", cpu=not cuda)
     main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     vocab = spec.vocab
     data = PackedBlocks(train_seqs, cfg.seq_len, vocab.eos_id, cfg.seed, source=cfg.name)
     v_ids, v_labels = valid_blocks(valid_seqs, cfg.seq_len, vocab.eos_id, vocab.pad_id,
@@ -352,9 +401,10 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, spec: ModelSpec,
 
         writer = SummaryWriter(str(run_dir / "tb"), purge_step=step + 1 if step else None)
     if main:
-        log.info("%s: %d params, %d train blocks/epoch (%d tokens), %d tokens/step, %d process(es)",
-                 cfg.name, count_params(accelerator.unwrap_model(model)), data.blocks_per_epoch,
-                 data.tokens, tokens_per_step, world)
+        log.info("%s: %d params, %d train blocks/epoch (%d tokens), %d tokens/step, %d process(es), "
+                 "%s, %s attention", cfg.name, count_params(accelerator.unwrap_model(model)),
+                 data.blocks_per_epoch, data.tokens, tokens_per_step, world, precision,
+                 accelerator.unwrap_model(model).config._attn_implementation)
 
     def evaluate() -> float:
         """Token-weighted mean loss over the validation blocks (sharded across ranks)."""

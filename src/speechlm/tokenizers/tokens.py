@@ -26,6 +26,7 @@ from speechlm.core.files import read_json
 from speechlm.core.progress import progress_bar
 from speechlm.data.corpus import SPLITS, Corpus
 from speechlm.core.checkpoint import atomic_dir
+from speechlm.core.threads import with_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +108,13 @@ class TokenDataset:
                 for r in self.table(name).to_pylist()]
 
 
+@with_torch_threads
 def tokenize_corpus(tokenizer_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path,
                     dedup: bool = True, splits: tuple[str, ...] = SPLITS, threads: int = 1,
                     show_progress: bool = True) -> Path:
     """Encode every utterance of ``corpus_dir`` into a token dataset at ``out_dir``."""
-    import torch
-
     from speechlm.tokenizers.semantic.tokenizer import load_tokenizer
 
-    torch.set_num_threads(threads)
     tok = load_tokenizer(tokenizer_dir)
     corpus = Corpus(corpus_dir)
     rate = tok.frame_rate

@@ -25,6 +25,7 @@ from speechlm.data.audio import SAMPLE_RATE
 from speechlm.data.corpus import Corpus
 from speechlm.tokenizers import dedup, load_tokenizer, undedup
 from speechlm.core.checkpoint import atomic_dir
+from speechlm.core.threads import with_torch_threads
 from speechlm.tokenizers.semantic.dsp import mel_filterbank
 from speechlm.vocoder.model import (MEL_NFFT, N_MELS, MelVocoder, UnitToMel, VocoderConfig,
                                     griffin_lim, mel_spectrogram, stft_loss)
@@ -162,6 +163,7 @@ def _prepare(corpus: Corpus, tok, split: str, max_hours: float | None, fbank: to
     return items
 
 
+@with_torch_threads
 def train_vocoder(corpus_dir: str | Path, tokenizer_dir: str | Path, out_dir: str | Path,
                   steps: int = 3000, seed: int = 0, *, max_minutes: float | None = 2.0,
                   batch: int = 8, crop_frames: int = 50, lr: float = 2e-3, threads: int = 1,
@@ -172,7 +174,6 @@ def train_vocoder(corpus_dir: str | Path, tokenizer_dir: str | Path, out_dir: st
     Each step: a batch of random ``crop_frames``-frame (50 Hz) windows; L1 on log-mel for the
     acoustic model, multi-resolution STFT + mel L1 on ground-truth mels for the vocoder.
     """
-    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     start = time.monotonic()

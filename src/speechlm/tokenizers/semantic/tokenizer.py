@@ -23,6 +23,7 @@ from speechlm.core.files import read_json
 from speechlm.core.progress import progress_bar
 from speechlm.data.corpus import Corpus
 from speechlm.core.checkpoint import atomic_dir
+from speechlm.core.threads import with_torch_threads
 from speechlm.tokenizers.semantic.dsp import HOP
 from speechlm.tokenizers.semantic.extractors import (FeatureExtractor, MfccExtractor, SslTinyExtractor,
                                                      load_extractor, make_extractor)
@@ -137,6 +138,7 @@ def _extract_all(extractor, clips: list[np.ndarray], description: str, show_prog
     return feats
 
 
+@with_torch_threads
 def train_tokenizer(corpus_dir: str | Path, out_dir: str | Path, features: str = "ssl-tiny",
                     units: int = 100, layer: int | None = None, seed: int = 0, *,
                     threads: int = 1, split: str = "train", max_hours: float | None = None,
@@ -149,7 +151,6 @@ def train_tokenizer(corpus_dir: str | Path, out_dir: str | Path, features: str =
     """
     if units < 2:
         raise ConfigError(f"--units {units}: need at least 2")
-    torch.set_num_threads(threads)
     start = time.monotonic()
     corpus = Corpus(corpus_dir)
     if features == "ssl-tiny":
