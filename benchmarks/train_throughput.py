@@ -273,6 +273,10 @@ def main() -> int:
         if "hf_trainer_same_attention" in rate:
             entry["ratio_vs_hf_trainer_same_attention"] = rate["ours"] / rate["hf_trainer_same_attention"]
         by_precision[p] = entry
+    if {"fp32", "bf16"} <= set(by_precision):  # what bf16 buys each side, same variant
+        for v in ("ours", "ours_no_compile", "hf_trainer"):
+            by_precision["bf16"][f"bf16_vs_fp32_{v}"] = (by_precision["bf16"]["best"][v]["median_step_tok_s"]
+                                                        / by_precision["fp32"]["best"][v]["median_step_tok_s"])
     kernels = {p: attention_kernels(device, dtypes[p], mcfg.num_attention_heads,
                                     mcfg.hidden_size // mcfg.num_attention_heads) for p in precisions}
     head = "bf16" if "bf16" in by_precision else precisions[0]
@@ -292,7 +296,7 @@ def main() -> int:
               "decay, warmup steps and clipping; ours decays cosine to 0.1 x lr (recipe default), "
               "HF's to 0, and HF's sampler shuffles the same blocks, so mean losses differ slightly. "
               "mean_loss = mean train loss over all steps (HF: TrainOutput.training_loss)"))
-    print(json.dumps({p: {k: e[k] for k in e if k.startswith(("ratio", "attention"))}
+    print(json.dumps({p: {k: e[k] for k in e if k.startswith(("ratio", "attention", "bf16"))}
                       for p, e in by_precision.items()}, indent=2))
     print(f"wrote {path}")
     return 0

@@ -75,6 +75,17 @@ def test_cpu_bf16_trains_with_math_attention_and_restores_the_caller(units_dir, 
                ModelSpec(vocab=vocab, kind="speech", tokenizer_dir=None, extra={}), seqs, [])
 
 
+def test_models_built_from_one_config_do_not_share_it():
+    from speechlm.lm.model import build_model, model_config
+    from speechlm.lm.vocab import SpeechVocab
+
+    config = model_config("tiny", SpeechVocab.for_units(20), hidden_size=32, num_hidden_layers=1,
+                          num_attention_heads=2, intermediate_size=64)
+    a, b = build_model(config, seed=0), build_model(config, seed=0)
+    a.set_attn_implementation("eager")
+    assert b.config._attn_implementation == "sdpa" and config is not a.config
+
+
 def _run(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "speechlm", "train", "--config", str(GSLM), *args],
                           cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, text=True,

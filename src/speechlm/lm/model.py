@@ -12,6 +12,7 @@ Presets are Llama configs (RMSNorm, rotary, SwiGLU), sized for CPU (tiny) up to 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from dataclasses import dataclass
@@ -57,11 +58,15 @@ def model_config(preset: str, vocab: SpeechVocab, **overrides: Any) -> LlamaConf
 
 
 def build_model(config: LlamaConfig, seed: int) -> LlamaForCausalLM:
-    """Cold init: HF's ``_init_weights`` (normal(0, initializer_range)) under a fixed seed."""
+    """Cold init: HF's ``_init_weights`` (normal(0, initializer_range)) under a fixed seed.
+
+    The model gets its own copy of ``config``: HF models keep the object they are given, so two
+    models built from one config would otherwise share settings such as the attention kernel.
+    """
     gen_state = torch.get_rng_state()
     torch.manual_seed(seed)
     try:
-        model = LlamaForCausalLM(config)
+        model = LlamaForCausalLM(copy.deepcopy(config))
     finally:
         torch.set_rng_state(gen_state)
     return model
