@@ -305,10 +305,11 @@ def resolve_precision(cfg: TrainConfig) -> Literal["fp32", "bf16"]:
     return "bf16" if torch.cuda.is_available() else "fp32"
 
 
-# Longest block for which CPU bf16 training uses the math ("eager") attention. Measured here
-# (benchmarks/train_throughput.py, "attention" in its JSON): torch's CPU flash kernel in bf16
-# takes 3.5x the time of the math kernel at 128 tokens and 1.7x at 256, ties at 512 and wins at
-# 1024; in fp32 the flash kernel wins at every length.
+# Longest block for which CPU bf16 training uses HF's math ("eager") attention. Measured here
+# (benchmarks/train_throughput.py, "attention_kernels" in its JSON; one layer, forward + backward):
+# torch's CPU flash kernel, which HF's default "sdpa" reaches, takes 3.3x the time of the math
+# kernel in bf16 at 128 tokens and 1.6x at 256; from 512 tokens on it is as fast or faster, and
+# in fp32 it is never slower.
 CPU_BF16_EAGER_MAX_LEN = 256
 
 
