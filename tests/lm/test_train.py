@@ -67,6 +67,8 @@ def test_cpu_bf16_trains_with_math_attention_and_restores_the_caller(units_dir, 
     assert len(rows) == 6 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
     assert rows[-1]["valid_loss"] < rows[2]["valid_loss"]
     assert set(used) == {"eager"} and model.config._attn_implementation == "sdpa"
+    resolved = (run / "config.yaml").read_text()
+    assert "precision: bf16" in resolved and "attention: eager" in resolved
     assert torch.get_num_threads() == threads
     saved = load_speech_lm(run)
     assert saved.model.dtype == torch.float32 and saved.model.config._attn_implementation == "sdpa"

@@ -386,7 +386,9 @@ def _train(cfg: TrainConfig, model: torch.nn.Module, spec: ModelSpec, train_seqs
         log.info("resumed from %s (step %d)", ckpt, step)
     if main:
         _write_metrics(metrics_path, step)
-        save_config(cfg, run_dir / "config.yaml")
+        # resolved: what "auto" became on this machine, so the run can be repeated elsewhere
+        save_config(replace(cfg, precision=precision, attention=model.config._attn_implementation),
+                    run_dir / "config.yaml")
     if step >= cfg.max_steps:
         log.warning("%s: already at step %d >= max_steps=%d", run_dir, step, cfg.max_steps)
 
