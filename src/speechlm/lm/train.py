@@ -28,7 +28,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -322,7 +322,7 @@ def resolve_attention(cfg: TrainConfig, precision: str) -> Literal["sdpa", "eage
 
 
 @contextlib.contextmanager
-def attention_implementation(model: torch.nn.Module, name: str):
+def attention_implementation(model: torch.nn.Module, name: str) -> Iterator[None]:
     """Train with attention kernel ``name``; the model gets its own back after (not saved in
     config.json either way, so checkpoints load with the default kernel)."""
     previous = model.config._attn_implementation
