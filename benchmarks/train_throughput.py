@@ -26,7 +26,8 @@ Throughput is steady state: tokens/s between the end of step ``--warmup`` and th
 process. Peak RSS is per run (``/proc/self/clear_refs``). ``attention_kernels`` times one causal
 attention layer, forward + backward, SDPA vs math, per block length: the data behind the rule.
 
-    .venv/bin/python benchmarks/train_throughput.py
+    .venv/bin/python benchmarks/train_throughput.py --repeats 5
+    .venv/bin/python benchmarks/train_throughput.py --threads 2 --name train_throughput_2threads
 """
 
 from __future__ import annotations
@@ -213,6 +214,8 @@ def main() -> int:
                         help="comma list of fp32,bf16; auto: fp32, plus bf16 where it is native")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, every variant")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats, best is kept")
+    parser.add_argument("--name", default="train_throughput",
+                        help="result name: writes benchmarks/results/NAME.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -287,7 +290,7 @@ def main() -> int:
               "threads": torch.get_num_threads(), "precisions": precisions, "flops_per_token": fpt,
               "device": str(device)}
     path = write_result(
-        "train_throughput", config, by_precision[head]["best"]["ours"]["median_step_tok_s"],
+        args.name, config, by_precision[head]["best"]["ours"]["median_step_tok_s"],
         by_precision[head]["best"]["hf_trainer"]["median_step_tok_s"], "tokens/s (median step)",
         headline=f"{head}: our loop (compile) vs a plain default HF Trainer, both {head}",
         by_precision={p: {k: v for k, v in e.items() if k != "runs"} for p, e in by_precision.items()},
