@@ -21,12 +21,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from speechlm.core.checkpoint import atomic_dir
 from speechlm.core.errors import DataError
 from speechlm.core.files import read_json
 from speechlm.core.progress import progress_bar
-from speechlm.data.corpus import SPLITS, Corpus
-from speechlm.core.checkpoint import atomic_dir
 from speechlm.core.threads import with_torch_threads
+from speechlm.data.corpus import SPLITS, Corpus
 
 log = logging.getLogger(__name__)
 

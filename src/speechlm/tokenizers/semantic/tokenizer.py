@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from speechlm.core.checkpoint import atomic_dir
 from speechlm.core.errors import CheckpointError, ConfigError, DataError
 from speechlm.core.files import read_json
 from speechlm.core.progress import progress_bar
-from speechlm.data.corpus import Corpus
-from speechlm.core.checkpoint import atomic_dir
 from speechlm.core.threads import with_torch_threads
+from speechlm.data.corpus import Corpus
 from speechlm.tokenizers.semantic.dsp import HOP
 from speechlm.tokenizers.semantic.extractors import (FeatureExtractor, MfccExtractor, SslTinyExtractor,
                                                      load_extractor, make_extractor)
