@@ -84,14 +84,6 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, seconds
     return best
 
 
-def native_bf16(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    cpu = torch.cpu
-    return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
-                or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
-
-
 def math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Causal attention as HF's "eager" kernel computes it: scores + mask, fp32 softmax, weights @ v."""
     t = q.shape[-2]
@@ -220,11 +212,11 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     from speechlm.lm.model import build_model, count_params, model_config
-    from speechlm.lm.train import resolve_attention
+    from speechlm.lm.train import native_bf16, resolve_attention
     from speechlm.lm.vocab import SpeechVocab
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    precisions = (["fp32", "bf16"] if native_bf16(device) else ["fp32"]) if args.precisions == "auto" \
+    precisions = (["fp32", "bf16"] if native_bf16() else ["fp32"]) if args.precisions == "auto" \
         else args.precisions.split(",")
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     vocab = SpeechVocab.for_units(100)

@@ -77,6 +77,16 @@ def test_cpu_bf16_trains_with_math_attention_and_restores_the_caller(units_dir, 
                ModelSpec(vocab=vocab, kind="speech", tokenizer_dir=None, extra={}), seqs, [])
 
 
+def test_bf16_without_native_support_warns(monkeypatch, caplog):
+    from speechlm.lm.train import TrainConfig, resolve_precision
+
+    monkeypatch.setattr(train_mod, "native_bf16", lambda: False)
+    assert resolve_precision(TrainConfig(name="r", precision="bf16")) == "bf16"
+    assert "r: precision=bf16 but this machine has no native bf16" in caplog.text
+    if not torch.cuda.is_available():
+        assert resolve_precision(TrainConfig(precision="auto")) == "fp32"
+
+
 def test_models_built_from_one_config_do_not_share_it():
     from speechlm.lm.model import build_model, model_config
     from speechlm.lm.vocab import SpeechVocab

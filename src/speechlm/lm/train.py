@@ -298,11 +298,24 @@ def _debug_kill(step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def native_bf16() -> bool:
+    """Whether this machine multiplies bf16 in hardware: a CUDA GPU with bf16, or a CPU with
+    AVX512-BF16 or AMX (elsewhere torch emulates bf16 on CPU, slower than fp32)."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+                or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+
+
 def resolve_precision(cfg: TrainConfig) -> Literal["fp32", "bf16"]:
     """``auto``: bf16 autocast on GPU; fp32 on CPU, so CPU results do not depend on the CPU model."""
-    if cfg.precision != "auto":
-        return cfg.precision
-    return "bf16" if torch.cuda.is_available() else "fp32"
+    if cfg.precision == "auto":
+        return "bf16" if torch.cuda.is_available() else "fp32"
+    if cfg.precision == "bf16" and not native_bf16():
+        log.warning("%s: precision=bf16 but this machine has no native bf16 (no AVX512-BF16/AMX "
+                    "CPU or bf16 GPU): it is emulated and likely slower than fp32", cfg.name)
+    return cfg.precision
 
 
 # Longest block for which CPU bf16 training uses HF's math ("eager") attention. Measured here
