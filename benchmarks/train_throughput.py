@@ -23,8 +23,9 @@ CPU with AVX512-BF16/AMX). Within a precision both sides use the same one.
 Throughput is steady state: tokens/s between the end of step ``--warmup`` and the last step
 (startup, compilation and final saves excluded for all). MFU divides achieved model FLOP/s
 (6N + 12 L d T per token, PaLM appendix B) by a matmul peak of the same dtype measured in this
-process. Peak RSS is per run (``/proc/self/clear_refs``). ``attention_kernels`` times one causal
-attention layer, forward + backward, SDPA vs math, per block length: the data behind the rule.
+process. Peak RSS is per run (``/proc/self/clear_refs``), plus peak GPU memory on a GPU.
+``attention_kernels`` times one causal attention layer, forward + backward, SDPA vs math, per
+block length: the data behind the rule.
 
     .venv/bin/python benchmarks/train_throughput.py --repeats 5
     .venv/bin/python benchmarks/train_throughput.py --threads 2 --name train_throughput_2threads
@@ -51,6 +52,9 @@ VARIANTS = ("ours", "ours_no_compile", "hf_trainer", "hf_trainer_same_attention"
 
 
 def reset_peak_rss() -> None:
+    """Restart the peak-memory counters: process RSS, and GPU memory when there is a GPU."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
@@ -245,6 +249,8 @@ def main() -> int:
                             model.set_attn_implementation(ours_attention[p])
                         r = run_hf_trainer(args, common, p, model, seqs, vocab, out)
                     r["peak_rss_mb"] = peak_rss_mb()
+                    if device.type == "cuda":
+                        r["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
                     runs[p][v].append(r)
                     print(f"repeat {rep} {p} {v}: {r['median_step_tok_s']:.0f} tok/s (median step)",
                           flush=True)
