@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 from speechlm.cli import main
 
@@ -23,3 +24,18 @@ def test_bad_key_is_one_line_error(capsys):
     assert main(["train", "--config", str(GSLM), "max_stepz=3"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown key(s) max_stepz" in err and "max_steps" in err
+
+
+def test_text_lm_train_cli(tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    rng = random.Random(0)
+    words = ["cat", "dog", "sat", "ran", "mat", "park", "the", "big", "red", "old"]
+    text.write_text(" ".join(" ".join(rng.choices(words, k=6)).capitalize() + "." for _ in range(200)))
+    out = tmp_path / "textlm"
+    assert main(["text-lm", "train", "--out", str(out), "--text", str(text), "--steps", "2",
+                 "--bpe-size", "300", "--seq-len", "32", "--batch-size", "4",
+                 "--precision", "bf16"]) == 0
+    assert f"text LM {out}: valid loss" in capsys.readouterr().out
+    assert "precision: bf16" in (out / "config.yaml").read_text()
+    assert main(["text-lm", "train", "--out", str(out), "--steps", "0"]) == 2
+    assert "need --steps >= 1" in capsys.readouterr().err
