@@ -88,28 +88,30 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, seconds
     return best
 
 
-def math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Causal attention as HF's "eager" kernel computes it: scores + mask, fp32 softmax, weights @ v."""
-    t = q.shape[-2]
-    scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
-    mask = torch.full((t, t), float("-inf"), dtype=scores.dtype, device=q.device).triu(1)
-    return torch.softmax((scores + mask).float(), dim=-1).to(q.dtype) @ v
-
-
 def attention_kernels(device: torch.device, dtype: torch.dtype, heads: int, head_dim: int,
                       tokens: int = 2048, lengths: tuple[int, ...] = (128, 256, 512, 1024)) -> dict:
-    """ms per forward + backward of one attention layer over ``tokens`` tokens, per block length."""
-    def sdpa(q, k, v):
-        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    """ms per forward + backward of one attention layer over ``tokens`` tokens, per block length,
+    through HF's own kernels as training calls them: "sdpa" with no mask (``is_causal``) and "eager"
+    (math) with the additive fp32 causal mask HF builds for it."""
+    from types import SimpleNamespace
 
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    layer = SimpleNamespace(num_key_value_groups=1, training=True, is_causal=True)
     out = {}
     for length in lengths:
         shape = (max(1, tokens // length), heads, length, head_dim)
         q, k, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
+        mask = torch.full((length, length), torch.finfo(torch.float32).min, device=device).triu(1)
+        mask = mask.expand(shape[0], 1, -1, -1)
+        scale = head_dim ** -0.5
+        kernels = {"sdpa_ms": lambda: sdpa_attention_forward(layer, q, k, v, None, scaling=scale),
+                   "math_ms": lambda: eager_attention_forward(layer, q, k, v, mask, scaling=scale)}
         row = {}
-        for name, fn in (("sdpa_ms", sdpa), ("math_ms", math_attention)):
+        for name, kernel in kernels.items():
             def run():
-                fn(q, k, v).sum().backward()
+                kernel()[0].sum().backward()
             for _ in range(3):
                 run()
             best = float("inf")
