@@ -16,6 +16,14 @@ def tone(seconds: float, rate: int = 16_000, freq: float = 220.0, channels: int 
     return np.stack([wave] * channels, axis=1) if channels > 1 else wave
 
 
+def tiny_lm_config(vocab, layers: int = 2):
+    """A 32-wide Llama config over ``vocab``: the smallest model the LM tests train or sample."""
+    from speechlm.lm.model import model_config
+
+    return model_config("tiny", vocab, hidden_size=32, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=64)
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """About 40 s of espeak speech, 3 training voices + 1 held-out voice, with alignments."""

@@ -1,8 +1,10 @@
 """Demo plumbing (the full `speechlm demo` takes minutes and is measured, not unit-tested)."""
 
 from speechlm.cli.demo import Stages, find_model_dir, untrained_copy
-from speechlm.lm.model import build_model, load_speech_lm, model_config, save_speech_lm
+from speechlm.lm.model import build_model, load_speech_lm, save_speech_lm
 from speechlm.lm.vocab import SpeechVocab
+
+from .conftest import tiny_lm_config
 
 
 def test_stages_reuse_and_timing(tmp_path, capsys):
@@ -20,8 +22,7 @@ def test_stages_reuse_and_timing(tmp_path, capsys):
 
 def test_untrained_copy_and_find_model_dir(tmp_path):
     vocab = SpeechVocab.for_units(10)
-    config = model_config("tiny", vocab, hidden_size=32, num_hidden_layers=2,
-                          num_attention_heads=2, intermediate_size=64)
+    config = tiny_lm_config(vocab)
     run = tmp_path / "run"
     save_speech_lm(run / "checkpoint-000010", build_model(config, 0), vocab, "speech", "/tok")
     found = find_model_dir(run)

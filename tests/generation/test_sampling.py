@@ -5,16 +5,16 @@ import torch
 
 from speechlm.core.errors import ConfigError
 from speechlm.generation.sampling import filter_logits, generate
-from speechlm.lm.model import build_model, model_config
+from speechlm.lm.model import build_model
 from speechlm.lm.vocab import SpeechVocab
+
+from ..conftest import tiny_lm_config
 
 
 @pytest.fixture(scope="module")
 def model():
     vocab = SpeechVocab.for_units(20)
-    cfg = model_config("tiny", vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64)
-    return build_model(cfg, seed=0).eval()
+    return build_model(tiny_lm_config(vocab), seed=0).eval()
 
 
 def test_kv_cache_matches_full_recompute(model):

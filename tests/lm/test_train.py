@@ -21,6 +21,7 @@ from speechlm.lm.model import load_speech_lm
 from speechlm.lm.plots import read_metrics
 from speechlm.lm.train import train_from_config
 
+from ..conftest import tiny_lm_config
 from .conftest import GSLM, REPO, TWIST, make_token_dataset, overrides
 
 
@@ -43,7 +44,7 @@ def test_gslm_recipe_trains_and_saves_hf_dir(units_dir, tmp_path):
 def test_cpu_bf16_trains_with_math_attention_and_restores_the_caller(units_dir, tmp_path):
     """bf16 autocast on CPU: the math attention kernel for short blocks (faster than the CPU flash
     kernel in bf16), fp32 weights saved; the model's kernel and torch threads come back after."""
-    from speechlm.lm.model import build_model, model_config
+    from speechlm.lm.model import build_model
     from speechlm.lm.train import ModelSpec, TrainConfig, resolve_attention, train_loop
     from speechlm.lm.vocab import SpeechVocab
 
@@ -52,8 +53,7 @@ def test_cpu_bf16_trains_with_math_attention_and_restores_the_caller(units_dir, 
     assert resolve_attention(TrainConfig(seq_len=128), "fp32") == "sdpa"
     assert resolve_attention(TrainConfig(attention="sdpa"), "bf16") == "sdpa"
     vocab = SpeechVocab.for_units(20)
-    model = build_model(model_config("tiny", vocab, hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64), seed=0)
+    model = build_model(tiny_lm_config(vocab), seed=0)
     used = []
     model.register_forward_pre_hook(lambda m, _: used.append(m.config._attn_implementation))
     seqs = [torch.randint(4, vocab.size, (40,)).numpy() for _ in range(30)]
@@ -88,11 +88,10 @@ def test_bf16_without_native_support_warns(monkeypatch, caplog):
 
 
 def test_models_built_from_one_config_do_not_share_it():
-    from speechlm.lm.model import build_model, model_config
+    from speechlm.lm.model import build_model
     from speechlm.lm.vocab import SpeechVocab
 
-    config = model_config("tiny", SpeechVocab.for_units(20), hidden_size=32, num_hidden_layers=1,
-                          num_attention_heads=2, intermediate_size=64)
+    config = tiny_lm_config(SpeechVocab.for_units(20), layers=1)
     a, b = build_model(config, seed=0), build_model(config, seed=0)
     a.set_attn_implementation("eager")
     assert b.config._attn_implementation == "sdpa" and config is not a.config
@@ -231,13 +230,12 @@ def test_ddp_two_processes_gloo(units_dir, tmp_path):
 
 
 def test_lm_loss_matches_hf_and_compiles_without_graph_breaks():
-    from speechlm.lm.model import build_model, model_config
+    from speechlm.lm.model import build_model
     from speechlm.lm.train import lm_loss
     from speechlm.lm.vocab import SpeechVocab
 
     vocab = SpeechVocab.for_units(20)
-    model = build_model(model_config("tiny", vocab, hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64), seed=0)
+    model = build_model(tiny_lm_config(vocab), seed=0)
     ids = torch.randint(4, vocab.size, (3, 16))
     labels = ids.clone()
     labels[1, 5:] = -100
