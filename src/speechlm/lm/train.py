@@ -320,9 +320,9 @@ def resolve_precision(cfg: TrainConfig) -> Literal["fp32", "bf16"]:
 
 # Longest block for which CPU bf16 training uses HF's math ("eager") attention. Measured here
 # (benchmarks/train_throughput.py, "attention_kernels" in its JSON; one layer, forward + backward):
-# torch's CPU flash kernel, which HF's default "sdpa" reaches, takes 3.3x the time of the math
-# kernel in bf16 at 128 tokens and 1.6x at 256; from 512 tokens on it is as fast or faster, and
-# in fp32 it is never slower.
+# torch's CPU flash kernel, which HF's default "sdpa" reaches, takes 3.3-3.4x the time of HF's
+# math kernel in bf16 at 128 tokens and 1.6-1.7x at 256; at 512 the two are about even (0.95-1.36
+# across runs), at 1024 the flash kernel wins, and in fp32 it is never slower.
 CPU_BF16_EAGER_MAX_LEN = 256
 
 
