@@ -53,3 +53,29 @@ def test_bad_override_syntax_and_missing_file(tmp_path):
         parse_overrides(["novalue"])
     with pytest.raises(ConfigError, match="not found"):
         load_config(Cfg, tmp_path / "missing.yaml")
+
+
+def test_stage_config_from_yaml_flags_and_overrides(tmp_path):
+    import argparse
+
+    from speechlm.core.config import add_config_arguments, config_from_args
+
+    path = tmp_path / "stage.yaml"
+    path.write_text("steps: 5\nlr: 0.1\nmode: b\n")
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--flag", action="store_true", default=None)
+    flags = {"steps": "steps", "flag": "flag"}
+    # YAML < flag < key=value; a flag left out keeps the YAML value
+    cfg = config_from_args(Cfg, parser.parse_args(["--config", str(path), "--steps", "7",
+                                                   "lr=0.2"]), flags)
+    assert (cfg.steps, cfg.lr, cfg.mode, cfg.flag) == (7, 0.2, "b", False)
+    cfg = config_from_args(Cfg, parser.parse_args(["--config", str(path), "--steps", "7",
+                                                   "steps=9", "--flag"]), flags)
+    assert (cfg.steps, cfg.flag) == (9, True)
+    assert config_from_args(Cfg, parser.parse_args([]), flags) == Cfg()
+    with pytest.raises(ConfigError, match=r"stage\.yaml: unknown key\(s\) nope"):
+        config_from_args(Cfg, parser.parse_args(["--config", str(path), "nope=1"]), flags)
+    with pytest.raises(ConfigError, match="command line: steps=0 must be >= 1"):
+        config_from_args(Cfg, parser.parse_args(["--steps", "0"]), flags)

@@ -17,9 +17,11 @@ file, every bad key and the list of valid keys. Value checks live in the schema'
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -126,24 +128,49 @@ def build_config(schema: type[T], values: dict[str, Any], source: str) -> T:
     return cfg
 
 
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of YAML file ``path``; ConfigError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of key: value")
+    return dict(loaded or {})
+
+
 def load_config(schema: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
     """Read YAML ``path`` (or only defaults when None), apply ``key=value`` overrides, validate."""
-    values: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping of key: value")
-        values.update(loaded or {})
+    values = read_yaml_mapping(path) if path is not None else {}
     values.update(parse_overrides(overrides or []))
-    return build_config(schema, values, source)
+    return build_config(schema, values, str(path) if path is not None else "defaults")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE.yaml`` and trailing ``key=value`` overrides, the same for every stage."""
+    parser.add_argument("--config", default=None, metavar="FILE.yaml",
+                        help="YAML file of this stage's keys; flags and key=value overrides win")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="override any config key (unknown keys are listed in the error)")
+
+
+def config_from_args(schema: type[T], args: argparse.Namespace,
+                     flags: Mapping[str, str] | None = None) -> T:
+    """A stage's config from ``--config`` YAML, then flags given on the command line, then
+    ``key=value`` overrides (later wins). ``flags`` maps argparse ``dest`` -> schema key; a flag
+    counts as given when its value is not None, so shortcut flags must default to None (the
+    schema holds the defaults)."""
+    path = getattr(args, "config", None)
+    values = read_yaml_mapping(path) if path else {}
+    for dest, key in (flags or {}).items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            values[key] = list(value) if isinstance(value, tuple) else value
+    values.update(parse_overrides(getattr(args, "overrides", None) or []))
+    return build_config(schema, values, str(path) if path else "command line")
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
