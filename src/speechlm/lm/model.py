@@ -24,7 +24,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Pr
 
 from speechlm.core.checkpoint import atomic_dir
 from speechlm.core.errors import CheckpointError, ConfigError
-from speechlm.core.files import read_json
+from speechlm.core.files import read_artefact_dir, read_json
 from speechlm.lm.vocab import SpeechVocab
 
 log = logging.getLogger(__name__)
@@ -137,13 +137,9 @@ def save_speech_lm(out_dir: str | Path, model: PreTrainedModel, vocab: SpeechVoc
 def load_speech_lm(path: str | Path, device: str | torch.device = "cpu") -> SpeechLM:
     """Load a model directory written by training; raises CheckpointError if missing or corrupt."""
     path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: model directory not found")
-    for name in ("config.json", "model.safetensors", META_FILE):
-        if not (path / name).is_file():
-            raise CheckpointError(f"{path}: not a speechlm model directory ({name} missing)")
+    read_artefact_dir(path, "model", weights=("model.safetensors",))
+    meta = read_json(path / META_FILE, CheckpointError, "missing (not a speechlm model directory)")
     vocab = SpeechVocab.load(path)
-    meta = read_json(path / META_FILE, CheckpointError)
     if "kind" not in meta:
         raise CheckpointError(f"{path / META_FILE}: corrupt (no 'kind')")
     kind = meta["kind"]

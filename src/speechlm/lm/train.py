@@ -39,6 +39,7 @@ import torch
 from speechlm.core.checkpoint import (atomic_dir, checkpoint_name, clean_temp, latest_checkpoint,
                                       list_checkpoints, prune_checkpoints)
 from speechlm.core.config import config_to_dict, load_config, save_config
+from speechlm.core.files import atomic_file, atomic_write_json
 from speechlm.core.errors import CheckpointError, ConfigError, DataError, TrainingError
 from speechlm.core.progress import progress_bar
 from speechlm.core.seed import rng_state, seed_everything, set_rng_state
@@ -452,9 +453,7 @@ def _train(cfg: TrainConfig, model: torch.nn.Module, spec: ModelSpec, train_seqs
                 write_model_dir(tmp, accelerator.unwrap_model(model), spec.vocab, spec.kind,
                                 spec.tokenizer_dir, spec.extra, spec.text_tokenizer_file)
         best.update(last_valid_loss=valid_loss, last_eval_step=step, final_model=cfg.final_model)
-        tmp_json = run_dir / f".{BEST_JSON}.tmp"
-        tmp_json.write_text(json.dumps(best, indent=1), encoding="utf-8")
-        os.replace(tmp_json, best_path)
+        atomic_write_json(best_path, best, indent=1)
 
     last_good = latest_checkpoint(run_dir)
     fh = open(metrics_path, "a", encoding="utf-8") if main else None
@@ -553,9 +552,8 @@ def _publish_final(run_dir: Path, ckpt: Path | None) -> None:
     for name in MODEL_FILES:
         src = ckpt / name
         if src.is_file():
-            tmp = run_dir / f".{name}.tmp"
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, run_dir / name)
+            with atomic_file(run_dir / name) as tmp:
+                shutil.copyfile(src, tmp)
 
 
 # ---------------------------------------------------------------- entry points
