@@ -277,3 +277,31 @@ def test_best_model_is_kept_and_published(units_dir, tmp_path):
         (latest_checkpoint(last) / "model.safetensors").read_bytes()
     with pytest.raises(ConfigError, match="keep_best"):
         train_from_config(GSLM, overrides(units_dir, tmp_path / "x", "keep_best=false"))
+
+
+def test_resume_skips_a_damaged_checkpoint_or_fails_in_one_line(units_dir, tmp_path):
+    """A truncated model.safetensors (as a full disk or a killed copy leaves it): --resume names
+    the damaged checkpoint and continues exactly from the previous one; none intact: one line."""
+    args = overrides(units_dir, tmp_path / "run", "max_steps=9", "save_every=3", "keep_last=3")
+    assert _run(args).returncode == 0
+    before = {r["step"]: r for r in read_metrics(tmp_path / "run")}
+    weights = tmp_path / "run" / "checkpoint-00000009" / "model.safetensors"
+    size = weights.stat().st_size
+    weights.write_bytes(weights.read_bytes()[: size // 2])
+    resumed = _run([*args, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert (f"checkpoint-00000009 is damaged: model.safetensors has {size // 2} bytes, {size} when "
+            "saved") in resumed.stderr
+    assert "resuming from checkpoint-00000006" in resumed.stderr
+    after = {r["step"]: r for r in read_metrics(tmp_path / "run")}
+    assert sorted(after) == list(range(1, 10))
+    for step in range(1, 10):
+        assert abs(after[step]["loss"] - before[step]["loss"]) <= 1e-5, step
+    for ckpt in list_checkpoints(tmp_path / "run"):
+        (ckpt / "model.safetensors").write_bytes(b"\0" * 10)
+    broken = _run([*args, "--resume"])
+    assert broken.returncode == 2
+    last = broken.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "no intact checkpoint to resume from" in last
+    assert "checkpoint-00000009 is damaged" in last and "checkpoint-00000003 is damaged" in last
+    assert "Traceback" not in broken.stderr

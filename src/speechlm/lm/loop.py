@@ -43,7 +43,7 @@ from speechlm.core.files import atomic_write_json
 from speechlm.core.progress import progress_bar
 from speechlm.core.threads import torch_threads
 from speechlm.lm.checkpoints import (ModelSpec, debug_kill, load_checkpoint, publish_final,
-                                     save_checkpoint, truncate_metrics)
+                                     resume_from, save_checkpoint, truncate_metrics)
 from speechlm.lm.config import TrainConfig
 from speechlm.lm.model import count_params
 from speechlm.lm.modeldir import META_FILE
@@ -177,7 +177,7 @@ class _Run:
     def _prepare_dir(self, resume: bool) -> None:
         """Fresh run: clear old outputs. Resume: restore the latest checkpoint and best.json."""
         cfg, run_dir = self.cfg, self.run_dir
-        ckpt = latest_checkpoint(run_dir) if resume else None
+        ckpt, contents = resume_from(run_dir) if resume else (None, None)
         if self.main:
             run_dir.mkdir(parents=True, exist_ok=True)
             clean_temp(run_dir)
@@ -190,8 +190,12 @@ class _Run:
             elif ckpt is None:
                 log.warning("--resume: no checkpoint in %s, starting from step 0", run_dir)
         self.accelerator.wait_for_everyone()
+        if self.main and ckpt is not None:  # newer ones are damaged: the run redoes those steps
+            for newer in list_checkpoints(run_dir):
+                if newer.name > ckpt.name:
+                    shutil.rmtree(newer)
         if ckpt is not None:
-            self.step, self.cursor = load_checkpoint(ckpt, self.model, self.optimizer,
+            self.step, self.cursor = load_checkpoint(ckpt, contents, self.model, self.optimizer,
                                                      self.scheduler, self.spec.vocab)
             log.info("resumed from %s (step %d)", ckpt, self.step)
         best_path = run_dir / BEST_JSON
