@@ -27,6 +27,7 @@ from speechlm.core.errors import CheckpointError, ConfigError, SpeechLMError
 from speechlm.core.files import read_artefact_dir
 from speechlm.lm.modeldir import META_FILE, ModelMeta, read_meta, write_meta
 from speechlm.lm.multistream import MultiStreamConfig, MultiStreamForCausalLM
+from speechlm.lm.sequences import utterance_tokens
 from speechlm.lm.streams import TokenSpace
 from speechlm.lm.vocab import SpeechVocab
 
@@ -111,18 +112,20 @@ class SpeechLM:
         return self.spec.space(self.vocab)
 
     def encode_units(self, units: list[int]) -> list[int]:
-        """BOS + unit ids (no EOS), ready as a generation prompt."""
-        return [self.vocab.bos_id] + self.vocab.encode("units", units)
+        """A prompt or scored item of units: :func:`utterance_tokens` without the end (BOS + units,
+        no EOS), the same start every training utterance has."""
+        return utterance_tokens(self.vocab, [self.vocab.encode("units", units)], end=False)[0].tolist()
 
     def decode_units(self, ids: list[int]) -> list[int]:
         """Global ids -> unit indices; specials and other families are dropped."""
         return self.vocab.decode("units", ids)
 
     def encode_text(self, text: str) -> list[int]:
-        """BOS + BPE ids (text LMs)."""
+        """A text prompt or scored item (text LMs), framed like :meth:`encode_units`."""
         if self.text_tokenizer is None:
             raise CheckpointError(f"{self.path}: this model has no text tokenizer ({TOKENIZER_FILE})")
-        return [self.vocab.bos_id] + self.vocab.encode("text", self.text_tokenizer.encode(text).ids)
+        ids = self.vocab.encode("text", self.text_tokenizer.encode(text).ids)
+        return utterance_tokens(self.vocab, [ids], end=False)[0].tolist()
 
     def decode_text(self, ids: list[int]) -> str:
         if self.text_tokenizer is None:

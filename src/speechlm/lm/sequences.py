@@ -36,9 +36,10 @@ class Example:
 
 
 def sequence_frame(vocab: SpeechVocab, end: bool = True) -> tuple[list[int], list[int]]:
-    """The one sequence convention: ids before and after an utterance's tokens. Training frames
-    every utterance with both; prompts and scored items (``end=False``) leave the end open."""
-    return [], [vocab.eos_id] if end else []
+    """The one sequence convention: ids before and after an utterance's tokens. Every utterance
+    starts with ``<bos>``, in training as in scoring and generation; training also ends it with
+    ``<eos>`` (``end=True``), prompts and scored items leave the end open (``end=False``)."""
+    return [vocab.bos_id], [vocab.eos_id] if end else []
 
 
 def utterance_tokens(vocab: SpeechVocab, ids: np.ndarray, end: bool = True) -> np.ndarray:
