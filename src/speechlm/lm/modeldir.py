@@ -141,7 +141,7 @@ def resolve_tokenizer(lm: Any, model_dir: str | Path, tokenizer_dir: str | None 
         raise CheckpointError(f"{path}: speech tokenizer directory not found"
                               + ("" if tokenizer_dir else f" (recorded in {model_dir})"))
     tokenizer = load_tokenizer(path)
-    check_units(lm, tokenizer, model_dir, path)
+    check_units(lm, tokenizer.vocab_size, model_dir, path)
     if tokenizer_dir and lm.tokenizer_dir and Path(tokenizer_dir).resolve() != \
             Path(lm.tokenizer_dir).resolve():
         log.warning("%s was trained with tokenizer %s but --tokenizer is %s", model_dir,
@@ -149,12 +149,14 @@ def resolve_tokenizer(lm: Any, model_dir: str | Path, tokenizer_dir: str | None 
     return tokenizer, str(path)
 
 
-def check_units(lm: Any, tokenizer: Any, model_dir: str | Path, tokenizer_dir: str | Path) -> None:
-    """CheckpointError when ``tokenizer`` makes another number of units than ``lm`` reads."""
+def check_units(lm: Any, n_units: int, model_dir: str | Path, other_dir: str | Path,
+                what: str = "tokenizer") -> None:
+    """CheckpointError when the ``what`` at ``other_dir`` (a tokenizer that makes, or a vocoder
+    that reads, ``n_units`` units) does not match the units ``lm`` reads."""
     vocab = lm.vocab
-    n_units = int(vocab.family("units").size) if hasattr(vocab, "family") else int(vocab.n_units)
-    if int(tokenizer.vocab_size) != n_units:
+    have = int(vocab.family("units").size) if hasattr(vocab, "family") else int(vocab.n_units)
+    if int(n_units) != have:
+        verb = "produces" if what == "tokenizer" else "reads"
         raise CheckpointError(
-            f"model/tokenizer mismatch: {model_dir} has {n_units} speech units but tokenizer "
-            f"{tokenizer_dir} produces {tokenizer.vocab_size}; use the tokenizer the model was "
-            "trained with")
+            f"model/{what} mismatch: {model_dir} has {have} speech units but {what} {other_dir} "
+            f"{verb} {n_units}; use the {what} the model was trained with")
