@@ -24,7 +24,7 @@ from speechlm.lm.plots import read_metrics
 from speechlm.pipeline import train_from_config
 
 from ..conftest import tiny_lm_config
-from .conftest import GSLM, REPO, TWIST, make_token_dataset, overrides
+from .conftest import GSLM, REPO, TWIST, make_token_dataset, overrides, write_text
 
 
 def test_gslm_recipe_trains_and_saves_hf_dir(units_dir, tmp_path):
@@ -202,10 +202,7 @@ def test_clear_errors(units_dir, tmp_path):
 def test_twist_warm_init_from_text_lm(units_dir, tmp_path):
     from speechlm.lm.textlm import train_text_lm
 
-    text = tmp_path / "t.txt"
-    words = ["cat", "dog", "sat", "ran", "mat", "park", "the", "big", "red", "old"]
-    rng = random.Random(0)
-    text.write_text(" ".join(" ".join(rng.choices(words, k=6)).capitalize() + "." for _ in range(200)))
+    text = write_text(tmp_path / "t.txt", seed=0)
     text_lm = train_text_lm(tmp_path / "textlm", text=text, steps=3, bpe_size=300, seq_len=32,
                             batch_size=4, progress=False,
                             overrides={"hidden_size": 32, "num_layers": 2, "num_heads": 2,
