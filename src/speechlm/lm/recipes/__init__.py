@@ -15,9 +15,11 @@ import importlib
 import importlib.util
 import pkgutil
 from pathlib import Path
+from types import ModuleType
 
 from speechlm.core.errors import ConfigError
 from speechlm.lm.config import TrainConfig
+from speechlm.lm.sequences import BUILDERS
 
 
 def available() -> list[str]:
@@ -25,8 +27,9 @@ def available() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(__path__))
 
 
-def run_recipe(cfg: TrainConfig, resume: bool = False, source: str = "config") -> Path:
-    """Run recipe module ``cfg.recipe`` on ``cfg``; returns the run dir."""
+def load_recipe(cfg: TrainConfig, source: str = "config") -> ModuleType:
+    """Import recipe module ``cfg.recipe`` (which registers its builders) and check that it has a
+    ``run`` and that ``cfg.sequence`` names a registered builder: before any input is built."""
     name = f"{__name__}.{cfg.recipe.replace('-', '_')}"
     if not cfg.recipe.replace("-", "_").isidentifier() or importlib.util.find_spec(name) is None:
         raise ConfigError(f"{source}: recipe={cfg.recipe!r} is not a module in speechlm/lm/recipes "
@@ -34,4 +37,12 @@ def run_recipe(cfg: TrainConfig, resume: bool = False, source: str = "config") -
     module = importlib.import_module(name)
     if not callable(getattr(module, "run", None)):
         raise ConfigError(f"{source}: recipe module {name} has no run(cfg, resume, source)")
-    return module.run(cfg, resume=resume, source=source)
+    if cfg.sequence not in BUILDERS:
+        raise ConfigError(f"{source}: sequence={cfg.sequence!r} is not a registered builder "
+                          f"({sorted(BUILDERS)})")
+    return module
+
+
+def run_recipe(cfg: TrainConfig, resume: bool = False, source: str = "config") -> Path:
+    """Run recipe module ``cfg.recipe`` on ``cfg``; returns the run dir."""
+    return load_recipe(cfg, source).run(cfg, resume=resume, source=source)
