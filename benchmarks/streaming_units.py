@@ -4,23 +4,25 @@ The Session hears audio in chunks: :class:`speechlm.generation.streaming.Streami
 fixes each frame's unit once ``lookahead`` frames after it have arrived, computing it over a
 window with ``context`` frames before it. The ``ssl-tiny`` encoder is bidirectional, so its units
 depend on the right context it is denied; ``mfcc`` looks only +-3 frames ahead. For each
-tokenizer and look-ahead this script pushes the held-out utterances in 20 ms chunks and compares
-the deduplicated unit sequences with offline ``tokenizer.encode(whole clip)`` (the baseline, edit
-rate 0 by definition, in the same run): unit edit rate = Levenshtein distance / offline length,
-summed over utterances; also the share of frames whose unit differs, the added latency
-(look-ahead) and the encode time relative to offline.
+tokenizer, left context (the Session's 50 frames, and the whole past) and look-ahead this script
+pushes the held-out utterances in 20 ms chunks and compares the deduplicated unit sequences
+with offline ``tokenizer.encode(whole clip)`` (the baseline, edit rate 0 by definition, in the
+same run): unit edit rate = Levenshtein distance / offline length, summed over utterances; also
+the share of frames whose unit differs, the added latency (look-ahead) and the encode time
+relative to offline.
 
     .venv/bin/python benchmarks/streaming_units.py --work work/streaming
     .venv/bin/python benchmarks/streaming_units.py --corpus demo-work/corpus --tokenizer demo-work/tok
 
 Builds what is missing in --work (a 0.1 h corpus, an ssl-tiny tokenizer trained 400 steps, an
 mfcc tokenizer; both K = 100). Writes benchmarks/results/streaming_units.json
-(value = ssl-tiny unit edit rate at the Session's default look-ahead of 4 frames).
+(value = ssl-tiny unit edit rate at the Session's default look-ahead and context).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import time
 from pathlib import Path
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 
 LOOKAHEADS = (0, 2, 4, 8, 16, 32)
+CONTEXTS = (50, 10**6)  # left context frames: the Session's default (1 s), and the whole past
 CHUNK = 320  # 20 ms pushes
 
 
@@ -90,12 +93,12 @@ def main() -> int:
     parser.add_argument("--corpus", default=None, help="corpus with a heldout split")
     parser.add_argument("--tokenizer", action="append", default=None, help="tokenizer dir (repeatable)")
     parser.add_argument("--utterances", type=int, default=30, help="held-out utterances")
-    parser.add_argument("--context", type=int, default=50, help="left context frames")
     args = parser.parse_args()
 
     import torch
 
     from speechlm.data.corpus import Corpus
+    from speechlm.generation.session import Session
     from speechlm.tokenizers import load_tokenizer
 
     torch.set_num_threads(1)
@@ -104,17 +107,28 @@ def main() -> int:
     rows = {}
     for name, path in toks.items():
         tok = load_tokenizer(path)
-        rows[name] = [measure(tok, clips, la, args.context) for la in LOOKAHEADS]
-        for r in rows[name]:
-            print(f"{name} look-ahead {r['lookahead_frames']:2d}: unit edit rate "
-                  f"{r['unit_edit_rate']:.3f}, frame error {r['frame_unit_error']:.3f}", flush=True)
+        rows[name] = []
+        for context in CONTEXTS:
+            for la in LOOKAHEADS:
+                r = measure(tok, clips, la, context)
+                rows[name].append(r)
+                print(f"{name} context {context} look-ahead {la:2d}: unit edit rate "
+                      f"{r['unit_edit_rate']:.3f}, frame error {r['frame_unit_error']:.3f}", flush=True)
+    # the headline: ssl-tiny (the non-causal encoder) at the Session's defaults
+    defaults = inspect.signature(Session.__init__).parameters
+    lookahead = defaults["tokenizer_lookahead"].default
+    context = defaults["tokenizer_context"].default
     head = "ssl-tiny" if "ssl-tiny" in rows else next(iter(rows))
-    value = next(r["unit_edit_rate"] for r in rows[head] if r["lookahead_frames"] == 4)
+    value = next(r["unit_edit_rate"] for r in rows[head]
+                 if r["lookahead_frames"] == lookahead and r["context_frames"] == context)
     config = {"corpus": str(corpus), "tokenizers": {k: str(v) for k, v in toks.items()},
               "utterances": len(clips), "audio_s": sum(c.size for c in clips) / 16000,
-              "chunk_samples": CHUNK, "context_frames": args.context, "threads": 1}
+              "chunk_samples": CHUNK, "contexts": list(CONTEXTS), "lookaheads": list(LOOKAHEADS),
+              "session_defaults": {"tokenizer_lookahead": lookahead, "tokenizer_context": context},
+              "threads": 1}
     path = write_result("streaming_units", config, value, 0.0,
-                        f"unit edit rate vs offline ({head}, look-ahead 4 frames = 80 ms)",
+                        f"unit edit rate vs offline ({head}, Session defaults: look-ahead "
+                        f"{lookahead} frames = {lookahead * 20} ms, context {context} frames)",
                         rows=rows, note="baseline: offline tokenization of the whole clip "
                         "(edit rate 0); ratio is undefined for a zero baseline")
     print(f"wrote {path}")
