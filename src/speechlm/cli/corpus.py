@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     synth.add_argument("--noise-std", type=float, default=3e-3,
                        help="dither noise std added to the audio (default 3e-3)")
+    synth.add_argument("--styles", default=None, metavar="A,B,...",
+                       help="speaking styles drawn per utterance and recorded in its 'style' field: "
+                       "neutral, excited, sad, question, whisper (default: none, unlabelled)")
     synth.set_defaults(handler=_synth)
 
     imp = csub.add_parser("import", help="import LibriSpeech or audio+.txt folders",
@@ -67,7 +70,8 @@ def _synth(args: argparse.Namespace) -> int:
 
     corpus = synthesize_corpus(args.out, hours=args.hours, voices=args.voices,
                                heldout_voices=args.heldout_voices, seed=args.seed, text=args.text,
-                               workers=args.workers, noise_std=args.noise_std)
+                               workers=args.workers, noise_std=args.noise_std,
+                               styles=args.styles.split(",") if args.styles else None)
     print_stats(corpus.meta["stats"], f"corpus {args.out}")
     return 0
 
