@@ -17,18 +17,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     psub = parser.add_subparsers(dest="prosody_command", metavar="<action>", required=True)
 
     train = psub.add_parser("train", help="fit a prosody tokenizer on a corpus",
-                            description="Fit a prosody tokenizer. Keys come from --config YAML, "
-                            "then the flags below, then key=value overrides (an unknown key lists "
-                            "the valid ones).")
-    train.add_argument("kind", choices=["unit", "pitch-vq", "style"],
-                       help="unit: pGSLM duration + F0 per unit; pitch-vq: VQ-VAE pitch tokens "
-                       "(12.5 Hz); style: k-means style tokens (1 per window_s)")
-    train.add_argument("--corpus", default=None, help="corpus directory")
-    train.add_argument("--out", default=None, help="output tokenizer directory")
-    train.add_argument("--units-tokenizer", default=None,
-                       help="unit tokenizer directory (kind unit: the streams align with its units)")
-    add_config_arguments(train)
-    train.set_defaults(handler=_train)
+                            description="Fit a prosody tokenizer of one kind. Keys come from "
+                            "--config YAML, then the flags, then key=value overrides (an unknown "
+                            "key lists the valid ones).")
+    kinds = train.add_subparsers(dest="kind", metavar="<kind>", required=True)
+    for kind, text in (("unit", "pGSLM duration + F0 token per unit"),
+                       ("pitch-vq", "SpiRit-LM pitch tokens: VQ-VAE over F0 (12.5 Hz)"),
+                       ("style", "style tokens: k-means over pooled features (1 per window_s)")):
+        k = kinds.add_parser(kind, help=text, description=text)
+        k.add_argument("--corpus", default=None, help="corpus directory")
+        k.add_argument("--out", default=None, help="output tokenizer directory")
+        if kind == "unit":
+            k.add_argument("--units-tokenizer", default=None,
+                           help="unit tokenizer directory whose units the streams align with")
+        add_config_arguments(k)
+        k.set_defaults(handler=_train)
 
     enc = psub.add_parser("encode", help="prosody tokens of a corpus or one audio file",
                           description="With --corpus/--out: write a multi-stream token dataset "
@@ -74,11 +77,7 @@ def _train(args: argparse.Namespace) -> int:
     from speechlm.tokenizers.prosody import load_prosody_tokenizer
     from speechlm.tokenizers.prosody.train import SCHEMAS, train_prosody_tokenizer
 
-    flags = {"corpus": "corpus", "out": "out"}
-    if args.kind == "unit":
-        flags["units_tokenizer"] = "unit_tokenizer"
-    elif args.units_tokenizer is not None:
-        print("note: --units-tokenizer is only used by kind 'unit'")
+    flags = {"corpus": "corpus", "out": "out", "units_tokenizer": "unit_tokenizer"}
     cfg = config_from_args(SCHEMAS[args.kind], args, flags)
     tok = load_prosody_tokenizer(train_prosody_tokenizer(cfg))
     streams = ", ".join(f"{s['name']} ({s.get('vocab_size', '-')})"
