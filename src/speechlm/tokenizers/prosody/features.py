@@ -2,7 +2,7 @@
 
 Per 10 ms frame: log-F0 minus the utterance's mean log-F0 (NaN when unvoiced), energy, spectral
 flatness and centroid. Pooling a window gives :data:`FEATURE_NAMES`: pitch level, spread, range,
-slope and final rise; absolute pitch; loudness and its spread; breathiness (flatness, centroid);
+slope and final rise (the last 80 ms of voicing against the window's median); absolute pitch; loudness and its spread; breathiness (flatness, centroid);
 a syllable-rate proxy (voiced onsets per second) and the pause fraction. The utterance mean is
 used for every voice (seen or not), so training and held-out voices are treated alike.
 """
@@ -20,6 +20,7 @@ FEATURE_NAMES = ("voiced_fraction", "logf0_mean", "logf0_std", "logf0_range", "l
                  "centroid_khz", "onset_rate", "pause_fraction")
 _WINDOW = 400        # 25 ms analysis window
 _SILENCE_DB = 35.0   # frames this far below the loudest frame are pauses
+_TAIL_S = 0.08       # final rise: the last 80 ms of voicing (a question's rise is that short)
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,8 @@ def pool(ff: FrameFeatures, start: int = 0, stop: int | None = None) -> np.ndarr
     if v.size >= 2:
         times = np.flatnonzero(voiced) * ff.hop_s
         slope = float(np.polyfit(times, v, 1)[0])
-        tail = max(1, v.size * 3 // 10)
-        rise = float(v[-tail:].mean() - v[:-tail].mean())
+        tail = max(1, int(round(_TAIL_S / ff.hop_s)))  # the last syllable's pitch vs the rest
+        rise = float(np.median(v[-tail:]) - np.median(v))
         level, spread = float(v.mean()), float(v.std())
         width = float(np.percentile(v, 90) - np.percentile(v, 10))
     else:
