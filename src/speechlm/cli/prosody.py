@@ -67,6 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     cls.add_argument("--corpus", required=True, help="corpus with a 'style' label per utterance")
     cls.add_argument("--out", required=True, help="output classifier directory")
     cls.add_argument("--steps", type=int, default=500)
+    cls.add_argument("--hidden", type=int, default=0,
+                     help="hidden units (default 0: softmax regression)")
     cls.add_argument("--seed", type=int, default=0)
     cls.add_argument("--json", action="store_true", help="print a JSON object")
     cls.set_defaults(handler=_classifier)
@@ -154,8 +156,8 @@ def _eval(args: argparse.Namespace) -> int:
 def _classifier(args: argparse.Namespace) -> int:
     from speechlm.eval.style import train_style_classifier
 
-    report = train_style_classifier(args.corpus, args.out, steps=args.steps, seed=args.seed,
-                                    show_progress=not args.json)
+    report = train_style_classifier(args.corpus, args.out, steps=args.steps, hidden=args.hidden,
+                                    seed=args.seed, show_progress=not args.json)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
