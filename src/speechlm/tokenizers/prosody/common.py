@@ -5,8 +5,10 @@ files."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,18 +25,19 @@ FRAME_RATE = 50.0  # the unit frame grid (20 ms) that pitch and style features a
 
 @dataclass(frozen=True)
 class Track:
-    """One utterance's F0 (and, when asked for, its samples)."""
+    """One utterance's F0 and whatever else a tokenizer computed from its audio."""
 
     id: str
     speaker: str
     f0: np.ndarray                 # (frames,) Hz at F0Config.hop_s, 0 = unvoiced
-    samples: np.ndarray | None = None
-    style: str | None = None
+    extra: Any = None              # ``extra(samples, f0)`` of :func:`read_tracks`
 
 
 def read_tracks(corpus_dir: str | Path, split: str, config: F0Config, max_hours: float | None = None,
-                keep_audio: bool = False, show_progress: bool = True) -> list[Track]:
-    """F0 tracks of up to ``max_hours`` of ``split`` (all of it when None)."""
+                extra: Callable[[np.ndarray, np.ndarray], Any] | None = None,
+                show_progress: bool = True) -> list[Track]:
+    """F0 tracks of up to ``max_hours`` of ``split`` (all of it when None), plus ``extra(samples,
+    f0)`` per utterance, so that the audio is decoded once and never kept."""
     corpus = Corpus(corpus_dir)
     total = sum(corpus.table(split, ["duration"]).column("duration").to_pylist())
     if max_hours is not None:
@@ -46,8 +49,8 @@ def read_tracks(corpus_dir: str | Path, split: str, config: F0Config, max_hours:
             if seconds >= total:
                 break
             samples = utt.samples()
-            tracks.append(Track(utt.id, utt.speaker, extract_f0(samples, config),
-                                samples if keep_audio else None, utt.style))
+            f0 = extract_f0(samples, config)
+            tracks.append(Track(utt.id, utt.speaker, f0, extra(samples, f0) if extra else None))
             seconds += utt.duration
             advance(utt.duration)
     if not tracks:

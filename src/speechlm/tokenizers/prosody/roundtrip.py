@@ -43,6 +43,7 @@ def roundtrip_error(tokenizer_dir: str | Path, corpus_dir: str | Path, split: st
     total = corpus.table(split, ["id"]).num_rows
     if max_utterances is not None:
         total = min(total, max_utterances)
+    rate = tok.frame_rate if units_tok is not None else FRAME_RATE
     contour, flat, unit, voicing = [], [], [], []
     with progress_bar(f"round trip {split}", total=total, unit="utts",
                       enabled=show_progress) as advance:
@@ -51,7 +52,6 @@ def roundtrip_error(tokenizer_dir: str | Path, corpus_dir: str | Path, split: st
                 break
             samples = utt.samples()
             f0 = extract_f0(samples, tok.f0_config)
-            rate = tok.frame_rate if units_tok is not None else FRAME_RATE
             reference = unit_f0(f0, tok.f0_config.hop_s,
                                 np.ones(int(f0.size * tok.f0_config.hop_s * rate + 1e-9)), rate)
             if units_tok is not None:

@@ -21,7 +21,6 @@ import numpy as np
 
 from speechlm.core.checkpoint import atomic_dir
 from speechlm.core.errors import CheckpointError, ConfigError
-from speechlm.core.progress import progress_bar
 from speechlm.tokenizers.prosody.common import read_tracks, save_common
 from speechlm.tokenizers.prosody.f0 import F0Config, extract_f0
 from speechlm.tokenizers.prosody.features import FEATURE_NAMES, frame_features, pool, windows
@@ -108,15 +107,11 @@ def train_style_tokenizer(corpus_dir: str | Path, out_dir: str | Path, *, split:
         raise ConfigError(f"style tokenizer: need k >= 2 and window_s > 0 (got k={k}, "
                           f"window_s={window_s})")
     start = time.monotonic()
-    tracks = read_tracks(corpus_dir, split, f0_config, max_hours, keep_audio=True,
+    tracks = read_tracks(corpus_dir, split, f0_config, max_hours,
+                         extra=lambda samples, f0: window_features(samples, f0, f0_config.hop_s,
+                                                                   window_s),
                          show_progress=show_progress)
-    with progress_bar("style features", total=len(tracks), unit="utts",
-                      enabled=show_progress) as advance:
-        feats = []
-        for track in tracks:
-            feats.append(window_features(track.samples, track.f0, f0_config.hop_s, window_s))
-            advance()
-    points = np.concatenate(feats).astype(np.float32)
+    points = np.concatenate([track.extra for track in tracks]).astype(np.float32)
     quantizer = KMeansQuantizer.fit(points, k, seed, threads=threads)
     training = {"corpus": str(Path(corpus_dir).resolve()), "split": split, "seed": seed,
                 "utterances": len(tracks), "windows": int(points.shape[0]),

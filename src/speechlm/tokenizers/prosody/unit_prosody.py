@@ -29,7 +29,6 @@ import numpy as np
 
 from speechlm.core.checkpoint import atomic_dir
 from speechlm.core.errors import CheckpointError, ConfigError, DataError
-from speechlm.core.progress import progress_bar
 from speechlm.tokenizers.prosody.bins import Bins, duration_bins, fit_quantiles
 from speechlm.tokenizers.prosody.common import (fit_speaker_norm, load_tensors, read_speaker_norm,
                                                 read_tracks, save_common)
@@ -189,18 +188,15 @@ def train_unit_prosody(corpus_dir: str | Path, unit_tokenizer: str | Path, out_d
     duration_bins(np.ones(1), exact_durations, max_duration, duration_bins_n)  # fail before reading
     if f0_bins < 2:
         raise ConfigError(f"f0_bins={f0_bins}: need at least 2")
-    tracks = read_tracks(corpus_dir, split, f0_config, max_hours, keep_audio=True,
+    tracks = read_tracks(corpus_dir, split, f0_config, max_hours,
+                         extra=lambda samples, _: units_tok.encode(samples)[1],
                          show_progress=show_progress)
     norm = fit_speaker_norm(tracks)
-    logf0, durations = [], []
-    with progress_bar("units", total=len(tracks), unit="utts", enabled=show_progress) as advance:
-        for track in tracks:
-            _, dur = units_tok.encode(track.samples)
-            hz = unit_f0(track.f0, f0_config.hop_s, dur, units_tok.frame_rate)
-            logf0.append(np.log(hz[hz > 0]) - norm.offset(track.speaker, track.f0))
-            durations.append(dur)
-            advance()
-    all_durations = np.concatenate(durations)
+    logf0 = []
+    for track in tracks:
+        hz = unit_f0(track.f0, f0_config.hop_s, track.extra, units_tok.frame_rate)
+        logf0.append(np.log(hz[hz > 0]) - norm.offset(track.speaker, track.f0))
+    all_durations = np.concatenate([track.extra for track in tracks])
     tok = UnitProsodyTokenizer(
         fit_quantiles(np.concatenate(logf0), f0_bins),
         duration_bins(all_durations, exact_durations, max_duration, duration_bins_n),
