@@ -174,3 +174,8 @@ def test_cli_train_encode_eval(tiny_corpus, unit_tok, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["median_cents"] < result["flat_median_cents"]
     assert json.loads((tmp_path / "rt.json").read_text()) == result
+
+    (out / "bins.safetensors").unlink()  # a tokenizer without its bin edges: one line, exit 2
+    assert main(["prosody", "eval", "--tokenizer", str(out), "--corpus", str(tiny_corpus)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "bin edges" in err and err.count("\n") == 1
