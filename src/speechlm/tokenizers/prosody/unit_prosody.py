@@ -138,8 +138,9 @@ class UnitProsodyTokenizer:
                 "interpolate": self.interpolate, "f0_bins": self.f0_bins.n,
                 "duration_bins": self.duration.n, "unvoiced_token": self.unvoiced_token,
                 "unit_tokenizer": str(self.unit_tokenizer) if self.unit_tokenizer else None,
-                "streams": [{"name": "units", "tokenizer": str(self.unit_tokenizer)}]
-                + [{"name": k, "vocab_size": v} for k, v in self.vocab_sizes.items()],
+                "streams": [{"name": "units", "frame_rate": self.frame_rate}]
+                + [{"name": k, "vocab_size": v, "aligned": True}
+                   for k, v in self.vocab_sizes.items()],
                 **self.info}
 
     def save(self, out_dir: str | Path) -> Path:
