@@ -1,4 +1,4 @@
-"""`speechlm corpus synth|import|info`."""
+"""`speechlm corpus synth|synth-dialogue|import|info`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 
 from rich.console import Console
 from rich.table import Table
+
+from speechlm.cli.corpus_dialogue import add_synth_dialogue, dialogue_info
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--noise-std", type=float, default=3e-3,
                        help="dither noise std added to the audio (default 3e-3)")
     synth.set_defaults(handler=_synth)
+    add_synth_dialogue(csub)
 
     imp = csub.add_parser("import", help="import LibriSpeech or audio+.txt folders",
                           description="Convert a LibriSpeech tree or a folder of audio files with "
@@ -44,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--seed", type=int, default=0)
     imp.set_defaults(handler=_import)
 
-    info = csub.add_parser("info", help="validate a corpus and print its statistics")
+    info = csub.add_parser("info", help="validate a corpus (or dialogue corpus) and print its "
+                           "statistics")
     info.add_argument("corpus", help="corpus directory")
     info.add_argument("--json", action="store_true", help="print a JSON object")
     info.set_defaults(handler=_info)
@@ -91,6 +95,10 @@ def _import(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from speechlm.data.corpus import Corpus
+    from speechlm.data.dialogue import is_dialogue_corpus
+
+    if is_dialogue_corpus(args.corpus):
+        return dialogue_info(args.corpus, args.json)
 
     corpus = Corpus(args.corpus)
     stats = corpus.validate()
