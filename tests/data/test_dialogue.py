@@ -12,7 +12,7 @@ import pytest
 
 from speechlm.cli import main
 from speechlm.core.errors import ConfigError, DataError
-from speechlm.data.audio import SAMPLE_RATE
+from speechlm.data.audio import SAMPLE_RATE, encode_flac
 from speechlm.data.corpus import Corpus
 from speechlm.data.dialogue import (DIALOGUE_SPLITS, SYSTEM, USER, Dialogue, DialogueConfig,
                                     DialogueCorpus, Event, synthesize_dialogues)
@@ -92,7 +92,8 @@ def test_every_event_kind_and_silence_mode_labels(busy_corpus):
     kinds = {kind for kind, _ in labels}
     assert kinds == {"turn", "pause", "backchannel", "overlap", "interruption", "non_query"}
     non_query = {label for kind, label in labels if kind == "non_query"}
-    assert {"third_voice", "side_talk"} <= non_query and any(x.startswith("noise") for x in non_query)
+    assert {"third_voice", "side_talk"} <= non_query
+    assert any(label.startswith("noise") for label in non_query)
     assert {label for kind, label in labels if kind == "overlap"} == \
         {"turn_start", "backchannel", "interruption"}
     for d in dialogues:
@@ -138,7 +139,8 @@ def test_synthesis_is_byte_identical_for_one_or_two_workers(tmp_path):
     for shard in (tmp_path / "a" / "dialogues").glob("*.parquet"):
         assert pq.read_table(shard).equals(pq.read_table(tmp_path / "b" / "dialogues" / shard.name))
     pools, (train, heldout) = text_pools(), pick_voices(3, 0, 11)
-    first = [next(plan_dialogues(pools, train, heldout, DialogueConfig(), seed)) for seed in (11, 12)]
+    first = [next(plan_dialogues(pools, train, heldout, DialogueConfig(), seed))
+             for seed in (11, 12)]
     assert first[0].exchanges != first[1].exchanges
 
 
@@ -191,8 +193,6 @@ def _malformed(d: Dialogue) -> dict[str, tuple[Dialogue, str]]:
     other = [e for e in d.events if e is not overlap]
     silent = d.samples()
     silent[SYSTEM] = 0.0
-    from speechlm.data.audio import encode_flac
-
     return {
         "unknown label": (dataclasses.replace(d, events=d.events + (
             Event("backchannel", "uh-oh", USER, 0.1, 0.2),)), "unknown backchannel label 'uh-oh'"),
@@ -207,6 +207,11 @@ def _malformed(d: Dialogue) -> dict[str, tuple[Dialogue, str]]:
         "overlap in silence": (dataclasses.replace(d, channels=(d.channels[USER],
                                                                 encode_flac(silent[SYSTEM]))),
                                "channel 1 is silent there"),
+        "short channel": (dataclasses.replace(d, channels=(d.channels[USER],
+                                                           encode_flac(silent[SYSTEM, :-800]))),
+                          "channels have different lengths"),
+        "corrupt audio": (dataclasses.replace(d, channels=(d.channels[USER], b"not flac")),
+                          "cannot decode audio"),
     }
 
 

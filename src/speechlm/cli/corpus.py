@@ -8,10 +8,10 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from speechlm.cli.corpus_dialogue import add_synth_dialogue, dialogue_info
-
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from speechlm.cli.corpus_dialogue import add_synth_dialogue  # imports print_stats from here
+
     parser = sub.add_parser("corpus", help="build, import and inspect spoken corpora",
                             description="Build, import and inspect spoken corpora.")
     csub = parser.add_subparsers(dest="corpus_command", metavar="<action>", required=True)
@@ -54,16 +54,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.set_defaults(handler=_info)
 
 
-def print_stats(stats: dict, title: str) -> None:
+def print_stats(stats: dict, title: str, items: str = "utterances") -> None:
     table = Table(title=title)
-    for column in ("split", "utterances", "speakers", "hours"):
+    for column in ("split", items, "speakers", "hours"):
         table.add_column(column, justify="right" if column != "split" else "left")
     for split, row in stats["splits"].items():
-        table.add_row(split, str(row["utterances"]), str(row["speakers"]), f"{row['hours']:.3f}")
-    table.add_row("[bold]all", str(stats["utterances"]), str(stats["speakers"]),
+        table.add_row(split, str(row[items]), str(row["speakers"]), f"{row['hours']:.3f}")
+    table.add_row("[bold]all", str(stats[items]), str(stats["speakers"]),
                   f"{stats['hours']:.3f}")
     Console().print(table)
-    print(f"mean utterance duration: {stats['mean_duration_s']:.2f} s")
+    print(f"mean {items[:-1]} duration: {stats['mean_duration_s']:.2f} s")
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -94,6 +94,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from speechlm.cli.corpus_dialogue import dialogue_info
     from speechlm.data.corpus import Corpus
     from speechlm.data.dialogue import is_dialogue_corpus
 

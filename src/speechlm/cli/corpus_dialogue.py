@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.console import Console
-from rich.table import Table
+from speechlm.cli.corpus import print_stats
 
 
 def add_synth_dialogue(csub: argparse._SubParsersAction) -> None:
@@ -68,14 +67,7 @@ def show_dialogue_stats(stats: dict, title: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps(stats, indent=2))
         return
-    table = Table(title=title)
-    for column in ("split", "dialogues", "speakers", "hours"):
-        table.add_column(column, justify="right" if column != "split" else "left")
-    for split, row in stats["splits"].items():
-        table.add_row(split, str(row["dialogues"]), str(row["speakers"]), f"{row['hours']:.3f}")
-    table.add_row("[bold]all", str(stats["dialogues"]), str(stats["speakers"]),
-                  f"{stats['hours']:.3f}")
-    Console().print(table)
+    print_stats(stats, title, items="dialogues")
     gaps = stats["gaps_s"]["user_to_system"]
     stop = stats["interruption_stop_ms"]
     print(f"turns: {stats['turns']['query']} queries, {stats['turns']['response']} responses; "

@@ -45,6 +45,7 @@ class DialogueConfig:
             raise ConfigError(f"exchanges={self.exchanges}: need 1 <= min <= max")
         if set(self.noise_db) != set(NOISE_LEVELS):
             raise ConfigError(f"noise_db needs exactly the levels {NOISE_LEVELS}")
-        if self.noise_std < 0 or self.gap_median_s <= 0 or not 0 < self.pause_s[0] <= self.pause_s[1]:
+        low, high = self.pause_s
+        if self.noise_std < 0 or self.gap_median_s <= 0 or not 0 < low <= high:
             raise ConfigError(f"noise_std={self.noise_std}, gap_median_s={self.gap_median_s}, "
                               f"pause_s={self.pause_s}: need >= 0, > 0 and 0 < min <= max")

@@ -165,5 +165,9 @@ class DialogueCorpus:
     def validate(self) -> dict:
         """Check every record, its metadata against its audio, and return the stats."""
         for shard, dialogue in self._dialogues(None):
-            dialogue.validate(str(shard), audio=dialogue.samples())
+            try:
+                audio = dialogue.samples()
+            except DataError as err:  # name the shard and record, not "<bytes>"
+                raise DataError(f"{shard}: dialogue {dialogue.id!r}: {err}") from None
+            dialogue.validate(str(shard), audio=audio)
         return self.stats()

@@ -16,10 +16,10 @@ import numpy as np
 
 from speechlm.core.errors import DataError
 from speechlm.data.audio import SAMPLE_RATE, encode_flac
-from speechlm.data.dialogue.record import (BACKCHANNELS, SYSTEM, USER, Alignment, Dialogue, Event, Interval,
-                                           intersect, merge)
+from speechlm.data.dialogue.record import (BACKCHANNELS, SYSTEM, USER, Alignment, Dialogue,
+                                           Event, Interval, intersect, merge)
 from speechlm.data.dialogue.config import DialogueConfig
-from speechlm.data.dialogue.script import DialogueScript, NonQuery
+from speechlm.data.dialogue.script import DialogueScript, NonQuery, pick
 from speechlm.data.tts import Espeak, Voice
 
 _FADE = 80                                      # 5 ms fades where a clip starts or is cut
@@ -212,9 +212,9 @@ class _Composer:
         """Start of the reply: in overlap at one of the last words, or after a natural gap."""
         last_start, last_clip = query.parts[-1]
         candidates = [last_start + s for _, s, _ in last_clip.words
-                      if 0.12 <= query.end - (last_start + s) <= 0.5]
+                      if 0.12 <= query.end - (last_start + s) <= 0.7]
         if candidates and self.rng.random() < self.config.overlap_prob:
-            return snap(candidates[int(self.rng.integers(len(candidates)))])
+            return snap(pick(self.rng, candidates))
         gap = float(np.clip(self.rng.lognormal(np.log(self.config.gap_median_s), 0.5), 0.08, 1.5))
         return snap(query.end + gap)
 
@@ -224,15 +224,15 @@ class _Composer:
         if speaker_turn.end - speaker_turn.start < 2.0 or \
                 self.rng.random() >= self.config.backchannel_prob:
             return
-        word = BACKCHANNELS[int(self.rng.integers(len(BACKCHANNELS)))]
+        word = pick(self.rng, BACKCHANNELS)
         clip = speak(self.espeak, word, self.script.voice(listener))
         pauses = [(a[1], b[0]) for a, b in zip(speaker_turn.sounding(), speaker_turn.sounding()[1:])
                   if b[0] - a[1] >= clip.duration + 0.2]
         onsets = [t for w in speaker_turn.words() if (t := w[1]) >= speaker_turn.start + 0.8]
         if pauses and self.rng.random() < 0.5:
-            start = pauses[int(self.rng.integers(len(pauses)))][0] + 0.1
+            start = pick(self.rng, pauses)[0] + 0.1
         elif onsets:
-            start = onsets[int(self.rng.integers(len(onsets)))]
+            start = pick(self.rng, onsets)
         else:
             return
         start = snap(start)
@@ -247,7 +247,8 @@ class _Composer:
         if nq.label in self.config.noise_db:
             seconds = self.rng.uniform(1.0, 3.0)
             noise = pink_noise(seconds, self.config.noise_db[nq.label], self.rng)
-            return self.timeline.add(Segment("non_query", nq.label, USER, "", "", ((t, noise),))).end
+            segment = Segment("non_query", nq.label, USER, "", "", ((t, noise),))
+            return self.timeline.add(segment).end
         for i, line in enumerate(nq.lines):  # third voice: one line; side talk: user and other
             other = nq.label == "third_voice" or i % 2 == 1
             voice = self.script.other if other else self.script.voice(USER)
@@ -266,7 +267,7 @@ class _Composer:
                  if w[1] >= response.start + 1.0 and w[2] <= response.end - 0.5]
         if not words:
             return None
-        _, w0, w1 = words[int(self.rng.integers(len(words)))]
+        _, w0, w1 = pick(self.rng, words)
         barge = snap(w0 + self.rng.uniform(0.0, 0.5) * (w1 - w0))
         latency = self.rng.uniform(0.5, 1.0) * self.config.interrupt_stop_ms / 1000
         return barge, snap(barge + latency)

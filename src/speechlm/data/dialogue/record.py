@@ -139,8 +139,10 @@ class Dialogue:
     def samples(self) -> np.ndarray:
         """Decoded audio, (2, T) float32 at 16 kHz."""
         channels = [read_audio(audio) for audio in self.channels]
-        length = min(c.size for c in channels)
-        return np.stack([c[:length] for c in channels])
+        if len({c.size for c in channels}) > 1:
+            raise DataError(f"channels have different lengths ({[c.size for c in channels]} "
+                            f"samples)")
+        return np.stack(channels)
 
     def validate(self, source: str = "", audio: np.ndarray | None = None) -> None:
         """Raise :class:`DataError` naming ``source`` and this dialogue on the first problem.

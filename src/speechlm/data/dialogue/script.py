@@ -8,8 +8,9 @@ the synthesized durations and are decided by the worker from ``script.seed`` (se
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from speechlm.data.tts import Voice
 
 INTERJECTIONS = ("Wait,", "Sorry,", "Hold on,", "Actually,", "Excuse me,")
 NON_QUERY_KINDS = ("noise", "third_voice", "side_talk")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,11 @@ class DialogueScript:
         return self.voices[channel]
 
 
+def pick(rng: np.random.Generator, items: Sequence[T]) -> T:
+    """One item, uniformly (``rng.choice`` would turn tuples of strings into numpy arrays)."""
+    return items[int(rng.integers(len(items)))]
+
+
 def split_for(k: int, config: DialogueConfig) -> str:
     """The split of the k-th train-voice dialogue: valid and test spread evenly through them."""
     def hit(fraction: float, phase: float) -> bool:
@@ -63,24 +70,24 @@ def split_for(k: int, config: DialogueConfig) -> str:
 
 def _interjected(question: str, rng: np.random.Generator) -> str:
     keep = question.startswith(("I ", "I'"))
-    return f"{INTERJECTIONS[int(rng.integers(len(INTERJECTIONS)))]} " \
+    return f"{pick(rng, INTERJECTIONS)} " \
            f"{question if keep else question[0].lower() + question[1:]}"
 
 
 def _exchange(pool: TextPool, config: DialogueConfig, rng: np.random.Generator) -> Exchange:
-    pair = pool.pairs[int(rng.integers(len(pool.pairs)))]
+    pair = pick(rng, pool.pairs)
     non_query = None
     if rng.random() < config.non_query_prob:
-        kind = NON_QUERY_KINDS[int(rng.integers(len(NON_QUERY_KINDS)))]
+        kind = pick(rng, NON_QUERY_KINDS)
         if kind == "noise":
-            non_query = NonQuery(NOISE_LEVELS[int(rng.integers(len(NOISE_LEVELS)))])
+            non_query = NonQuery(pick(rng, NOISE_LEVELS))
         elif kind == "third_voice":
-            non_query = NonQuery(kind, (pool.lines[int(rng.integers(len(pool.lines)))],))
+            non_query = NonQuery(kind, (pick(rng, pool.lines),))
         else:
-            non_query = NonQuery(kind, pool.conversations[int(rng.integers(len(pool.conversations)))])
+            non_query = NonQuery(kind, pick(rng, pool.conversations))
     interruption = None
     if rng.random() < config.interruption_prob:
-        other = pool.pairs[int(rng.integers(len(pool.pairs)))]
+        other = pick(rng, pool.pairs)
         interruption = (_interjected(other.question, rng), other.answer)
     return Exchange(pair.question, pair.answer, non_query, interruption)
 
@@ -108,7 +115,8 @@ def plan_dialogues(pools: dict[str, TextPool], train: list[Voice], heldout: list
         system, other = others[picks[0]], others[picks[1]]
         lo, hi = config.exchanges
         pool = pools[GROUP_OF_SPLIT[split]]
-        exchanges = tuple(_exchange(pool, config, rng) for _ in range(int(rng.integers(lo, hi + 1))))
+        n_exchanges = int(rng.integers(lo, hi + 1))
+        exchanges = tuple(_exchange(pool, config, rng) for _ in range(n_exchanges))
         voices = (jittered(user, rng), jittered(system, rng))
         yield DialogueScript(f"dialogue-{i:06d}", split, seed * 1_000_003 + i, voices,
                              (speaker_id(user), speaker_id(system)), jittered(other, rng),

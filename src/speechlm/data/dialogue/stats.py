@@ -13,13 +13,17 @@ GAP_BINS = np.round(np.arange(-1.0, 2.01, 0.25), 2)  # seconds; negative = overl
 
 def floor_transfers(dialogue: Dialogue) -> list[tuple[int, float]]:
     """(new speaker's channel, offset in s) for each change of speaker between consecutive
-    turns: next turn start minus previous turn end, negative when they overlap."""
+    turns with no non-query audio between them: next turn start minus previous turn end,
+    negative when they overlap (an early reply or a barge-in)."""
     turns = sorted(dialogue.of("turn"), key=lambda e: e.start)
-    return [(b.channel, b.start - a.end) for a, b in zip(turns, turns[1:]) if a.channel != b.channel]
+    non_query = dialogue.of("non_query")
+    return [(b.channel, b.start - a.end) for a, b in zip(turns, turns[1:])
+            if a.channel != b.channel and not any(a.end <= n.start < b.start for n in non_query)]
 
 
 def summarize(values: list[float]) -> dict:
-    """Count, mean, percentiles, share below zero and a histogram over :data:`GAP_BINS`."""
+    """Count, mean, percentiles, share below zero and a histogram over :data:`GAP_BINS`
+    (values beyond them are counted in the first or last bin)."""
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
         return {"n": 0}
@@ -48,7 +52,7 @@ def corpus_stats(dialogues: list[Dialogue]) -> dict:
     hours = sum(d.duration for d in dialogues) / 3600
     return {
         "dialogues": len(dialogues), "hours": hours,
-        "mean_dialogue_s": hours * 3600 / max(1, len(dialogues)),
+        "mean_duration_s": hours * 3600 / max(1, len(dialogues)),
         "speakers": len({s for d in dialogues for s in d.speakers}),
         "splits": splits,
         "turns": {"query": counts["turn:query"], "response": counts["turn:response"]},
