@@ -79,6 +79,17 @@ def pick_voices(n_train: int, n_heldout: int, seed: int) -> tuple[list[Voice], l
     return voices[:n_train], voices[n_train:]
 
 
+def jittered(voice: Voice, rng: np.random.Generator) -> Voice:
+    """The speaker's base prosody varied per utterance (rate +-15 wpm, pitch +-8, range +-10)."""
+    return Voice(voice.name, rate=int(voice.rate + rng.integers(-15, 16)),
+                 pitch=int(np.clip(voice.pitch + rng.integers(-8, 9), 0, 100)),
+                 range=int(np.clip(voice.range + rng.integers(-10, 11), 0, 100)))
+
+
+def speaker_id(voice: Voice) -> str:
+    return voice.name.replace("+", "_")
+
+
 @dataclass(frozen=True)
 class _Task:
     utt_id: str
@@ -120,11 +131,8 @@ def _tasks(sentences: list[str], train: list[Voice], heldout: list[Voice], seed:
         voice, split = voices[i % len(voices)]
         if split == "train" and rng.random() < valid_fraction:
             split = "valid"
-        jitter = Voice(voice.name, rate=int(voice.rate + rng.integers(-15, 16)),
-                       pitch=int(np.clip(voice.pitch + rng.integers(-8, 9), 0, 100)),
-                       range=int(np.clip(voice.range + rng.integers(-10, 11), 0, 100)))
-        speaker = voice.name.replace("+", "_")
-        yield _Task(f"{speaker}-{i:06d}", sentences[idx], jitter, speaker, split,
+        speaker = speaker_id(voice)
+        yield _Task(f"{speaker}-{i:06d}", sentences[idx], jittered(voice, rng), speaker, split,
                     noise_seed=seed * 1_000_003 + i, noise_std=noise_std)
 
 
