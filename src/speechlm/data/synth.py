@@ -79,6 +79,17 @@ def pick_voices(n_train: int, n_heldout: int, seed: int) -> tuple[list[Voice], l
     return voices[:n_train], voices[n_train:]
 
 
+def jittered(voice: Voice, rng: np.random.Generator) -> Voice:
+    """The speaker's base prosody varied per utterance (rate +-15 wpm, pitch +-8, range +-10)."""
+    return Voice(voice.name, rate=int(voice.rate + rng.integers(-15, 16)),
+                 pitch=int(np.clip(voice.pitch + rng.integers(-8, 9), 0, 100)),
+                 range=int(np.clip(voice.range + rng.integers(-10, 11), 0, 100)))
+
+
+def speaker_id(voice: Voice) -> str:
+    return voice.name.replace("+", "_")
+
+
 @dataclass(frozen=True)
 class _Task:
     utt_id: str
@@ -123,15 +134,12 @@ def _tasks(sentences: list[str], train: list[Voice], heldout: list[Voice], seed:
         voice, split = voices[i % len(voices)]
         if split == "train" and rng.random() < valid_fraction:
             split = "valid"
-        jitter = Voice(voice.name, rate=int(voice.rate + rng.integers(-15, 16)),
-                       pitch=int(np.clip(voice.pitch + rng.integers(-8, 9), 0, 100)),
-                       range=int(np.clip(voice.range + rng.integers(-10, 11), 0, 100)))
-        speaker = voice.name.replace("+", "_")
-        text = sentences[idx]
+        speaker = speaker_id(voice)
+        voice, text = jittered(voice, rng), sentences[idx]
         style = styles[style_rng.integers(len(styles))] if styles else None
         if style is not None:
-            jitter, text = STYLES[style].apply(jitter, text)
-        yield _Task(f"{speaker}-{i:06d}", text, jitter, speaker, split,
+            voice, text = STYLES[style].apply(voice, text)
+        yield _Task(f"{speaker}-{i:06d}", text, voice, speaker, split,
                     noise_seed=seed * 1_000_003 + i, noise_std=noise_std, style=style)
 
 
