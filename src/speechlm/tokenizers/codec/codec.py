@@ -149,9 +149,9 @@ def load_codec(spec: str | Path) -> Codec | HFCodec:
         raise CheckpointError(f"{config_path}: not a speechlm codec (format != {FORMAT!r})")
     try:
         config = CodecConfig.from_dict(meta["model"])
+        problems = config.validate()
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{config_path}: corrupt codec config ({err})") from None
-    problems = config.validate()
     if problems:
         raise CheckpointError(f"{config_path}: " + "; ".join(problems))
     model = CodecModel(config)

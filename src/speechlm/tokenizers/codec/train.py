@@ -72,7 +72,7 @@ class CodecTrainConfig:
     distill_weight: float = 1.0
     # optimisation
     steps: int = 1000
-    batch: int = 8
+    batch: int = 4
     segment_seconds: float = 0.5
     lr: float = 1e-3
     disc_lr: float = 1e-3
