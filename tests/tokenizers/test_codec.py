@@ -257,3 +257,49 @@ def test_hf_encodec_and_mimi(tmp_path):
         load_codec(f"hf:{tmp_path / 'llama'}")
     with pytest.raises(CheckpointError, match="not a HuggingFace model directory"):
         load_codec(f"hf:{tmp_path}")
+
+
+def test_signal_metrics_known_answers():
+    from speechlm.eval.codec_metrics import mel_distance, si_snr
+
+    x = tone(0.5)
+    assert mel_distance(x, x) == 0.0
+    assert mel_distance(x, 2 * x) == pytest.approx(math.log(2), abs=1e-3)  # log-mel shifts by ln 2
+    assert si_snr(x, 3 * x) > 60                                            # scale-invariant
+    noise = np.random.default_rng(0).normal(size=x.size).astype(np.float32)
+    noise *= np.linalg.norm(x - x.mean()) / np.linalg.norm(noise) / math.sqrt(10)  # 10 dB below
+    assert si_snr(x, x + noise) == pytest.approx(10.0, abs=0.5)
+
+
+def test_speaker_probe_separates_separable_features():
+    from speechlm.eval.codec_metrics import speaker_probe
+
+    rng = np.random.default_rng(0)
+    speakers = ["a"] * 10 + ["b"] * 10
+    voice = np.array([[3.0] * 4] * 10 + [[-3.0] * 4] * 10) + rng.normal(size=(20, 4))
+    result = speaker_probe({"voice": voice, "noise": rng.normal(size=(20, 4))}, speakers)
+    assert result["voice"] == 1.0 and result["noise"] < 0.8 and result["chance"] == 0.5
+    with pytest.raises(DataError, match="2\\+ speakers"):
+        speaker_probe({"x": voice[:10]}, speakers[:10])
+
+
+def test_evaluate_codec_reports_every_metric(trained, tiny_corpus, tmp_path):
+    from speechlm.eval.codec_metrics import evaluate_codec
+    from speechlm.tokenizers import train_tokenizer
+    from speechlm.vocoder import train_vocoder
+
+    tok = train_tokenizer(tiny_corpus, tmp_path / "tok", features="mfcc", units=8, show_progress=False)
+    voc = train_vocoder(tiny_corpus, tok, tmp_path / "voc", steps=1, max_minutes=None, batch=2,
+                        config=dict(dim=16, layers=1, voc_dim=16, voc_layers=1), show_progress=False)
+    r = evaluate_codec(trained, tiny_corpus, split="train", limit=6, tokenizer_dir=tok, vocoder_dir=voc,
+                       asr="pocketsphinx", speaker=False, n_triplets=50, show_progress=False)
+    assert r["codebooks_evaluated"] == [1, 2, 4] and r["asr"] == "pocketsphinx"
+    for metric in ("bitrate", "mel_distance", "si_snr", "wer", "wer_ratio", "codebook_usage"):
+        assert set(r[metric]) == {"1", "2", "4"}, metric
+    assert r["bitrate"] == {"1": 200.0, "2": 400.0, "4": 800.0}          # 50 Hz x 4 bits x k
+    assert len(r["codebook_usage_per_codebook"]) == 4 and 0 < r["codebook_usage"]["1"] <= 1
+    assert set(r["baselines"]) == {"unit_vocoder", "griffin_lim"}
+    assert {"codebook1", "tokenizer_units"} <= set(r["semantic"])
+    assert 0 <= r["semantic"]["codebook1"]["pnmi"] <= 1
+    assert r["speaker_probe"]["speakers"] == 3 and 0 <= r["speaker_probe"]["rest"] <= 1
+    assert set(r["monotonic"]) == {"mel_distance", "si_snr", "wer_ratio"}

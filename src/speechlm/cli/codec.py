@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--limit", type=int, default=30, help="utterances (default 30; 0 = all)")
     ev.add_argument("--tokenizer", default=None, help="unit tokenizer directory for ABX/PNMI comparison")
     ev.add_argument("--vocoder", default=None, help="unit vocoder directory for the resynthesis baseline")
+    ev.add_argument("--asr", default=None, help="recogniser for WER: whisper (default, Whisper "
+                    "tiny.en) | whisper:PATH | pocketsphinx")
     ev.add_argument("--no-asr", action="store_true", help="skip WER")
     ev.add_argument("--no-speaker", action="store_true", help="skip speaker similarity")
     ev.add_argument("--triplets", type=int, default=2000, help="ABX triplets per condition")
@@ -129,11 +131,12 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from speechlm.eval.asr import DEFAULT_ASR
     from speechlm.eval.codec_metrics import evaluate_codec
 
     result = evaluate_codec(args.codec, args.corpus, split=args.split, limit=args.limit or None,
                             tokenizer_dir=args.tokenizer, vocoder_dir=args.vocoder,
-                            asr=not args.no_asr, speaker=not args.no_speaker, n_triplets=args.triplets,
+                            asr=None if args.no_asr else (args.asr or DEFAULT_ASR), speaker=not args.no_speaker, n_triplets=args.triplets,
                             seed=args.seed, threads=args.threads, show_progress=not args.json)
     if args.json:
         print(json.dumps(result, indent=2))

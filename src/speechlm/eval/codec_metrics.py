@@ -22,6 +22,7 @@ codebook 1 vs the sum of the other codebooks (5-fold cross-validated accuracy).
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -151,10 +152,11 @@ def _pool(vectors: np.ndarray) -> np.ndarray:
 def evaluate_codec(codec_spec: str | Path, corpus_dir: str | Path, split: str = "heldout",
                    limit: int | None = 30, codebooks: tuple[int, ...] = (1, 2, 4),
                    tokenizer_dir: str | Path | None = None, vocoder_dir: str | Path | None = None,
-                   asr: bool = True, speaker: bool = True, semantic: bool = True, probe: bool = True,
+                   asr: str | None = "whisper", speaker: bool = True, semantic: bool = True, probe: bool = True,
                    n_triplets: int = 2000, seed: int = 0, threads: int = 1,
                    show_progress: bool = True) -> dict:
-    """All codec metrics on the first ``limit`` utterances of ``split`` (None = all); see module doc."""
+    """All codec metrics on the first ``limit`` utterances of ``split`` (None = all); see module doc.
+    ``asr`` is a :mod:`speechlm.eval.asr` spec (Whisper tiny.en by default; None skips WER)."""
     from speechlm.data.corpus import Corpus
     from speechlm.eval.asr import transcribe, wer
     from speechlm.eval.speaker import speaker_encoder
@@ -179,7 +181,7 @@ def evaluate_codec(codec_spec: str | Path, corpus_dir: str | Path, split: str = 
         if tok is None:
             raise ConfigError("a vocoder baseline needs its tokenizer (--tokenizer)")
         voc = load_vocoder(vocoder_dir)
-    transcriber = transcribe if asr else None
+    transcriber = functools.partial(transcribe, asr=asr) if asr else None
     embed = speaker_encoder().embed if speaker else None
     systems = {str(k): _Quality() for k in ks}
     if voc is not None:
@@ -229,7 +231,7 @@ def evaluate_codec(codec_spec: str | Path, corpus_dir: str | Path, split: str = 
                     "split": split, "utterances": n, "seconds": round(seconds, 1),
                     "frame_rate": codec.frame_rate, "codebook_size": codec.codebook_size,
                     "n_codebooks": codec.n_codebooks, "codebooks_evaluated": ks,
-                    "asr": "pocketsphinx" if transcriber else None,
+                    "asr": asr,
                     "speaker_encoder": "resemblyzer" if embed else None}
     if wer_original is not None:
         result["wer_original"] = wer_original

@@ -45,6 +45,8 @@ from speechlm.tokenizers.codec.model import CodecConfig, CodecModel
 
 log = logging.getLogger(__name__)
 
+# may differ on --resume (extend or shorten a run; the replay is exact only when unchanged)
+_SCHEDULE_KEYS = ("steps", "adv_start", "threads")
 _MODEL_KEYS = ("channels", "strides", "dim", "codebooks", "codebook_size", "ema_decay",
                "dead_code_threshold", "kmeans_iters", "quantizer_dropout")
 
@@ -214,7 +216,8 @@ def _load_checkpoint(path: Path, model: nn.Module, disc: nn.Module, opt_g, opt_d
     try:
         state = json.loads((path / "state.json").read_text())
         saved = state["config"]
-        changed = sorted(k for k, v in config_to_dict(cfg).items() if k != "steps" and saved.get(k) != v)
+        changed = sorted(k for k, v in config_to_dict(cfg).items()
+                         if k not in _SCHEDULE_KEYS and saved.get(k) != v)
         if changed:
             raise ConfigError(f"{path}: cannot resume with a different config "
                               f"({', '.join(f'{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}' for k in changed)})")
@@ -248,7 +251,8 @@ def train_codec(corpus_dir: str | Path, out_dir: str | Path, cfg: CodecTrainConf
     """Train a codec on ``cfg.split`` of a corpus into ``out_dir``; returns the codec directory.
 
     ``resume=True`` continues from the latest checkpoint in ``out_dir/checkpoints`` and reproduces
-    the uninterrupted run's losses (same config required, except a larger ``steps``). ``device``
+    the uninterrupted run's losses (same config required; ``steps`` and ``adv_start`` may change to
+    extend or shorten a run, which then follows the new schedule from the checkpoint on). ``device``
     is a torch device for the networks (data loading and teacher features stay on the CPU).
     """
     from torch.utils.tensorboard import SummaryWriter
