@@ -156,6 +156,9 @@ def _eval(args: argparse.Namespace) -> int:
                   f"{100 * row['abx_across']:.1f}%, PNMI {row['pnmi']:.3f}")
     if "speaker_probe" in result:
         p = result["speaker_probe"]
+        if "skipped" in p:
+            print(f"  speaker probe skipped: {p['skipped']}")
+            return 0
         print(f"  speaker probe ({p['speakers']} speakers): codebook 1 {p['codebook1']:.2f}, "
               f"rest {p['rest']:.2f}, chance {p['chance']:.2f}")
     return 0

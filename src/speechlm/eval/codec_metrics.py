@@ -261,7 +261,10 @@ def evaluate_codec(codec_spec: str | Path, corpus_dir: str | Path, split: str = 
             if tok is not None:
                 result["semantic"]["tokenizer"] = str(tok.path)
     if probe_feats["codebook1"]:
-        result["speaker_probe"] = {"split": split, **speaker_probe(
-            {name: np.stack(v) for name, v in probe_feats.items()}, speakers, seed)}
+        try:
+            result["speaker_probe"] = {"split": split, **speaker_probe(
+                {name: np.stack(v) for name, v in probe_feats.items()}, speakers, seed)}
+        except DataError as err:  # too few utterances per speaker: say so in the result
+            result["speaker_probe"] = {"split": split, "skipped": str(err)}
     return result
 
