@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from speechlm.cli import main
+from speechlm.core.config import build_config
 from speechlm.core.errors import AudioError, CheckpointError, ConfigError
 from speechlm.data.audio import read_audio, resample
 from speechlm.data.corpus import Corpus
@@ -19,6 +20,7 @@ from speechlm.tokenizers.semantic.extractors import (HFExtractor, LogMelExtracto
                                                      SslTinyExtractor)
 from speechlm.tokenizers.semantic.kmeans import KMeansQuantizer
 from speechlm.tokenizers.semantic.ssl_tiny import SslTiny, SslTinyConfig, span_mask, warp_mel
+from speechlm.tokenizers.semantic.tokenizer import TokenizerTrainConfig, fit_tokenizer
 
 TINY_SSL = {"dim": 32, "layers": 2, "heads": 2, "ffn": 64}
 
@@ -118,22 +120,35 @@ def test_mfcc_tokenizer_round_trip(mfcc_tok, tiny_corpus, tmp_path):
     assert np.array_equal(again, frames)
 
 
-def test_ssl_tiny_and_hf_tokenizers_round_trip(tiny_corpus, hf_hubert, tmp_path):
-    x = speech(tiny_corpus, index=1)
-    ssl = train_tokenizer(tiny_corpus, tmp_path / "ssl", features="ssl-tiny", units=8, layer=1,
-                          ssl_steps=4, ssl_minutes=0, ssl_config=TINY_SSL, show_progress=False)
-    assert (ssl / "encoder.safetensors").is_file()
-    training = json.loads((ssl / "config.json").read_text())["training"]
-    assert training["iteration1"]["steps"] == 2 and training["iteration2"]["steps"] == 2
-    tok = load_tokenizer(ssl)
-    assert tok.extractor.layer == 1 and tok.vocab_size == 8
-    assert np.array_equal(tok.encode(x)[0], load_tokenizer(ssl).encode(x)[0])
+def _fit(tiny_corpus, tmp_path, features, **options):
+    cfg = build_config(TokenizerTrainConfig, {"corpus": str(tiny_corpus), "out": str(tmp_path / "t"),
+                                              "features": features, "units": 8, **options}, "test")
+    return fit_tokenizer(cfg, show_progress=False)
 
-    hf = train_tokenizer(tiny_corpus, tmp_path / "hf", features=f"hf:{hf_hubert}", units=8, layer=2,
-                         show_progress=False)
-    assert (hf / "encoder" / "model.safetensors").is_file()  # self-contained copy of the encoder
-    units, durations = load_tokenizer(hf).encode(x)
-    assert durations.sum() == x.size // 320 and units.max() < 8
+
+@pytest.mark.parametrize("features, options", [("mfcc", {}),
+                                               ("ssl-tiny", {"layer": 1, "ssl_steps": 4,
+                                                             "ssl_model": TINY_SSL}),
+                                               ("hf", {"layer": 2})])
+def test_saved_tokenizer_is_the_trained_one(features, options, tiny_corpus, hf_hubert, tmp_path):
+    """save() must write the fitted state: a save() that wrote untrained encoder weights (or other
+    centroids) gives other features and units after loading."""
+    x = speech(tiny_corpus, index=1)
+    trained = _fit(tiny_corpus, tmp_path, f"hf:{hf_hubert}" if features == "hf" else features,
+                   **options)
+    path = trained.save(tmp_path / features)
+    reloaded = load_tokenizer(path)
+    assert np.array_equal(reloaded.features(x), trained.features(x))
+    assert np.array_equal(reloaded.encode(x, dedup=False)[0], trained.encode(x, dedup=False)[0])
+    drop = {"source"} if features == "hf" else set()  # hf: the copy in T/encoder/ after loading
+    assert ({k: v for k, v in reloaded.config().items() if k not in drop}
+            == {k: v for k, v in trained.config().items() if k not in drop})
+    if features == "ssl-tiny":
+        training = trained.info["training"]
+        assert training["iteration1"]["steps"] == 2 and training["iteration2"]["steps"] == 2
+        assert (path / "encoder.safetensors").is_file() and reloaded.extractor.layer == 1
+    if features == "hf":  # a self-contained copy of the encoder
+        assert (path / "encoder" / "model.safetensors").is_file()
 
 
 def test_ssl_helpers():
@@ -203,3 +218,23 @@ def test_cli_errors_are_one_line(tmp_path, tiny_corpus, capsys):
     assert main(["tokenizer", "train", "--corpus", str(tiny_corpus), "--features", "wavlm",
                  "--out", str(tmp_path / "t")]) == 2
     assert "--features 'wavlm'" in capsys.readouterr().err
+
+
+def test_train_from_yaml_flags_and_overrides(tiny_corpus, tmp_path, capsys):
+    config = tmp_path / "tok.yaml"
+    config.write_text(f"corpus: {tiny_corpus}\nfeatures: mfcc\nunits: 12\nseed: 3\n")
+    out = tmp_path / "tok"
+    # YAML < flags < key=value
+    assert main(["tokenizer", "train", "--config", str(config), "--units", "10", "--out", str(out),
+                 "max_points=5000", "seed=4"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["features"] == "mfcc" and saved["units"] == 10
+    assert saved["training"]["config"]["max_points"] == 5000 and saved["training"]["seed"] == 4
+    capsys.readouterr()
+    assert main(["tokenizer", "train", "--config", str(config), "--out", str(out), "unitz=3"]) == 2
+    err = capsys.readouterr().err
+    assert str(config) in err and "unitz" in err and len(err.strip().splitlines()) == 1
+    assert main(["tokenizer", "train", "--corpus", str(tiny_corpus), "--units", "1"]) == 2
+    assert "out is required" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="ssl_model"):
+        train_tokenizer(tiny_corpus, out, ssl_model={"width": 3})
