@@ -238,3 +238,55 @@ def test_train_from_yaml_flags_and_overrides(tiny_corpus, tmp_path, capsys):
     assert "out is required" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="ssl_model"):
         train_tokenizer(tiny_corpus, out, ssl_model={"width": 3})
+
+
+@pytest.fixture(scope="module")
+def whisper_extractor():
+    from speechlm.tokenizers.semantic.extractors import WhisperExtractor
+
+    return WhisperExtractor("whisper")
+
+
+@pytest.mark.parametrize("seconds", [400 / 16000, 1.0, 16_123 / 16000, 31.7])
+def test_whisper_frames_short_and_longer_than_30s(seconds, whisper_extractor):
+    n = int(round(seconds * 16000))
+    x = np.random.default_rng(0).normal(0, 0.1, n).astype(np.float32)
+    feats = whisper_extractor(x)
+    assert feats.shape == (n // 320, 384) and np.isfinite(feats).all()
+
+
+def test_whisper_frames_sit_on_the_unit_grid(whisper_extractor):
+    """A tone starting at 1.5 s: frame 74 (centre 1.49 s) looks like the silence before it, frame 75
+    (centre 1.51 s) like the tone (Whisper's own grid is 10 ms earlier; see whisper.py)."""
+    x = np.random.default_rng(0).normal(0, 1e-3, 48_000).astype(np.float32)
+    t = np.arange(24_000) / 16000
+    x[24_000:] += 0.3 * np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    feats = whisper_extractor(x)
+    silence, tone = feats[40:70].mean(axis=0), feats[90:140].mean(axis=0)
+    closer_to_tone = np.linalg.norm(feats - silence, axis=1) > np.linalg.norm(feats - tone, axis=1)
+    assert not closer_to_tone[60:75].any() and closer_to_tone[75:90].all()
+
+
+def test_whisper_tokenizer_records_and_checks_its_model(tiny_corpus, tmp_path):
+    import shutil
+
+    from speechlm.tokenizers.semantic.whisper import BUNDLED_SHA256, bundled_model_dir
+
+    copy = tmp_path / "whisper-copy"
+    shutil.copytree(bundled_model_dir(), copy)
+    path = train_tokenizer(tiny_corpus, tmp_path / "tok", features=f"whisper:{copy}", units=8,
+                           max_hours=10 / 3600, show_progress=False)
+    config = json.loads((path / "config.json").read_text())
+    assert config["features"] == "whisper" and config["model_sha256"] == BUNDLED_SHA256
+    assert config["source"] == f"whisper:{copy.resolve()}" and config["dim"] == 384
+    x = speech(tiny_corpus)
+    units, durations = load_tokenizer(path).encode(x)
+    assert durations.sum() == x.size // 320 and units.max() < 8
+    config["model_sha256"] = "0" * 64  # the centroids were fitted on another model
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not match the tokenizer's encoder"):
+        load_tokenizer(path)
+    with pytest.raises(ConfigError, match="--layer 3: whisper"):
+        train_tokenizer(tiny_corpus, tmp_path / "t2", features="whisper", layer=3)
+    with pytest.raises(CheckpointError, match="nope: Whisper model directory not found"):
+        train_tokenizer(tiny_corpus, tmp_path / "t3", features=f"whisper:{tmp_path / 'nope'}")
