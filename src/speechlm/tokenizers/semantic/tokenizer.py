@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from speechlm.core.progress import progress_bar
 from speechlm.core.threads import torch_threads
 from speechlm.data.corpus import Corpus
 from speechlm.tokenizers.semantic.dsp import HOP
-from speechlm.tokenizers.semantic.extractors import (FeatureExtractor, MfccExtractor, SslTinyExtractor,
+from speechlm.tokenizers.semantic.extractors import (FeatureExtractor, SslTinyExtractor,
                                                      load_extractor, make_extractor)
 from speechlm.tokenizers.semantic.kmeans import KMeansQuantizer, dedup
 
@@ -156,6 +157,7 @@ class TokenizerTrainConfig:
     max_points: int = 100_000        # frames k-means is fitted on (random subsample)
     ssl_steps: int = 1200            # ssl-tiny optimiser steps over both iterations
     ssl_minutes: float = 0.0         # optional wall-clock cap for ssl-tiny; 0 = steps only
+    ssl_targets: Literal["mfcc", "logmel"] = "mfcc"  # features clustered for iteration 1's targets
     ssl_model: dict | None = None    # SslTinyConfig overrides, e.g. {dim: 64, layers: 2}
 
     def validate(self) -> list[str]:
@@ -239,10 +241,11 @@ def _train_ssl_tiny(corpus: Corpus, cfg: TokenizerTrainConfig, show_progress: bo
     model = SslTiny(SslTinyConfig(**{**config.to_dict(), "n_targets": target_k}))
     mels = [mel_frontend(torch.from_numpy(c), model.fbank).numpy() for c in clips]
 
-    # iteration 1: targets = k-means of MFCCs
-    mfccs = _extract_all(MfccExtractor(), clips, "mfcc targets", show_progress)
-    km1 = KMeansQuantizer.fit(np.concatenate(mfccs), target_k, seed, max_points, threads=threads)
-    targets = [km1.assign(f) for f in mfccs]
+    # iteration 1: targets = k-means of MFCCs (HuBERT) or of log-mel frames
+    first = _extract_all(make_extractor(cfg.ssl_targets), clips, f"{cfg.ssl_targets} targets",
+                         show_progress)
+    km1 = KMeansQuantizer.fit(np.concatenate(first), target_k, seed, max_points, threads=threads)
+    targets = [km1.assign(f) for f in first]
     budget = minutes * 60 if minutes else None
     iter1 = train_masked_prediction(model, mels, targets, steps // 2, seed,
                                     max_seconds=budget / 2 if budget else None,
@@ -258,6 +261,7 @@ def _train_ssl_tiny(corpus: Corpus, cfg: TokenizerTrainConfig, show_progress: bo
     iter2 = train_masked_prediction(model, mels, targets, steps - steps // 2, seed + 1,
                                     max_seconds=budget / 2 if budget else None,
                                     description="ssl-tiny iteration 2", show_progress=show_progress)
-    training = {"iteration1": iter1, "iteration2": {**iter2, "target_layer": target_layer},
+    training = {"iteration1": {**iter1, "targets": cfg.ssl_targets},
+                "iteration2": {**iter2, "target_layer": target_layer},
                 "_clips": clips}
     return SslTinyExtractor(model, layer), training

@@ -102,20 +102,21 @@ def _load(path: Path, threads: int):
 WINDOW = 3000  # mel frames (30 s at 100 Hz) per encoder call: Whisper's positional embeddings end there
 
 
-def encoder_states(model, samples: np.ndarray, pad_window: bool = True) -> np.ndarray:
+def encoder_states(model, samples: np.ndarray) -> np.ndarray:
     """(T,) 16 kHz samples -> (about T / 320, D) final encoder states on speechlm's frame grid.
 
     Whisper's mel frame k is centred at sample 160 k and its encoder (two convolutions, the second
     with stride 2) puts output frame j at mel frame 2 j, i.e. sample 320 j; dropping the first
-    10 ms moves it to (j + 0.5) * 320, the centre of unit frame j in dsp.py. Audio longer than
-    30 s is encoded in independent 30 s windows (batched); ``pad_window`` pads each window with
-    zero mel frames to 30 s as Whisper was trained (otherwise only to an even length).
+    10 ms moves it to (j + 0.5) * 320, the centre of unit frame j in dsp.py. Clips are encoded at
+    their own length (CTranslate2 accepts up to 30 s) rather than zero-padded to Whisper's 30 s
+    window: padding made a 3 s clip ~18x slower to encode without better units (docs/tokenizers.md).
+    Audio longer than 30 s is encoded in independent 30 s windows, batched.
     """
     import ctranslate2
 
     mel = model.feature_extractor(samples[HOP // 2:])  # (n_mels, F) at 100 Hz
     chunks = [mel[:, s: s + WINDOW] for s in range(0, mel.shape[1], WINDOW)]
-    length = WINDOW if pad_window else chunks[0].shape[1] + chunks[0].shape[1] % 2
+    length = chunks[0].shape[1] + chunks[0].shape[1] % 2  # the encoder's stride-2 conv wants even F
     batch = np.zeros((len(chunks), mel.shape[0], length), dtype=np.float32)  # (B, n_mels, F)
     for row, chunk in enumerate(chunks):
         batch[row, :, : chunk.shape[1]] = chunk
