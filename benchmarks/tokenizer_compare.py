@@ -112,7 +112,7 @@ def markdown(rows: list[dict]) -> str:
              "tokenize RTF (× mfcc) | resynth WER ratio, Whisper ↓ | build s (× mfcc) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        ratio = f"{r['resynthesis']['whisper']['wer_ratio']:.2f}"
+        ratio = f"{r['resynthesis']['whisper']['wer_ratio']:.2f}" if r["resynthesis"] else "–"
         if "pocketsphinx" in r["resynthesis"]:
             ratio += f" (pocketsphinx {r['resynthesis']['pocketsphinx']['wer_ratio']:.2f})"
         lines.append(f"| `{r['features']}` | {r['units']} | {100 * r['abx_within']:.1f} % | "
@@ -125,10 +125,13 @@ def markdown(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", nargs="?", default=None)
+    parser.add_argument("--features", nargs="+", default=["mfcc", "ssl-tiny", "whisper"],
+                        help="extractors to compare (mfcc is the baseline and always included)")
     parser.add_argument("--hf", default=None, help="a local HF HuBERT/wav2vec2 directory to add")
     parser.add_argument("--units", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--vocoder-steps", type=int, default=600)
-    parser.add_argument("--resynth", type=int, default=30, help="held-out utterances resynthesised")
+    parser.add_argument("--resynth", type=int, default=30,
+                        help="held-out utterances resynthesised (0: no vocoders, no resynthesis)")
     parser.add_argument("--triplets", type=int, default=2000)
     parser.add_argument("--split", default="heldout", help="evaluation split (default heldout)")
     parser.add_argument("--ssl", nargs="*", default=[], metavar="KEY=VALUE",
@@ -137,7 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     ssl = {**DEMO_SSL, **parse_overrides(args.ssl)}
-    features = ["mfcc", "ssl-tiny", "whisper"] + ([f"hf:{args.hf}"] if args.hf else [])
+    features = list(dict.fromkeys(["mfcc", *args.features] + ([f"hf:{args.hf}"] if args.hf else [])))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -148,8 +151,8 @@ def main() -> None:
         heldout = list(Corpus(corpus).utterances(args.split))
         held_clips = [u.samples() for u in heldout]
         refs = [u.text for u in heldout[: args.resynth]]
-        originals = {"whisper": transcribe_all(held_clips[: args.resynth], asr="whisper"),
-                     "pocketsphinx": transcribe_all(held_clips[: args.resynth], asr="pocketsphinx")}
+        originals = {asr: transcribe_all(held_clips[: args.resynth], asr=asr)
+                     for asr in ("whisper", "pocketsphinx") if args.resynth}
         train = [u.samples() for u in Corpus(corpus).utterances("train")]
         rows = []
         for name in features:
@@ -173,11 +176,12 @@ def main() -> None:
                        "pnmi_by_shift": pnmi_by_shift(tok_dir, heldout),
                        "resynthesis": resynthesis(tok_dir, corpus, work / f"voc-{name}-{k}",
                                                   args.vocoder_steps, refs,
-                                                  held_clips[: args.resynth], judges)}
+                                                  held_clips[: args.resynth], judges)
+                       if args.resynth else {}}
                 rows.append(row)
                 print(f"{name:10s} K={k:4d} ABX {100 * row['abx_within']:.1f}/"
-                      f"{100 * row['abx_across']:.1f} % PNMI {row['pnmi']:.3f} RTF {row['rtf']:.4f} "
-                      f"resynth ratio {row['resynthesis']['whisper']['wer_ratio']:.2f}", flush=True)
+                      f"{100 * row['abx_across']:.1f} % PNMI {row['pnmi']:.3f} RTF {row['rtf']:.4f}",
+                      flush=True)
         corpus_info = {"path": str(corpus), "split": args.split, "heldout_utterances": len(heldout),
                        "heldout_seconds": round(sum(x.size for x in held_clips) / 16000, 1),
                        "train_utterances": len(train)}
