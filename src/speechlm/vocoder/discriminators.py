@@ -73,14 +73,12 @@ class ResolutionDiscriminator(nn.Module):
 class Discriminators(nn.Module):
     """Multi-period + multi-resolution; returns one (score, features) pair per sub-discriminator."""
 
-    def __init__(self, periods: tuple[int, ...] = (2, 3, 5, 7, 11),
-                 period_channels: tuple[int, ...] = (16, 32, 64, 64),
-                 resolutions: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (256, 64)),
-                 resolution_channels: int = 16) -> None:
+    def __init__(self, width: int = 16, periods: tuple[int, ...] = (2, 3, 5, 7, 11),
+                 resolutions: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (256, 64))) -> None:
         super().__init__()
         self.subs = nn.ModuleList(
-            [PeriodDiscriminator(p, period_channels) for p in periods]
-            + [ResolutionDiscriminator(n, h, resolution_channels) for n, h in resolutions])
+            [PeriodDiscriminator(p, (width, 2 * width, 4 * width, 4 * width)) for p in periods]
+            + [ResolutionDiscriminator(n, h, width) for n, h in resolutions])
 
     def forward(self, wav: torch.Tensor) -> list[tuple[torch.Tensor, Features]]:
         return [d(wav) for d in self.subs]

@@ -62,21 +62,22 @@ class VocoderTrainConfig:
     out: str = ""                      # output vocoder directory (required)
     split: str = "train"
     max_hours: float | None = None     # use at most this much audio of the split
-    steps: int = 900                   # the budget: fixed, so two runs train the same model
+    steps: int = 800                   # the budget: fixed, so two runs train the same model
     max_minutes: float | None = None   # optional wall-clock cap on top (data preparation included)
     seed: int = 0
     batch: int = 8
     segment_seconds: float = 2.0       # acoustic model window
-    voc_segment_seconds: float = 0.5   # generator / discriminator window (a slice of it)
+    voc_segment_seconds: float = 0.25  # generator / discriminator window (a slice of it)
     lr: float = 2e-3                   # acoustic model
     voc_lr: float = 2e-3               # generator
     disc_lr: float = 1e-3              # discriminators
     warmup_steps: int = 50
-    gan_start: float = 0.5             # fraction of steps after which the GAN losses are on (1 = off)
+    gan_start: float = 0.8             # fraction of steps after which the GAN losses are on (1 = off)
     mel_weight: float = 15.0           # generator: mel L1 (Vocos uses 45 with weight 1 on the GAN)
     stft_weight: float = 1.0           # generator: multi-resolution STFT loss
     fm_weight: float = 2.0             # generator: feature matching
     adv_weight: float = 1.0            # generator: least-squares adversarial loss
+    disc_width: int = 8                # discriminator channels (HiFi-GAN's are 32..1024: CPU budget)
     speaker_embedding: bool = True     # condition on Resemblyzer d-vectors (False: one average voice)
     speaker_clips: int = 4             # clips per training speaker for its d-vector
     speaker_dropout: float = 0.2       # share of windows trained with the zero ("average") voice
@@ -89,6 +90,7 @@ class VocoderTrainConfig:
     n_fft: int = 640
     dropout: float = 0.1
     # run
+    device: str = "auto"               # auto (cuda when available, else cpu) | cpu | cuda | cuda:N
     threads: int | None = 2            # torch intra-op threads (None: torch's default)
     save_every: int = 0                # checkpoint every N steps (0: none; the last is always kept)
     keep_last: int = 1
@@ -97,7 +99,7 @@ class VocoderTrainConfig:
 
     def validate(self) -> list[str]:
         bad = [f"{k} is required" for k in ("corpus", "tokenizer", "out") if not getattr(self, k)]
-        for key in ("steps", "batch", "speaker_clips", "keep_last", "dim", "encoder_layers",
+        for key in ("steps", "batch", "speaker_clips", "keep_last", "disc_width", "dim", "encoder_layers",
                     "decoder_layers", "voc_dim", "voc_layers"):
             if getattr(self, key) < 1:
                 bad.append(f"{key}={getattr(self, key)} must be >= 1")
@@ -250,6 +252,10 @@ class Batcher:
                 "streams": {k: t(v) for k, v in streams.items()}}
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: to_device(v, device) if isinstance(v, dict) else v.to(device) for k, v in batch.items()}
+
+
 def lr_factor(step: int, cfg: VocoderTrainConfig) -> float:
     """Linear warmup, then cosine to 10 % at ``steps``."""
     if step < cfg.warmup_steps:
@@ -322,7 +328,10 @@ def _train(cfg: VocoderTrainConfig, streams: dict[str, FrameStream], resume: boo
     model.mean_durations.copy_(torch.from_numpy(mean_durations(items, vc.vocab_size)))
     batcher = Batcher(items, cfg, vc, table, speakers)
 
-    disc = Discriminators()
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if cfg.device == "auto" else cfg.device)
+    model.to(device)
+    disc = Discriminators(cfg.disc_width).to(device)
     opts = {"acoustic": torch.optim.AdamW(model.acoustic.parameters(), lr=cfg.lr, betas=(0.8, 0.99),
                                           weight_decay=0.01),
             "generator": torch.optim.AdamW(model.generator.parameters(), lr=cfg.voc_lr,
@@ -365,7 +374,8 @@ def _train(cfg: VocoderTrainConfig, streams: dict[str, FrameStream], resume: boo
                 base = {"acoustic": cfg.lr, "generator": cfg.voc_lr, "disc": cfg.disc_lr}[name]
                 for group in opt.param_groups:
                     group["lr"] = base * lr_factor(step, cfg)
-            losses = train_step(model, disc, opts, batcher(), cfg, gan=step >= gan_from)
+            losses = train_step(model, disc, opts, to_device(batcher(), device), cfg,
+                                gan=step >= gan_from)
             step += 1
             for key, value in losses.items():
                 ema[key] = value if key not in ema else 0.95 * ema[key] + 0.05 * value
@@ -378,7 +388,7 @@ def _train(cfg: VocoderTrainConfig, streams: dict[str, FrameStream], resume: boo
     if writer is not None:
         writer.close()
     _save_checkpoint(run, step, parts, opts, batcher, ema, cfg.keep_last)
-    model.eval()
+    model.cpu().eval()
     model.info = {"training": {"steps": step, "seconds": round(time.monotonic() - start, 1),
                                "corpus": str(Path(cfg.corpus).resolve()), "split": cfg.split,
                                "utterances": len(items), "gan_from_step": gan_from,
@@ -429,7 +439,11 @@ def train_step(model: UnitVocoder, disc: Discriminators, opts: dict, batch: dict
     loss_g = cfg.mel_weight * loss_voc_mel + cfg.stft_weight * loss_stft
     out = {"mel_l1": loss_mel.item(), "voc_mel_l1": loss_voc_mel.item(), "stft": loss_stft.item()}
     if gan:
-        real, fake = disc(target), disc(wav)
+        # D(real) once, with its graph: its features are the matching targets now and its scores
+        # the discriminators' loss below (their weights do not change in between)
+        real = disc(target)
+        disc.requires_grad_(False)  # the generator's backward needs no discriminator gradients
+        fake = disc(wav)
         loss_adv, loss_fm = generator_loss(fake), feature_matching_loss(real, fake)
         loss_g = loss_g + cfg.adv_weight * loss_adv + cfg.fm_weight * loss_fm
         out.update(adv=loss_adv.item(), fm=loss_fm.item())
@@ -444,8 +458,9 @@ def train_step(model: UnitVocoder, disc: Discriminators, opts: dict, batch: dict
     opts["acoustic"].step()
     opts["generator"].step()
     if gan:
+        disc.requires_grad_(True)
         opts["disc"].zero_grad(set_to_none=True)
-        loss_d = discriminator_loss(disc(target), disc(wav.detach()))
+        loss_d = discriminator_loss(real, disc(wav.detach()))
         loss_d.backward()
         nn.utils.clip_grad_norm_(disc.parameters(), 1.0)
         opts["disc"].step()
