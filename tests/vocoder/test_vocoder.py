@@ -143,6 +143,22 @@ def test_extra_stream(tiny_corpus, tok_dir, tmp_path):
     assert y.size == n * 320
 
 
+def test_units_from_a_token_dataset(tiny_corpus, tok_dir, tmp_path):
+    """Reusing `speechlm tokenize` output trains the same vocoder as encoding the corpus again."""
+    from speechlm.tokenizers import tokenize_corpus
+
+    tokenize_corpus(tok_dir, tiny_corpus, tmp_path / "units")
+    cfg = tiny_config(tiny_corpus, tok_dir, tmp_path / "a", steps=2, speaker_embedding=False)
+    a = train_vocoder(cfg)
+    b = train_vocoder(dataclasses.replace(cfg, out=str(tmp_path / "b"), units=str(tmp_path / "units")))
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    other = train_tokenizer(tiny_corpus, tmp_path / "tok8", features="mfcc", units=8, show_progress=False)
+    with pytest.raises(DataError, match="not of"):
+        train_vocoder(dataclasses.replace(cfg, out=str(tmp_path / "c"), tokenizer=str(other),
+                                          units=str(tmp_path / "units")))
+
+
 def test_resume_is_exact(tiny_corpus, tok_dir, tmp_path):
     cfg = tiny_config(tiny_corpus, tok_dir, tmp_path / "a", save_every=2, keep_last=2,
                       speaker_embedding=False)

@@ -7,8 +7,8 @@ import json
 
 from speechlm.core.config import add_config_arguments
 
-_TRAIN_FLAGS = {name: name for name in ("corpus", "tokenizer", "out", "steps", "max_minutes",
-                                          "batch", "seed", "threads")}
+_TRAIN_FLAGS = {name: name for name in ("corpus", "tokenizer", "units", "out", "steps",
+                                          "max_minutes", "batch", "seed", "threads")}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_arguments(train)
     train.add_argument("--corpus", default=None, help="corpus directory")
     train.add_argument("--tokenizer", default=None, help="tokenizer directory (K and frame rate)")
+    train.add_argument("--units", default=None,
+                       help="token dataset of the same tokenizer (`speechlm tokenize`): reuse its "
+                       "units instead of encoding the corpus again")
     train.add_argument("--out", default=None, help="output vocoder directory")
     train.add_argument("--steps", type=int, default=None, help="training steps (default 900)")
     train.add_argument("--max-minutes", type=float, default=None,

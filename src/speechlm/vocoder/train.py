@@ -60,6 +60,8 @@ class VocoderTrainConfig:
     corpus: str = ""                   # corpus directory (required)
     tokenizer: str = ""                # tokenizer directory (required); K and frame rate come from it
     out: str = ""                      # output vocoder directory (required)
+    units: str | None = None           # token dataset of this tokenizer (`speechlm tokenize`): its
+                                       # units are reused instead of encoding the corpus again
     split: str = "train"
     max_hours: float | None = None     # use at most this much audio of the split
     steps: int = 800                   # the budget: fixed, so two runs train the same model
@@ -145,9 +147,28 @@ class Utterance:
     streams: dict[str, np.ndarray]
 
 
+def cached_units(cfg: VocoderTrainConfig, tok) -> dict[str, np.ndarray]:
+    """Frame-level units by utterance id from the token dataset ``cfg.units`` (empty if none);
+    ``DataError`` if it was made with another tokenizer."""
+    if not cfg.units:
+        return {}
+    from speechlm.tokenizers import TokenDataset, undedup
+
+    data = TokenDataset(cfg.units)
+    if data.tokenizer_dir.resolve() != Path(cfg.tokenizer).resolve() or not data.dedup:
+        raise DataError(f"{cfg.units}: token dataset of tokenizer {data.tokenizer_dir} "
+                        f"(dedup={data.dedup}), not of {Path(cfg.tokenizer).resolve()}")
+    if cfg.split not in data.splits:
+        return {}
+    table = data.table(cfg.split, ["id", "units", "durations"]).to_pydict()
+    return {i: undedup(np.asarray(u), np.asarray(d))
+            for i, u, d in zip(table["id"], table["units"], table["durations"])}
+
+
 def prepare(corpus: Corpus, tok, cfg: VocoderTrainConfig, streams: Mapping[str, FrameStream],
             hop: int, fbank: torch.Tensor) -> list[Utterance]:
     """Per utterance: frame-level units, target log-mel, samples, speaker, extra streams."""
+    known = cached_units(cfg, tok)
     total = sum(corpus.table(cfg.split, ["duration"]).column("duration").to_pylist())
     if cfg.max_hours is not None:
         total = min(total, cfg.max_hours * 3600)
@@ -160,7 +181,9 @@ def prepare(corpus: Corpus, tok, cfg: VocoderTrainConfig, streams: Mapping[str, 
             samples = utt.samples()
             seconds += utt.duration
             advance(utt.duration)
-            units, _ = tok.encode(samples, dedup=False)
+            units = known.get(utt.id)
+            if units is None or units.size != samples.size // hop:
+                units, _ = tok.encode(samples, dedup=False)
             n = units.size
             if n < 10:  # under 0.2 s at 50 Hz: too short for a training window
                 continue
