@@ -42,6 +42,7 @@ def test_report_two_judges(parts, tiny_corpus, tmp_path):
     saved = json.loads((tmp_path / "r" / "report.json").read_text())
     assert saved["wer_ratio"] == report["wer_ratio"]
     assert (tmp_path / "r" / "example0_griffin_lim.wav").is_file()
+    assert (tmp_path / "r" / "spectrograms.png").stat().st_size > 1000
 
 
 def test_log_mel_distance():

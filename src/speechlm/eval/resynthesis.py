@@ -77,6 +77,8 @@ def resynthesis_report(tokenizer_dir: str | Path, vocoder_dir: str | Path, corpu
     if speaker not in SPEAKER_MODES and speaker not in voc.speakers:
         raise ConfigError(f"--speaker {speaker!r}: expected source, average or one of the "
                           f"vocoder's training speakers {voc.speakers}")
+    if voc.config.speaker_dim == 0:  # trained without speaker conditioning: one voice
+        speaker = "average"
     corpus = Corpus(corpus_dir)
     n = min(limit, corpus.table(split, ["id"]).num_rows)
     if n == 0:
@@ -142,13 +144,34 @@ def _select(refs: list[str], hyps: list[str], voices: list[str], voice: str) -> 
 
 
 def _write(report: dict, clips: dict[str, list[np.ndarray]], out: Path) -> None:
-    """report.json + ``example<i>_<system>.wav`` for the first three utterances."""
+    """report.json, ``example<i>_<system>.wav`` for the first three utterances and
+    ``spectrograms.png`` (log-mel of the first one: original, neural, Griffin-Lim)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     from speechlm.data.audio import write_wav
+    from speechlm.tokenizers.semantic.dsp import mel_filterbank
+    from speechlm.vocoder.model import MEL_NFFT, N_MELS, mel_spectrogram
 
     out.mkdir(parents=True, exist_ok=True)
-    for system, waves in clips.items():
-        for i, wav in enumerate(waves[:3]):
+    systems = [s for s, waves in clips.items() if waves]
+    for system in systems:
+        for i, wav in enumerate(clips[system][:3]):
             write_wav(out / f"example{i}_{system}.wav", wav)
+    fbank = mel_filterbank(N_MELS, MEL_NFFT)
+    fig, axes = plt.subplots(len(systems), 1, figsize=(9, 2.2 * len(systems)), squeeze=False)
+    for ax, system in zip(axes[:, 0], systems):
+        mel = mel_spectrogram(torch.from_numpy(np.asarray(clips[system][0], np.float32)), fbank)
+        ax.imshow(mel.T.numpy(), origin="lower", aspect="auto", vmin=-11, vmax=2)
+        ax.set_title(system.replace("_", " "), fontsize=9)
+        ax.set_ylabel("mel band")
+    axes[-1, 0].set_xlabel("frame (10 ms)")
+    fig.suptitle(f"{report['examples'][0]['ref']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "spectrograms.png", dpi=90)
+    plt.close(fig)
     tmp = out / ".report.json.tmp"
     tmp.write_text(json.dumps(report, indent=2), encoding="utf-8")
     tmp.replace(out / "report.json")

@@ -20,6 +20,17 @@ from torch.nn.utils.parametrizations import weight_norm
 Features = list[torch.Tensor]
 
 
+def conv_stack(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, Features]:
+    """Leaky-ReLU conv layers then a 1-channel output conv: (scores (B, -1), every activation)."""
+    feats = []
+    for conv in convs:
+        x = nn.functional.leaky_relu(conv(x), 0.1)
+        feats.append(x)
+    x = post(x)
+    feats.append(x)
+    return x.flatten(1), feats
+
+
 class PeriodDiscriminator(nn.Module):
     def __init__(self, period: int, channels: tuple[int, ...]) -> None:
         super().__init__()
@@ -36,13 +47,7 @@ class PeriodDiscriminator(nn.Module):
         pad = (-t) % self.period
         x = nn.functional.pad(wav, (0, pad), mode="reflect") if pad else wav
         x = x.reshape(b, 1, -1, self.period)                       # (B, 1, T / p, p)
-        feats = []
-        for conv in self.convs:
-            x = nn.functional.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return conv_stack(self.convs, self.post, x)
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -61,13 +66,7 @@ class ResolutionDiscriminator(nn.Module):
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, Features]:
         spec = torch.stft(wav, self.n_fft, self.hop, window=self.window, return_complex=True)
         x = spec.abs().clamp(min=1e-5).log()[:, None]              # (B, 1, F, frames)
-        feats = []
-        for conv in self.convs:
-            x = nn.functional.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return conv_stack(self.convs, self.post, x)
 
 
 class Discriminators(nn.Module):
