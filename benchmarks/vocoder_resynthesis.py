@@ -56,20 +56,17 @@ def main() -> None:
                                     asr=args.asr, speaker=args.speaker, threads=args.threads,
                                     out_dir=Path(voc) / "eval")
         systems.append({"system": name, **report})
-        print(f"{name}: WER original {report['wer_original']:.3f}, resynth {report['wer_resynth']:.3f} "
-              f"(ratio {report['wer_ratio']:.2f}), Griffin-Lim {report['wer_resynth_griffin_lim']:.3f} "
-              f"(ratio {report['wer_ratio_griffin_lim']:.2f}), MCD {report['mcd_db']:.2f} dB", flush=True)
+        print(f"{name}: WER original {report['wer_original']:.3f}; " + ", ".join(
+            f"{k[len('wer_resynth'):].lstrip('_') or 'neural'} {v:.3f}" for k, v in report.items()
+            if k.startswith("wer_resynth")) + f"; ratio {report['wer_ratio']:.2f}", flush=True)
 
     table = []
     for s in systems:
         t = s["vocoder_training"]
         for judge, entry in s["by_asr"].items():
-            table.append({"system": s["system"], "asr": judge, "wer_original": entry["wer_original"],
-                          "wer_resynth": entry["wer_resynth"], "wer_ratio": entry["wer_ratio"],
-                          "wer_resynth_griffin_lim": entry["wer_resynth_griffin_lim"],
-                          "wer_ratio_griffin_lim": entry["wer_ratio_griffin_lim"],
-                          "mcd_db": s["mcd_db"], "mcd_db_griffin_lim": s["mcd_db_griffin_lim"],
-                          "mel_l1": s["mel_l1"], "mel_l1_griffin_lim": s["mel_l1_griffin_lim"],
+            table.append({"system": s["system"], "asr": judge,
+                          **{k: v for k, v in entry.items() if k.startswith("wer_")},
+                          **{k: v for k, v in s.items() if k.startswith(("mcd_db", "mel_l1"))},
                           "vocoder_steps": t.get("steps"), "vocoder_train_seconds": t.get("seconds")})
     first = systems[0]
     path = write_result(args.name, {"corpus": str(Path(args.corpus).resolve()), "split": args.split,

@@ -35,9 +35,12 @@ def test_report_two_judges(parts, tiny_corpus, tmp_path):
         assert entry["wer_ratio"] == pytest.approx(entry["wer_resynth"] / entry["wer_original"])
         assert entry["wer_ratio_griffin_lim"] == pytest.approx(
             entry["wer_resynth_griffin_lim"] / entry["wer_original"])
+        assert {"wer_resynth_copy_neural", "wer_ratio_copy_griffin_lim"} <= set(entry)
     # the top-level figures are the first judge's
     assert report["wer_ratio"] == report["by_asr"]["whisper"]["wer_ratio"]
     assert report["mcd_db"] > 0 and report["mel_l1"] > 0 and report["mcd_db_griffin_lim"] > 0
+    # copy synthesis by Griffin-Lim starts from the true mel: closer to it than the resynthesis
+    assert report["mel_l1_copy_griffin_lim"] < report["mel_l1_griffin_lim"]
     assert sum(v["utterances"] for v in report["per_voice"].values()) == 2
     saved = json.loads((tmp_path / "r" / "report.json").read_text())
     assert saved["wer_ratio"] == report["wer_ratio"]
@@ -61,7 +64,7 @@ def test_bad_options(parts, tiny_corpus, capsys):
         resynthesis_report(tok, voc, tiny_corpus, limit=1, speaker="nobody", show_progress=False)
     assert main(["vocoder", "eval", "--corpus", str(tiny_corpus), "--tokenizer", str(tok),
                  "--vocoder", str(voc), "--limit", "1", "--asr", "pocketsphinx",
-                 "--speaker", "average", "--no-griffin-lim", "--json"]) == 0
+                 "--speaker", "average", "--no-griffin-lim", "--no-copy-synthesis", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["asr"] == "pocketsphinx" and out["speaker"] == "average"
-    assert "wer_ratio_griffin_lim" not in out
+    assert "wer_ratio_griffin_lim" not in out and "wer_ratio_copy_neural" not in out

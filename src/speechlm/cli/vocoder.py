@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev = vsub.add_parser("eval", help="ASR WER and spectral distance of resynthesised speech",
                          description="Resynthesise utterances of a split (audio -> units -> audio) "
                          "and compare ASR WER to the original audio's (wer_ratio = resynth / "
-                         "original); also MCD, log-mel distance and the Griffin-Lim baseline.")
+                         "original); also MCD, log-mel distance, the Griffin-Lim baseline and copy "
+                         "synthesis (the original audio's mel vocoded: the vocoder's own loss).")
     ev.add_argument("--corpus", required=True)
     ev.add_argument("--tokenizer", required=True)
     ev.add_argument("--vocoder", required=True)
@@ -59,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--speaker", default="source",
                     help="source (each clip's own voice, default) | average | a training speaker")
     ev.add_argument("--no-griffin-lim", action="store_true", help="skip the baseline")
+    ev.add_argument("--no-copy-synthesis", action="store_true",
+                    help="skip vocoding the original audio's mel")
     ev.add_argument("--out", default=None, help="also write report.json and example WAVs here")
     ev.add_argument("--threads", type=int, default=1)
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -98,7 +101,8 @@ def _eval(args: argparse.Namespace) -> int:
     report = resynthesis_report(args.tokenizer, args.vocoder, args.corpus, split=args.split,
                                 limit=args.limit, griffin_lim=not args.no_griffin_lim,
                                 threads=args.threads, show_progress=not args.json, asr=args.asr,
-                                speaker=args.speaker, out_dir=args.out)
+                                speaker=args.speaker, out_dir=args.out,
+                                copy_synthesis=not args.no_copy_synthesis)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -108,13 +112,15 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"    original            WER {100 * entry['wer_original']:.1f}%")
         print(f"    resynth (neural)    WER {100 * entry['wer_resynth']:.1f}%  ratio "
               f"{entry['wer_ratio']:.2f}")
-        if "wer_resynth_griffin_lim" in entry:
-            print(f"    resynth (GL)        WER {100 * entry['wer_resynth_griffin_lim']:.1f}%  ratio "
-                  f"{entry['wer_ratio_griffin_lim']:.2f}")
+        for system in ("griffin_lim", "copy_neural", "copy_griffin_lim"):
+            if f"wer_resynth_{system}" in entry:
+                print(f"    {system.replace('_', ' '):19s} WER {100 * entry[f'wer_resynth_{system}']:.1f}%"
+                      f"  ratio {entry[f'wer_ratio_{system}']:.2f}")
     print(f"  neural: MCD {report['mcd_db']:.2f} dB, log-mel L1 {report['mel_l1']:.3f}")
-    if "mcd_db_griffin_lim" in report:
-        print(f"  GL:     MCD {report['mcd_db_griffin_lim']:.2f} dB, log-mel L1 "
-              f"{report['mel_l1_griffin_lim']:.3f}")
+    for system in ("griffin_lim", "copy_neural", "copy_griffin_lim"):
+        if f"mcd_db_{system}" in report:
+            print(f"  {system.replace('_', ' ')}: MCD {report[f'mcd_db_{system}']:.2f} dB, log-mel L1 "
+                  f"{report[f'mel_l1_{system}']:.3f}")
     return 0
 
 

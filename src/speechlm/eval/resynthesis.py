@@ -58,14 +58,19 @@ def _speaker(mode: str, samples: np.ndarray):
 def resynthesis_report(tokenizer_dir: str | Path, vocoder_dir: str | Path, corpus_dir: str | Path,
                        split: str = "heldout", limit: int = 30, griffin_lim: bool = True,
                        threads: int = 1, show_progress: bool = True, asr: str = DEFAULT_ASR,
-                       speaker: str = "source", out_dir: str | Path | None = None) -> dict:
+                       speaker: str = "source", out_dir: str | Path | None = None,
+                       copy_synthesis: bool = True) -> dict:
     """WER (per ASR in the comma-separated ``asr``), WER ratios, MCD and log-mel distance of
     original vs resynthesised speech; the first ASR's figures are also the top-level keys.
     ``speaker``: ``source`` (each clip's own d-vector), ``average`` or a training speaker's name.
-    ``out_dir``: also write ``report.json`` and the first three examples as WAV files there."""
+    ``out_dir``: also write ``report.json`` and the first three examples as WAV files there.
+    ``copy_synthesis``: also vocode the *original* audio's mel (generator and Griffin-Lim): what
+    the vocoder loses by itself, apart from what the units lose (``wer_resynth_copy_*``)."""
     from speechlm.data.corpus import Corpus
     from speechlm.tokenizers import load_tokenizer
     from speechlm.vocoder import load_vocoder, resynthesize
+    from speechlm.tokenizers.semantic.dsp import mel_filterbank
+    from speechlm.vocoder.model import MEL_HOP, MEL_NFFT, N_MELS, mel_spectrogram
     from speechlm.vocoder.quality import mel_cepstral_distortion
 
     judges = [a.strip() for a in asr.split(",") if a.strip()]
@@ -84,7 +89,9 @@ def resynthesis_report(tokenizer_dir: str | Path, vocoder_dir: str | Path, corpu
     if n == 0:
         raise DataError(f"{corpus_dir}: split {split!r} is empty")
     refs, voices = [], []
-    clips: dict[str, list[np.ndarray]] = {"original": [], "neural": [], "griffin_lim": []}
+    clips: dict[str, list[np.ndarray]] = {"original": [], "neural": [], "griffin_lim": [],
+                                          "copy_neural": [], "copy_griffin_lim": []}
+    fbank = mel_filterbank(N_MELS, MEL_NFFT)
     with progress_bar(f"resynthesising {split}", total=n, unit="utts", enabled=show_progress) as advance:
         for k, utt in enumerate(corpus.utterances(split)):
             if k >= n:
@@ -97,8 +104,13 @@ def resynthesis_report(tokenizer_dir: str | Path, vocoder_dir: str | Path, corpu
             if griffin_lim:
                 clips["griffin_lim"].append(resynthesize(tok, voc, samples, _speaker(speaker, samples),
                                                          griffin_lim_baseline=True))
+            if copy_synthesis:
+                mel = mel_spectrogram(torch.from_numpy(samples[: samples.size // MEL_HOP * MEL_HOP]), fbank)
+                clips["copy_neural"].append(voc.vocode(mel))
+                if griffin_lim:
+                    clips["copy_griffin_lim"].append(voc.vocode(mel, griffin_lim_baseline=True))
             advance()
-    systems = [s for s in ("neural", "griffin_lim") if clips[s]]
+    systems = [s for s in ("neural", "griffin_lim", "copy_neural", "copy_griffin_lim") if clips[s]]
     spectral = {s: {"mcd_db": float(np.mean([mel_cepstral_distortion(a, b) for a, b in
                                              zip(clips["original"], clips[s])])),
                     "mel_l1": float(np.mean([log_mel_distance(a, b) for a, b in
@@ -129,8 +141,7 @@ def resynthesis_report(tokenizer_dir: str | Path, vocoder_dir: str | Path, corpu
               "vocoder_training": voc.info.get("training", {}),
               **{k: v for k, v in first.items() if k not in ("per_voice", "examples")},
               "mcd_db": spectral["neural"]["mcd_db"], "mel_l1": spectral["neural"]["mel_l1"],
-              **({"mcd_db_griffin_lim": spectral["griffin_lim"]["mcd_db"],
-                  "mel_l1_griffin_lim": spectral["griffin_lim"]["mel_l1"]} if griffin_lim else {}),
+              **{f"{key}_{s}": spectral[s][key] for s in systems[1:] for key in ("mcd_db", "mel_l1")},
               "per_voice": first["per_voice"], "examples": first["examples"],
               "by_asr": by_asr, "seconds": round(time.monotonic() - start, 1)}
     if out_dir is not None:
@@ -145,7 +156,7 @@ def _select(refs: list[str], hyps: list[str], voices: list[str], voice: str) -> 
 
 def _write(report: dict, clips: dict[str, list[np.ndarray]], out: Path) -> None:
     """report.json, ``example<i>_<system>.wav`` for the first three utterances and
-    ``spectrograms.png`` (log-mel of the first one: original, neural, Griffin-Lim)."""
+    ``spectrograms.png`` (log-mel of the first one, one row per system)."""
     import matplotlib
 
     matplotlib.use("Agg")

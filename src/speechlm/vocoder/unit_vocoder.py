@@ -150,7 +150,13 @@ class UnitVocoder(nn.Module):
         """Deduplicated units with ``durations`` in tokenizer frames (None: mean training run
         lengths) -> 16 kHz float32 samples, ``sum(durations) * hop`` long, peak <= 0.95.
         ``griffin_lim_baseline`` swaps the generator for Griffin-Lim on the same mel."""
-        mel = self.mel(units, durations, speaker, streams)
+        return self.vocode(self.mel(units, durations, speaker, streams), griffin_lim_baseline)
+
+    @torch.inference_mode()
+    def vocode(self, mel: torch.Tensor, griffin_lim_baseline: bool = False) -> np.ndarray:
+        """(F, 80) log-mel at 100 Hz -> F * 160 samples (peak <= 0.95), by the generator or by
+        Griffin-Lim; given the mel of real speech this is copy synthesis, the vocoder alone."""
+        self.eval()
         if griffin_lim_baseline:
             return griffin_lim(mel.numpy())
         wav = self.generator(mel[None])[0]
