@@ -8,7 +8,7 @@ voice it never saw is given by a few seconds of its audio.
 
 from __future__ import annotations
 
-import logging
+import pickle
 import warnings
 from collections.abc import Iterable
 
@@ -16,8 +16,6 @@ import numpy as np
 
 from speechlm.core.errors import CheckpointError
 from speechlm.tokenizers.semantic.dsp import check_clip
-
-log = logging.getLogger(__name__)
 
 SPEAKER_DIM = 256
 
@@ -50,7 +48,7 @@ def _load_resemblyzer():
     weights = Path(resemblyzer.__file__).parent / "pretrained.pt"
     try:
         encoder = _Encoder(weights).eval()
-    except (OSError, RuntimeError, KeyError, EOFError) as err:
+    except (OSError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as err:
         raise CheckpointError(f"{weights}: cannot load the Resemblyzer speaker encoder "
                               f"({type(err).__name__}: {err})") from None
     return encoder, preprocess_wav
