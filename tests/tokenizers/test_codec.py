@@ -286,11 +286,15 @@ def test_speaker_probe_separates_separable_features():
 def test_evaluate_codec_reports_every_metric(trained, tiny_corpus, tmp_path):
     from speechlm.eval.codec_metrics import evaluate_codec
     from speechlm.tokenizers import train_tokenizer
-    from speechlm.vocoder import train_vocoder
+    from speechlm.vocoder import VocoderTrainConfig, train_vocoder
 
     tok = train_tokenizer(tiny_corpus, tmp_path / "tok", features="mfcc", units=8, show_progress=False)
-    voc = train_vocoder(tiny_corpus, tok, tmp_path / "voc", steps=1, max_minutes=None, batch=2,
-                        config=dict(dim=16, layers=1, voc_dim=16, voc_layers=1), show_progress=False)
+    voc = tmp_path / "voc"
+    train_vocoder(VocoderTrainConfig(corpus=str(tiny_corpus), tokenizer=str(tok), out=str(voc),
+                                     steps=1, batch=2, dim=16, encoder_layers=1, decoder_layers=1,
+                                     voc_dim=16, voc_layers=1, segment_seconds=0.6,
+                                     voc_segment_seconds=0.2, speaker_clips=2, tensorboard=False,
+                                     progress=False, threads=1))
     r = evaluate_codec(trained, tiny_corpus, split="train", limit=6, tokenizer_dir=tok, vocoder_dir=voc,
                        asr="pocketsphinx", speaker=False, n_triplets=50, show_progress=False)
     assert r["codebooks_evaluated"] == [1, 2, 4] and r["asr"] == "pocketsphinx"

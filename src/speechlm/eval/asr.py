@@ -27,13 +27,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from speechlm.core.errors import ConfigError, DataError
 from speechlm.core.progress import progress_bar
-from speechlm.core.threads import with_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -131,50 +129,3 @@ def wer(refs: list[str], hyps: list[str]) -> float:
     if not pairs:
         raise DataError("wer: no non-empty references")
     return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
-
-
-@with_torch_threads
-def resynthesis_report(tokenizer_dir: str | Path, vocoder_dir: str | Path, corpus_dir: str | Path,
-                       split: str = "heldout", limit: int = 30, griffin_lim: bool = True,
-                       threads: int = 1, show_progress: bool = True,
-                       asr: str = DEFAULT_ASR) -> dict:
-    """WER of original vs resynthesised held-out speech (neural vocoder and Griffin-Lim baseline),
-    their ratios, and mel-cepstral distortion; utterances are the first ``limit`` of ``split``."""
-    from speechlm.data.corpus import Corpus
-    from speechlm.tokenizers import load_tokenizer
-    from speechlm.vocoder import load_vocoder, resynthesize
-    from speechlm.vocoder.quality import mel_cepstral_distortion
-
-    tok = load_tokenizer(tokenizer_dir)
-    voc = load_vocoder(vocoder_dir)
-    corpus = Corpus(corpus_dir)
-    n = min(limit, corpus.table(split, ["id"]).num_rows)
-    if n == 0:
-        raise DataError(f"{corpus_dir}: split {split!r} is empty")
-    refs, orig, neural, gl, mcd, mcd_gl = [], [], [], [], [], []
-    with progress_bar(f"resynthesising {split}", total=n, unit="utts", enabled=show_progress) as advance:
-        for k, utt in enumerate(corpus.utterances(split)):
-            if k >= n:
-                break
-            samples = utt.samples()
-            refs.append(utt.text)
-            orig.append(transcribe(samples, asr, threads=threads))
-            wav = resynthesize(tok, voc, samples)
-            neural.append(transcribe(wav, asr, threads=threads))
-            mcd.append(mel_cepstral_distortion(samples, wav))
-            if griffin_lim:
-                wav_gl = resynthesize(tok, voc, samples, griffin_lim_baseline=True)
-                gl.append(transcribe(wav_gl, asr, threads=threads))
-                mcd_gl.append(mel_cepstral_distortion(samples, wav_gl))
-            advance()
-    w_orig, w_neural = wer(refs, orig), wer(refs, neural)
-    report = {"asr": asr, "split": split, "utterances": n, "wer_original": w_orig,
-              "wer_resynth": w_neural,
-              "wer_ratio": w_neural / max(w_orig, 1e-9), "mcd_db": float(np.mean(mcd)),
-              "examples": [{"ref": r, "original": o, "resynth": h}
-                           for r, o, h in list(zip(refs, orig, neural))[:3]]}
-    if griffin_lim:
-        w_gl = wer(refs, gl)
-        report.update(wer_resynth_griffin_lim=w_gl, wer_ratio_griffin_lim=w_gl / max(w_orig, 1e-9),
-                      mcd_db_griffin_lim=float(np.mean(mcd_gl)))
-    return report
