@@ -1,4 +1,4 @@
-"""Vocoder real-time factor (wall s / audio s, 1 thread): neural (unit->mel + Vocos head) vs the
+"""Vocoder real-time factor (wall s / audio s, 1 thread): neural (acoustic model + Vocos generator) vs the
 Griffin-Lim baseline (32 iterations) from the same predicted mel, in one process.
 
     .venv/bin/python benchmarks/vocoder_rtf.py [VOCODER_DIR]
@@ -37,7 +37,7 @@ def main() -> None:
         voc = load_vocoder(sys.argv[1])
     else:
         torch.manual_seed(0)
-        voc = UnitVocoder(VocoderConfig(n_speakers=12), [f"s{i}" for i in range(12)]).eval()
+        voc = UnitVocoder(VocoderConfig(), [f"s{i}" for i in range(12)]).eval()
     rng = np.random.default_rng(0)
     # 20 utterances of ~4 s: 140 deduplicated units of 1-2 frames each
     sequences = [(rng.integers(0, voc.config.vocab_size, 140), rng.integers(1, 3, 140)) for _ in range(20)]

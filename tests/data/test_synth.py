@@ -4,7 +4,8 @@ import numpy as np
 
 from speechlm.cli import main
 from speechlm.data.corpus import Corpus
-from speechlm.data.synth import pick_voices, read_sentences, default_text_files, synthesize_corpus
+from speechlm.data.synth import (HELDOUT_VOICES, default_text_files, pick_voices, read_sentences,
+                                 synthesize_corpus)
 
 
 def test_tiny_corpus_has_voices_splits_and_aligned_words(tiny_corpus):
@@ -47,6 +48,8 @@ def test_voices_are_distinct_and_heldout_disjoint():
     train, heldout = pick_voices(12, 3, seed=1)
     names = [v.name for v in train + heldout]
     assert len(set(names)) == 15
+    assert {v.name for v in heldout} <= set(HELDOUT_VOICES)
+    assert not {v.name for v in train} & set(HELDOUT_VOICES)  # never seen in training
     sentences = read_sentences(default_text_files())
     assert len(sentences) > 2000 and all(not any(ch.isdigit() for ch in s) for s in sentences)
 

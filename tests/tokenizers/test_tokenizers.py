@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from speechlm.cli import main
+from speechlm.core.config import build_config
 from speechlm.core.errors import AudioError, CheckpointError, ConfigError
 from speechlm.data.audio import read_audio, resample
 from speechlm.data.corpus import Corpus
@@ -19,6 +20,7 @@ from speechlm.tokenizers.semantic.extractors import (HFExtractor, LogMelExtracto
                                                      SslTinyExtractor)
 from speechlm.tokenizers.semantic.kmeans import KMeansQuantizer
 from speechlm.tokenizers.semantic.ssl_tiny import SslTiny, SslTinyConfig, span_mask, warp_mel
+from speechlm.tokenizers.semantic.tokenizer import TokenizerTrainConfig, fit_tokenizer
 
 TINY_SSL = {"dim": 32, "layers": 2, "heads": 2, "ffn": 64}
 
@@ -118,22 +120,35 @@ def test_mfcc_tokenizer_round_trip(mfcc_tok, tiny_corpus, tmp_path):
     assert np.array_equal(again, frames)
 
 
-def test_ssl_tiny_and_hf_tokenizers_round_trip(tiny_corpus, hf_hubert, tmp_path):
-    x = speech(tiny_corpus, index=1)
-    ssl = train_tokenizer(tiny_corpus, tmp_path / "ssl", features="ssl-tiny", units=8, layer=1,
-                          ssl_steps=4, ssl_minutes=0, ssl_config=TINY_SSL, show_progress=False)
-    assert (ssl / "encoder.safetensors").is_file()
-    training = json.loads((ssl / "config.json").read_text())["training"]
-    assert training["iteration1"]["steps"] == 2 and training["iteration2"]["steps"] == 2
-    tok = load_tokenizer(ssl)
-    assert tok.extractor.layer == 1 and tok.vocab_size == 8
-    assert np.array_equal(tok.encode(x)[0], load_tokenizer(ssl).encode(x)[0])
+def _fit(tiny_corpus, tmp_path, features, **options):
+    cfg = build_config(TokenizerTrainConfig, {"corpus": str(tiny_corpus), "out": str(tmp_path / "t"),
+                                              "features": features, "units": 8, **options}, "test")
+    return fit_tokenizer(cfg, show_progress=False)
 
-    hf = train_tokenizer(tiny_corpus, tmp_path / "hf", features=f"hf:{hf_hubert}", units=8, layer=2,
-                         show_progress=False)
-    assert (hf / "encoder" / "model.safetensors").is_file()  # self-contained copy of the encoder
-    units, durations = load_tokenizer(hf).encode(x)
-    assert durations.sum() == x.size // 320 and units.max() < 8
+
+@pytest.mark.parametrize("features, options", [("mfcc", {}),
+                                               ("ssl-tiny", {"layer": 1, "ssl_steps": 4,
+                                                             "ssl_model": TINY_SSL}),
+                                               ("hf", {"layer": 2})])
+def test_saved_tokenizer_is_the_trained_one(features, options, tiny_corpus, hf_hubert, tmp_path):
+    """save() must write the fitted state: a save() that wrote untrained encoder weights (or other
+    centroids) gives other features and units after loading."""
+    x = speech(tiny_corpus, index=1)
+    trained = _fit(tiny_corpus, tmp_path, f"hf:{hf_hubert}" if features == "hf" else features,
+                   **options)
+    path = trained.save(tmp_path / features)
+    reloaded = load_tokenizer(path)
+    assert np.array_equal(reloaded.features(x), trained.features(x))
+    assert np.array_equal(reloaded.encode(x, dedup=False)[0], trained.encode(x, dedup=False)[0])
+    drop = {"source"} if features == "hf" else set()  # hf: the copy in T/encoder/ after loading
+    assert ({k: v for k, v in reloaded.config().items() if k not in drop}
+            == {k: v for k, v in trained.config().items() if k not in drop})
+    if features == "ssl-tiny":
+        training = trained.info["training"]
+        assert training["iteration1"]["steps"] == 2 and training["iteration2"]["steps"] == 2
+        assert (path / "encoder.safetensors").is_file() and reloaded.extractor.layer == 1
+    if features == "hf":  # a self-contained copy of the encoder
+        assert (path / "encoder" / "model.safetensors").is_file()
 
 
 def test_ssl_helpers():
@@ -203,3 +218,75 @@ def test_cli_errors_are_one_line(tmp_path, tiny_corpus, capsys):
     assert main(["tokenizer", "train", "--corpus", str(tiny_corpus), "--features", "wavlm",
                  "--out", str(tmp_path / "t")]) == 2
     assert "--features 'wavlm'" in capsys.readouterr().err
+
+
+def test_train_from_yaml_flags_and_overrides(tiny_corpus, tmp_path, capsys):
+    config = tmp_path / "tok.yaml"
+    config.write_text(f"corpus: {tiny_corpus}\nfeatures: mfcc\nunits: 12\nseed: 3\n")
+    out = tmp_path / "tok"
+    # YAML < flags < key=value
+    assert main(["tokenizer", "train", "--config", str(config), "--units", "10", "--out", str(out),
+                 "max_points=5000", "seed=4"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["features"] == "mfcc" and saved["units"] == 10
+    assert saved["training"]["config"]["max_points"] == 5000 and saved["training"]["seed"] == 4
+    capsys.readouterr()
+    assert main(["tokenizer", "train", "--config", str(config), "--out", str(out), "unitz=3"]) == 2
+    err = capsys.readouterr().err
+    assert str(config) in err and "unitz" in err and len(err.strip().splitlines()) == 1
+    assert main(["tokenizer", "train", "--corpus", str(tiny_corpus), "--units", "1"]) == 2
+    assert "out is required" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="ssl_model"):
+        train_tokenizer(tiny_corpus, out, ssl_model={"width": 3})
+
+
+@pytest.fixture(scope="module")
+def whisper_extractor():
+    from speechlm.tokenizers.semantic.extractors import WhisperExtractor
+
+    return WhisperExtractor("whisper")
+
+
+@pytest.mark.parametrize("seconds", [400 / 16000, 1.0, 16_123 / 16000, 31.7])
+def test_whisper_frames_short_and_longer_than_30s(seconds, whisper_extractor):
+    n = int(round(seconds * 16000))
+    x = np.random.default_rng(0).normal(0, 0.1, n).astype(np.float32)
+    feats = whisper_extractor(x)
+    assert feats.shape == (n // 320, 384) and np.isfinite(feats).all()
+
+
+def test_whisper_frames_sit_on_the_unit_grid(whisper_extractor):
+    """A tone starting at 1.5 s: frame 74 (centre 1.49 s) looks like the silence before it, frame 75
+    (centre 1.51 s) like the tone (Whisper's own grid is 10 ms earlier; see whisper.py)."""
+    x = np.random.default_rng(0).normal(0, 1e-3, 48_000).astype(np.float32)
+    t = np.arange(24_000) / 16000
+    x[24_000:] += 0.3 * np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    feats = whisper_extractor(x)
+    silence, tone = feats[40:70].mean(axis=0), feats[90:140].mean(axis=0)
+    closer_to_tone = np.linalg.norm(feats - silence, axis=1) > np.linalg.norm(feats - tone, axis=1)
+    assert not closer_to_tone[60:75].any() and closer_to_tone[75:90].all()
+
+
+def test_whisper_tokenizer_records_and_checks_its_model(tiny_corpus, tmp_path):
+    import shutil
+
+    from speechlm.tokenizers.semantic.whisper import BUNDLED_SHA256, bundled_model_dir
+
+    copy = tmp_path / "whisper-copy"
+    shutil.copytree(bundled_model_dir(), copy)
+    path = train_tokenizer(tiny_corpus, tmp_path / "tok", features=f"whisper:{copy}", units=8,
+                           max_hours=10 / 3600, show_progress=False)
+    config = json.loads((path / "config.json").read_text())
+    assert config["features"] == "whisper" and config["model_sha256"] == BUNDLED_SHA256
+    assert config["source"] == f"whisper:{copy.resolve()}" and config["dim"] == 384
+    x = speech(tiny_corpus)
+    units, durations = load_tokenizer(path).encode(x)
+    assert durations.sum() == x.size // 320 and units.max() < 8
+    config["model_sha256"] = "0" * 64  # the centroids were fitted on another model
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not match the tokenizer's encoder"):
+        load_tokenizer(path)
+    with pytest.raises(ConfigError, match="--layer 3: whisper"):
+        train_tokenizer(tiny_corpus, tmp_path / "t2", features="whisper", layer=3)
+    with pytest.raises(CheckpointError, match="nope: Whisper model directory not found"):
+        train_tokenizer(tiny_corpus, tmp_path / "t3", features=f"whisper:{tmp_path / 'nope'}")

@@ -1,4 +1,4 @@
-"""`speechlm corpus synth|import|info`."""
+"""`speechlm corpus synth|synth-dialogue|import|info`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from rich.table import Table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from speechlm.cli.corpus_dialogue import add_synth_dialogue  # imports print_stats from here
+
     parser = sub.add_parser("corpus", help="build, import and inspect spoken corpora",
                             description="Build, import and inspect spoken corpora.")
     csub = parser.add_subparsers(dest="corpus_command", metavar="<action>", required=True)
@@ -28,7 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     synth.add_argument("--noise-std", type=float, default=3e-3,
                        help="dither noise std added to the audio (default 3e-3)")
+    synth.add_argument("--styles", default=None, metavar="A,B,...",
+                       help="speaking styles drawn per utterance and recorded in its 'style' field: "
+                       "neutral, excited, sad, question, whisper (default: none, unlabelled)")
     synth.set_defaults(handler=_synth)
+    add_synth_dialogue(csub)
 
     imp = csub.add_parser("import", help="import LibriSpeech or audio+.txt folders",
                           description="Convert a LibriSpeech tree or a folder of audio files with "
@@ -44,22 +50,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--seed", type=int, default=0)
     imp.set_defaults(handler=_import)
 
-    info = csub.add_parser("info", help="validate a corpus and print its statistics")
+    info = csub.add_parser("info", help="validate a corpus (or dialogue corpus) and print its "
+                           "statistics")
     info.add_argument("corpus", help="corpus directory")
     info.add_argument("--json", action="store_true", help="print a JSON object")
     info.set_defaults(handler=_info)
 
 
-def print_stats(stats: dict, title: str) -> None:
+def print_stats(stats: dict, title: str, items: str = "utterances") -> None:
     table = Table(title=title)
-    for column in ("split", "utterances", "speakers", "hours"):
+    for column in ("split", items, "speakers", "hours"):
         table.add_column(column, justify="right" if column != "split" else "left")
     for split, row in stats["splits"].items():
-        table.add_row(split, str(row["utterances"]), str(row["speakers"]), f"{row['hours']:.3f}")
-    table.add_row("[bold]all", str(stats["utterances"]), str(stats["speakers"]),
+        table.add_row(split, str(row[items]), str(row["speakers"]), f"{row['hours']:.3f}")
+    table.add_row("[bold]all", str(stats[items]), str(stats["speakers"]),
                   f"{stats['hours']:.3f}")
     Console().print(table)
-    print(f"mean utterance duration: {stats['mean_duration_s']:.2f} s")
+    print(f"mean {items[:-1]} duration: {stats['mean_duration_s']:.2f} s")
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -67,7 +74,8 @@ def _synth(args: argparse.Namespace) -> int:
 
     corpus = synthesize_corpus(args.out, hours=args.hours, voices=args.voices,
                                heldout_voices=args.heldout_voices, seed=args.seed, text=args.text,
-                               workers=args.workers, noise_std=args.noise_std)
+                               workers=args.workers, noise_std=args.noise_std,
+                               styles=args.styles.split(",") if args.styles else None)
     print_stats(corpus.meta["stats"], f"corpus {args.out}")
     return 0
 
@@ -90,7 +98,12 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from speechlm.cli.corpus_dialogue import dialogue_info
     from speechlm.data.corpus import Corpus
+    from speechlm.data.dialogue import is_dialogue_corpus
+
+    if is_dialogue_corpus(args.corpus):
+        return dialogue_info(args.corpus, args.json)
 
     corpus = Corpus(args.corpus)
     stats = corpus.validate()

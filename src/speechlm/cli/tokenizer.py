@@ -5,32 +5,38 @@ from __future__ import annotations
 import argparse
 import json
 
+from speechlm.core.config import add_config_arguments
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("tokenizer", help="train and evaluate speech unit tokenizers",
                             description="Speech tokenizers: features (mfcc, logmel, ssl-tiny, "
-                            "hf:PATH) + k-means units. A tokenizer is a directory.")
+                            "whisper, hf:PATH) + k-means units. A tokenizer is a directory.")
     tsub = parser.add_subparsers(dest="tokenizer_command", metavar="<action>", required=True)
 
-    train = tsub.add_parser("train", help="fit a unit tokenizer on a corpus",
-                            description="Fit a tokenizer on the train split. ssl-tiny first trains a "
-                            "small HuBERT-style encoder (two iterations, --ssl-minutes in total).")
-    train.add_argument("--corpus", required=True, help="corpus directory")
-    train.add_argument("--features", default="ssl-tiny",
-                       help="mfcc | logmel | ssl-tiny | hf:PATH (local HF Hubert/Wav2Vec2/"
-                       "Wav2Vec2Bert directory) (default ssl-tiny)")
+    train = tsub.add_parser(
+        "train", help="fit a unit tokenizer on a corpus",
+        description="Fit a tokenizer on the train split. Keys come from --config FILE.yaml, then "
+        "the flags below, then key=value overrides (keys: corpus, out, features, units, layer, "
+        "seed, threads, split, max_hours, max_points, ssl_steps, ssl_minutes, ssl_model). "
+        "ssl-tiny first trains a small HuBERT-style encoder (two iterations, ssl_steps in total).")
+    add_config_arguments(train)
+    train.add_argument("--corpus", default=None, help="corpus directory")
+    train.add_argument("--out", default=None, help="output tokenizer directory")
+    train.add_argument("--features", default=None,
+                       help="mfcc | logmel | ssl-tiny | whisper | whisper:PATH (a CTranslate2 "
+                       "Whisper directory) | hf:PATH (a local HF Hubert/Wav2Vec2/Wav2Vec2Bert "
+                       "directory) (default ssl-tiny)")
     train.add_argument("--layer", type=int, default=None,
-                       help="encoder layer to cluster (ssl-tiny default 2 of 4; hf default middle)")
-    train.add_argument("--units", type=int, default=100, help="k-means clusters K (default 100)")
-    train.add_argument("--out", required=True, help="output tokenizer directory")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--ssl-steps", type=int, default=1200,
+                       help="encoder layer to cluster (ssl-tiny and hf: the middle one)")
+    train.add_argument("--units", type=int, default=None, help="k-means clusters K (default 100)")
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--ssl-steps", type=int, default=None,
                        help="ssl-tiny training steps over both iterations (default 1200)")
-    train.add_argument("--ssl-minutes", type=float, default=1.7,
-                       help="ssl-tiny time budget in minutes over both iterations (default 1.7, "
-                       "sized for the 3-min demo budget; 0 = no limit)")
+    train.add_argument("--ssl-minutes", type=float, default=None,
+                       help="optional ssl-tiny wall-clock cap in minutes (default 0: steps only)")
     train.add_argument("--max-hours", type=float, default=None, help="use at most this much audio")
-    train.add_argument("--threads", type=int, default=1, help="torch/faiss threads (default 1)")
+    train.add_argument("--threads", type=int, default=None, help="torch/faiss threads (default 1)")
     train.set_defaults(handler=_train)
 
     ev = tsub.add_parser("eval", help="ABX, PNMI and bitrate of a tokenizer",
@@ -57,18 +63,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     tok.set_defaults(handler=_tokenize)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from speechlm.tokenizers import load_tokenizer, train_tokenizer
+_TRAIN_FLAGS = {name: name for name in ("corpus", "out", "features", "layer", "units", "seed",
+                                          "ssl_steps", "ssl_minutes", "max_hours", "threads")}
 
-    path = train_tokenizer(args.corpus, args.out, features=args.features, units=args.units,
-                           layer=args.layer, seed=args.seed, threads=args.threads,
-                           max_hours=args.max_hours, ssl_steps=args.ssl_steps,
-                           ssl_minutes=args.ssl_minutes or None)
-    tok = load_tokenizer(path)
-    training = tok.info.get("training", {})
+
+def _train(args: argparse.Namespace) -> int:
+    from speechlm.core.config import config_from_args
+    from speechlm.tokenizers.semantic.tokenizer import TokenizerTrainConfig, fit_tokenizer
+
+    cfg = config_from_args(TokenizerTrainConfig, args, _TRAIN_FLAGS)
+    tok = fit_tokenizer(cfg)
+    path = tok.save(cfg.out)
+    training = tok.info["training"]
     print(f"tokenizer {path}: {tok.features_name} layer={tok.extractor.layer} K={tok.vocab_size} "
-          f"{tok.frame_rate:g} Hz, fitted on {training.get('frames', 0)} frames in "
-          f"{training.get('seconds', 0):.0f} s")
+          f"{tok.frame_rate:g} Hz, fitted on {training['frames']} frames in "
+          f"{training['seconds']:.0f} s")
     return 0
 
 

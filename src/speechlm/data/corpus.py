@@ -42,6 +42,7 @@ SCHEMA = pa.schema([
     ("words", _SPAN),
     ("phones", _SPAN),
     ("split", pa.string()),
+    ("style", pa.string()),  # speaking style label or null; shards written before it lack it
 ])
 
 
@@ -63,6 +64,7 @@ class Utterance:
     words: Alignment = field(default_factory=list)
     phones: Alignment = field(default_factory=list)
     split: str = "train"
+    style: str | None = None  # speaking style label (e.g. "excited"), None when not labelled
 
     def to_dict(self) -> dict:
         record = asdict(self)
@@ -76,13 +78,16 @@ class Utterance:
                  for key in ("words", "phones")}
         return cls(id=record["id"], speaker=record["speaker"], text=record["text"],
                    sample_rate=int(record["sample_rate"]), duration=float(record["duration"]),
-                   audio=record["audio"], split=record["split"], **spans)
+                   audio=record["audio"], split=record["split"], style=record.get("style"),
+                   **spans)
 
     def validate(self) -> None:
         """Check fields and that alignments are monotone and inside the utterance."""
         where = f"utterance {self.id!r}"
         if not self.id or not self.speaker:
             raise DataError(f"{where}: empty id or speaker")
+        if self.style is not None and not self.style.strip():
+            raise DataError(f"{where}: empty style label (use null for unlabelled)")
         if self.split not in SPLITS:
             raise DataError(f"{where}: split {self.split!r} is not one of {SPLITS}")
         if self.sample_rate != SAMPLE_RATE or self.duration <= 0:

@@ -50,6 +50,41 @@ class Voice:
     range: int = 50    # 0..100 pitch range
 
 
+@dataclass(frozen=True)
+class Style:
+    """A speaking style: offsets to a voice's prosody, the sentence-final punctuation (espeak's
+    clause intonation: "." fall, "?" rise, "!" exclamation) and optionally a breathy variant."""
+
+    name: str
+    pitch: int = 0              # added to Voice.pitch (clipped to 0..100)
+    range: int = 0              # added to Voice.range (clipped to 0..100)
+    rate: float = 1.0           # multiplies words per minute
+    end: str = "."              # replaces the sentence's final punctuation
+    variant: str | None = None  # espeak variant replacing the voice's own (gendered: +"f")
+
+    def apply(self, voice: Voice, text: str) -> tuple[Voice, str]:
+        """The voice and text that speak ``text`` in this style."""
+        name = voice.name
+        if self.variant:
+            language, _, own = name.partition("+")
+            name = f"{language}+{self.variant}{'f' if own.startswith('f') else ''}"
+        styled = Voice(name, rate=int(round(voice.rate * self.rate)),
+                       pitch=int(np.clip(voice.pitch + self.pitch, 0, 100)),
+                       range=int(np.clip(voice.range + self.range, 0, 100)))
+        return styled, text.rstrip(".!?;:, ") + self.end
+
+
+# Offsets sized so that each style is measurably apart on held-out voices
+# (benchmarks/prosody_styles.py): excited is higher, wider and faster; sad lower, flatter, slower.
+STYLES = {style.name: style for style in (
+    Style("neutral"),
+    Style("excited", pitch=20, range=40, rate=1.2, end="!"),
+    Style("sad", pitch=-15, range=-35, rate=0.8),
+    Style("question", range=10, end="?"),
+    Style("whisper", rate=0.9, variant="whisper"),
+)}
+
+
 @dataclass
 class Synthesis:
     samples: np.ndarray                     # (T,) float32 at 16 kHz

@@ -1,13 +1,14 @@
-"""Unit vocoder: units (+ speaker) -> log-mel (acoustic model) -> waveform (Vocos-style iSTFT head).
+"""Unit vocoder networks: deduplicated units + durations (+ speaker, + extra per-frame streams)
+-> log-mel (acoustic model) -> waveform (Vocos-style generator).
 
-Both parts are small convolutional nets that train on 2 CPU cores in minutes:
-
-* ``UnitToMel``: unit embedding + speaker embedding at the 50 Hz unit grid (units repeated by
-  their durations), a dilated residual conv stack, and a linear layer emitting two 80-band log-mel
-  frames per unit frame (100 Hz).
-* ``MelVocoder``: Vocos (Siuzdenko 2023) in miniature: ConvNeXt blocks over mel frames predict
-  STFT magnitude and phase; an inverse STFT gives samples. Trained without a GAN (multi-resolution
-  STFT + mel losses) to fit the CPU budget.
+* ``AcousticModel``: FastSpeech-style. A conv encoder reads the *deduplicated* units (phonetic
+  context per unit, not per frame), a length regulator repeats each unit's vector by its duration
+  and adds where each frame sits inside its run, extra per-frame streams (e.g. F0) and the speaker
+  vector join there, and a dilated conv decoder at the unit frame rate emits ``mel_per_frame``
+  80-band log-mel frames (100 Hz) per unit frame.
+* ``MelGenerator``: Vocos (Siuzdenko 2023) in miniature: ConvNeXt blocks over mel frames predict
+  STFT magnitude and phase; an inverse STFT gives samples. All its work happens at 100 Hz, so it
+  trains on 2 CPU cores; the discriminators (``speechlm.vocoder.discriminators``) make it sharp.
 * ``griffin_lim``: the non-neural baseline from the same predicted mel.
 """
 
@@ -19,24 +20,61 @@ import numpy as np
 import torch
 from torch import nn
 
+from speechlm.data.audio import SAMPLE_RATE
 from speechlm.tokenizers.semantic.dsp import mel_filterbank, stft_magnitude
 
 MEL_HOP, MEL_WIN, MEL_NFFT, N_MELS = 160, 640, 1024, 80
+MEL_RATE = SAMPLE_RATE // MEL_HOP  # 100 mel frames per second
+LOG_MEL_FLOOR = float(np.log(1e-5))
 
 
 @dataclass(frozen=True)
 class VocoderConfig:
+    """Network shapes. ``streams`` names extra continuous per-frame inputs and their widths, e.g.
+    ``(("log_f0", 2),)``; the units-only vocoder has none."""
+
     vocab_size: int = 100
-    n_speakers: int = 0         # training speakers; index 0 means "unknown / average voice"
-    dim: int = 192              # acoustic model width
-    layers: int = 6
-    voc_dim: int = 128          # vocoder width
+    frame_rate: float = 50.0          # unit frames per second (the tokenizer's)
+    speaker_dim: int = 256            # speaker embedding width (Resemblyzer d-vectors)
+    streams: tuple[tuple[str, int], ...] = ()
+    dim: int = 192                    # acoustic model width
+    encoder_layers: int = 3
+    decoder_layers: int = 4
+    voc_dim: int = 128                # generator width
     voc_layers: int = 4
-    n_fft: int = 640            # iSTFT head
+    n_fft: int = 640                  # generator's iSTFT size (hop = MEL_HOP)
     dropout: float = 0.1
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "streams", tuple((str(n), int(d)) for n, d in self.streams))
+
+    @property
+    def mel_per_frame(self) -> int:
+        """Mel frames (100 Hz) per unit frame: 2 for 50 Hz units."""
+        return round(MEL_RATE / self.frame_rate)
+
+    @property
+    def hop(self) -> int:
+        """Samples per unit frame."""
+        return self.mel_per_frame * MEL_HOP
+
+    def validate(self) -> list[str]:
+        bad = []
+        ratio = MEL_RATE / self.frame_rate if self.frame_rate > 0 else 0.0
+        if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
+            bad.append(f"frame_rate={self.frame_rate}: the vocoder needs a unit frame rate that "
+                       f"divides {MEL_RATE} Hz (e.g. 50, 25, 12.5)")
+        for key in ("vocab_size", "dim", "encoder_layers", "decoder_layers", "voc_dim", "voc_layers"):
+            if getattr(self, key) < 1:
+                bad.append(f"{key}={getattr(self, key)} must be >= 1")
+        if self.n_fft < 2 * MEL_HOP or self.n_fft % 2:
+            bad.append(f"n_fft={self.n_fft} must be even and >= {2 * MEL_HOP}")
+        return bad
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["streams"] = [list(s) for s in self.streams]
+        return out
 
 
 def mel_spectrogram(samples: torch.Tensor, fbank: torch.Tensor) -> torch.Tensor:
@@ -46,32 +84,77 @@ def mel_spectrogram(samples: torch.Tensor, fbank: torch.Tensor) -> torch.Tensor:
 
 
 class ResConv(nn.Module):
-    def __init__(self, dim: int, dilation: int, dropout: float) -> None:
+    """Pre-norm residual conv block; ``mask`` (B, 1, N) zeroes padding so it cannot leak."""
+
+    def __init__(self, dim: int, kernel: int, dilation: int, dropout: float) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(dim, dim, 5, padding=2 * dilation, dilation=dilation)
         self.norm = nn.GroupNorm(1, dim)
+        self.conv = nn.Conv1d(dim, dim, kernel, padding=dilation * (kernel // 2), dilation=dilation)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, D, N)
-        return x + self.drop(nn.functional.gelu(self.norm(self.conv(x))))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # (B, D, N)
+        return (x + self.drop(nn.functional.gelu(self.conv(self.norm(x) * mask)))) * mask
 
 
-class UnitToMel(nn.Module):
-    """(B, N) frame-level units, (B,) speaker ids -> (B, 2N, 80) log-mel."""
+def length_regulate(durations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, U) durations (0 on padding) -> per frame (B, N): source unit index, 3 position features
+    (B, N, 3) = [offset / duration, log duration, log(1 + offset)], and a frame mask (B, N)."""
+    lengths = durations.sum(1)
+    n = int(lengths.max())
+    b, u = durations.shape
+    starts = torch.cumsum(durations, 1) - durations                              # (B, U)
+    frame = torch.arange(n, device=durations.device)[None, :].expand(b, n)      # (B, N)
+    # unit of frame f = number of units starting at or before f, minus one
+    index = torch.searchsorted(torch.cumsum(durations, 1).contiguous(), frame.contiguous(),
+                               right=True).clamp(max=u - 1)                     # (B, N)
+    offset = (frame - starts.gather(1, index)).float()
+    dur = durations.gather(1, index).float().clamp(min=1)
+    pos = torch.stack([offset / dur, torch.log(dur), torch.log1p(offset)], -1)  # (B, N, 3)
+    mask = frame < lengths[:, None]
+    return index, pos * mask[..., None], mask
+
+
+class AcousticModel(nn.Module):
+    """(B, U) units + (B, U) durations [+ (B, S) speaker vectors, {name: (B, N, d)} streams]
+    -> (B, N * mel_per_frame, 80) log-mel."""
 
     def __init__(self, c: VocoderConfig) -> None:
         super().__init__()
-        self.units = nn.Embedding(c.vocab_size, c.dim)
-        self.speakers = nn.Embedding(c.n_speakers + 1, c.dim)
-        self.stack = nn.Sequential(*(ResConv(c.dim, d, c.dropout)
-                                     for d in [1, 2, 4, 1, 2, 4, 1, 2][: c.layers]))
-        self.out = nn.Linear(c.dim, 2 * N_MELS)
+        self.c = c
+        self.units = nn.Embedding(c.vocab_size + 1, c.dim, padding_idx=c.vocab_size)  # last = pad
+        self.speaker = nn.Linear(c.speaker_dim, c.dim) if c.speaker_dim else None
+        self.encoder = nn.ModuleList(ResConv(c.dim, 5, 1, c.dropout) for _ in range(c.encoder_layers))
+        self.position = nn.Linear(3, c.dim)
+        self.streams = nn.ModuleDict({name: nn.Linear(dim, c.dim) for name, dim in c.streams})
+        dilations = [1, 2, 4, 8, 1, 2, 4, 8]
+        self.decoder = nn.ModuleList(ResConv(c.dim, 5, dilations[i % 8], c.dropout)
+                                     for i in range(c.decoder_layers))
+        self.out = nn.Linear(c.dim, c.mel_per_frame * N_MELS)
 
-    def forward(self, units: torch.Tensor, speakers: torch.Tensor) -> torch.Tensor:
-        x = self.units(units) + self.speakers(speakers)[:, None, :]       # (B, N, D)
-        x = self.stack(x.transpose(1, 2)).transpose(1, 2)                 # (B, N, D)
-        b, n, _ = x.shape
-        return self.out(x).reshape(b, 2 * n, N_MELS) - 5.0                # (B, 2N, 80), log-mel prior
+    def forward(self, units: torch.Tensor, durations: torch.Tensor,
+                speaker: torch.Tensor | None = None,
+                streams: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        b = units.shape[0]
+        unit_mask = (durations > 0)[:, None, :].float()                           # (B, 1, U)
+        x = self.units(units.masked_fill(durations == 0, self.c.vocab_size))     # (B, U, D)
+        spk = self.speaker(speaker)[:, :, None] if self.speaker is not None and speaker is not None else 0.0
+        x = x.transpose(1, 2) + spk                                               # (B, D, U)
+        for layer in self.encoder:
+            x = layer(x, unit_mask)
+        index, pos, frame_mask = length_regulate(durations)                      # (B, N)
+        h = x.gather(2, index[:, None, :].expand(-1, x.shape[1], -1))            # (B, D, N)
+        extra = self.position(pos)                                                # (B, N, D)
+        for name, proj in self.streams.items():  # the caller checks that every stream is given
+            extra = extra + proj(streams[name])
+        mask = frame_mask[:, None, :].float()                                     # (B, 1, N)
+        h = (h + extra.transpose(1, 2) + spk) * mask
+        for layer in self.decoder:
+            h = layer(h, mask)
+        mel = self.out(h.transpose(1, 2))                                         # (B, N, r * 80)
+        mel = mel.reshape(b, -1, N_MELS) - 5.0                                    # (B, N * r, 80)
+        floor = torch.full_like(mel, LOG_MEL_FLOOR)  # padding frames read as silence
+        return torch.where(mask.transpose(1, 2).repeat_interleave(self.c.mel_per_frame, 1) > 0,
+                           mel, floor)
 
 
 class ConvNeXt(nn.Module):
@@ -89,7 +172,7 @@ class ConvNeXt(nn.Module):
         return x + y.transpose(1, 2)
 
 
-class MelVocoder(nn.Module):
+class MelGenerator(nn.Module):
     """(B, F, 80) log-mel at 100 Hz -> (B, F * 160) samples via magnitude + phase and iSTFT."""
 
     def __init__(self, c: VocoderConfig) -> None:
@@ -112,15 +195,18 @@ class MelVocoder(nn.Module):
                            length=n_frames * MEL_HOP)
 
 
+STFT_RESOLUTIONS = ((512, 128), (1024, 256), (256, 64))
+
+
 def stft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Multi-resolution STFT loss: spectral convergence + log-magnitude L1 (Parallel WaveGAN)."""
     loss = pred.new_zeros(())
-    for n_fft, hop in ((512, 128), (1024, 256), (256, 64)):
+    for n_fft, hop in STFT_RESOLUTIONS:
         window = torch.hann_window(n_fft, device=pred.device)
         sp = torch.stft(pred, n_fft, hop, window=window, return_complex=True).abs() + 1e-5
         st = torch.stft(target, n_fft, hop, window=window, return_complex=True).abs() + 1e-5
         loss = loss + torch.linalg.norm(st - sp) / torch.linalg.norm(st) + (sp.log() - st.log()).abs().mean()
-    return loss / 3
+    return loss / len(STFT_RESOLUTIONS)
 
 
 def griffin_lim(log_mel: np.ndarray, iterations: int = 32, seed: int = 0) -> np.ndarray:

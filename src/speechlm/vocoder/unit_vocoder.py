@@ -1,42 +1,56 @@
-"""A trained unit vocoder as a directory, its training loop, and ``synthesize``.
+"""A trained unit vocoder as a directory, and ``synthesize``.
 
 Directory layout::
 
-    VOC/config.json         format, VocoderConfig, tokenizer (absolute path), speakers, training info
-    VOC/model.safetensors   acoustic model + vocoder weights, per-unit mean durations
+    VOC/config.json         format, version, VocoderConfig, tokenizer (absolute path), speakers,
+                            training info
+    VOC/model.safetensors   acoustic model + generator weights, speaker d-vectors, per-unit mean
+                            durations
+
+``synthesize(units, durations=None, speaker=None, streams=None)`` takes deduplicated units with
+their run lengths in tokenizer frames (or none: each unit then lasts its mean training run).
+``speaker`` is None (the average voice), a training speaker's name, an int (0 = average voice,
+i = the i-th training speaker), a reference clip (1-D float32 16 kHz samples) or a d-vector
+(float array of shape ``(speaker_dim,)``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import math
-import time
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from speechlm.core.checkpoint import atomic_dir
 from speechlm.core.errors import CheckpointError, ConfigError, DataError
 from speechlm.core.files import read_artefact_dir
-from speechlm.core.progress import progress_bar
 from speechlm.data.audio import SAMPLE_RATE
-from speechlm.data.corpus import Corpus
-from speechlm.tokenizers import dedup, load_tokenizer, undedup
-from speechlm.core.checkpoint import atomic_dir
-from speechlm.core.threads import with_torch_threads
 from speechlm.tokenizers.semantic.dsp import mel_filterbank
-from speechlm.vocoder.model import (MEL_NFFT, N_MELS, MelVocoder, UnitToMel, VocoderConfig,
-                                    griffin_lim, mel_spectrogram, stft_loss)
+from speechlm.vocoder.model import (MEL_NFFT, N_MELS, AcousticModel, MelGenerator, VocoderConfig,
+                                    griffin_lim)
 
 log = logging.getLogger(__name__)
 
 FORMAT = "speechlm-unit-vocoder"
+VERSION = 2
+Speaker = Union[None, str, int, np.ndarray]
+
+
+@functools.cache
+def speaker_encoder():
+    """The Resemblyzer encoder, loaded once per process (only reference clips need it)."""
+    from speechlm.vocoder.speaker import SpeakerEncoder
+
+    return SpeakerEncoder()
 
 
 class UnitVocoder(nn.Module):
-    """units (+ durations, speaker) -> 16 kHz float32 waveform."""
+    """units + durations (+ speaker, + streams) -> 16 kHz float32 waveform."""
 
     def __init__(self, config: VocoderConfig, speakers: list[str], tokenizer_dir: str | None = None,
                  info: dict | None = None) -> None:
@@ -45,8 +59,10 @@ class UnitVocoder(nn.Module):
         self.speakers = list(speakers)
         self.tokenizer_dir = tokenizer_dir
         self.info = dict(info or {})
-        self.acoustic = UnitToMel(config)
-        self.vocoder = MelVocoder(config)
+        self.acoustic = AcousticModel(config)
+        self.generator = MelGenerator(config)
+        # d-vector per training speaker (row i = speakers[i]); zeros when speaker_dim = 0
+        self.register_buffer("speaker_table", torch.zeros(len(speakers), max(config.speaker_dim, 1)))
         self.register_buffer("mean_durations", torch.ones(config.vocab_size, dtype=torch.int64))
         self.register_buffer("fbank", mel_filterbank(N_MELS, MEL_NFFT), persistent=False)
 
@@ -54,19 +70,42 @@ class UnitVocoder(nn.Module):
     def sample_rate(self) -> int:
         return SAMPLE_RATE
 
-    def speaker_index(self, speaker: str | int | None) -> int:
-        if speaker is None:
-            return 0
-        if isinstance(speaker, (int, np.integer)):
-            if not 0 <= int(speaker) <= len(self.speakers):
-                raise ConfigError(f"speaker index {speaker} out of range 0..{len(self.speakers)}")
-            return int(speaker)
-        if speaker not in self.speakers:
-            raise ConfigError(f"unknown speaker {speaker!r}; the vocoder knows {self.speakers} "
-                              "(or None for the average voice)")
-        return self.speakers.index(speaker) + 1
+    @property
+    def streams(self) -> list[str]:
+        """Names of the extra per-frame streams ``synthesize`` needs besides units."""
+        return [name for name, _ in self.config.streams]
 
-    def _frames(self, units, durations) -> torch.Tensor:
+    def speaker_vector(self, speaker: Speaker) -> torch.Tensor | None:
+        """(speaker_dim,) conditioning vector; zeros = the average voice."""
+        dim = self.config.speaker_dim
+        if dim == 0:
+            if speaker is not None:
+                raise ConfigError("this vocoder was trained without speaker conditioning "
+                                  "(speaker_embedding=false): speaker must be None")
+            return None
+        if speaker is None:
+            return torch.zeros(dim)
+        if isinstance(speaker, (int, np.integer)) and not isinstance(speaker, bool):
+            if not 0 <= int(speaker) <= len(self.speakers):
+                raise ConfigError(f"speaker index {speaker} out of range 0..{len(self.speakers)} "
+                                  "(0 = average voice)")
+            return self.speaker_table[int(speaker) - 1].clone() if speaker else torch.zeros(dim)
+        if isinstance(speaker, str):
+            if speaker not in self.speakers:
+                raise ConfigError(f"unknown speaker {speaker!r}; the vocoder knows {self.speakers} "
+                                  "(or None for the average voice, or a reference clip)")
+            return self.speaker_table[self.speakers.index(speaker)].clone()
+        array = np.asarray(speaker, dtype=np.float32)
+        if array.shape == (dim,):
+            if not np.isfinite(array).all():
+                raise DataError("speaker embedding has NaN/Inf values")
+            return torch.from_numpy(array.copy())
+        if array.ndim == 1:
+            return torch.from_numpy(speaker_encoder().embed(array))
+        raise DataError(f"speaker: expected a name, an index, a 1-D reference clip or a "
+                        f"({dim},) embedding, got an array of shape {array.shape}")
+
+    def _inputs(self, units, durations, streams) -> tuple[torch.Tensor, torch.Tensor, dict]:
         units = np.asarray(units, dtype=np.int64).reshape(-1)
         if units.size == 0:
             raise DataError("synthesize: empty unit sequence")
@@ -79,36 +118,65 @@ class UnitVocoder(nn.Module):
         if durations.shape != units.shape or durations.min() < 1:
             raise DataError(f"synthesize: durations must be positive and match units "
                             f"({durations.shape} vs {units.shape})")
-        return torch.from_numpy(undedup(units, durations))
+        frames = int(durations.sum())
+        given = dict(streams or {})
+        missing = [n for n in self.streams if n not in given]
+        unknown = [n for n in given if n not in self.streams]
+        if missing or unknown:
+            raise DataError(f"synthesize: this vocoder takes streams {self.streams}; missing "
+                            f"{missing}, unexpected {unknown}")
+        tensors = {}
+        for name, dim in self.config.streams:
+            values = np.asarray(given[name], dtype=np.float32).reshape(len(given[name]), -1)
+            if values.shape[0] == units.size and values.shape[0] != frames:  # one row per unit
+                values = np.repeat(values, durations, axis=0)
+            if values.shape != (frames, dim) or not np.isfinite(values).all():
+                raise DataError(f"synthesize: stream {name!r} must be finite, shaped "
+                                f"({units.size} units or {frames} frames, {dim}); got {values.shape}")
+            tensors[name] = torch.from_numpy(values)[None]
+        return torch.from_numpy(units)[None], torch.from_numpy(durations)[None], tensors
 
     @torch.inference_mode()
-    def mel(self, units, durations=None, speaker=None) -> torch.Tensor:
+    def mel(self, units, durations=None, speaker: Speaker = None, streams=None) -> torch.Tensor:
         """(F, 80) predicted log-mel at 100 Hz."""
         self.eval()
-        frames = self._frames(units, durations)
-        return self.acoustic(frames[None], torch.tensor([self.speaker_index(speaker)]))[0]
+        u, d, s = self._inputs(units, durations, streams)
+        vec = self.speaker_vector(speaker)
+        return self.acoustic(u, d, None if vec is None else vec[None], s)[0]
 
     @torch.inference_mode()
-    def synthesize(self, units, durations=None, speaker=None, griffin_lim_baseline: bool = False) -> np.ndarray:
-        """Units (deduplicated with ``durations`` in frames, or one per frame when ``durations`` is
-        None and the units are not deduplicated -- then each unit gets its mean training duration)
-        -> 16 kHz float32 samples. ``griffin_lim_baseline`` swaps the neural vocoder for Griffin-Lim."""
-        mel = self.mel(units, durations, speaker)
+    def synthesize(self, units, durations=None, speaker: Speaker = None, streams=None,
+                   griffin_lim_baseline: bool = False) -> np.ndarray:
+        """Deduplicated units with ``durations`` in tokenizer frames (None: mean training run
+        lengths) -> 16 kHz float32 samples, ``sum(durations) * hop`` long, peak <= 0.95.
+        ``griffin_lim_baseline`` swaps the generator for Griffin-Lim on the same mel."""
+        return self.vocode(self.mel(units, durations, speaker, streams), griffin_lim_baseline)
+
+    @torch.inference_mode()
+    def vocode(self, mel: torch.Tensor, griffin_lim_baseline: bool = False) -> np.ndarray:
+        """(F, 80) log-mel at 100 Hz -> F * 160 samples (peak <= 0.95), by the generator or by
+        Griffin-Lim; given the mel of real speech this is copy synthesis, the vocoder alone."""
+        self.eval()
         if griffin_lim_baseline:
             return griffin_lim(mel.numpy())
-        wav = self.vocoder(mel[None])[0]
+        wav = self.generator(mel[None])[0]
         return (wav / max(1.0, float(wav.abs().max()) / 0.95)).numpy().astype(np.float32)
 
     def save(self, out_dir: str | Path) -> Path:
-        from safetensors.torch import save_file
-
+        """Write the directory atomically (temp dir + rename)."""
         with atomic_dir(out_dir) as tmp:
-            save_file({k: v.contiguous() for k, v in self.state_dict().items()},
-                      str(tmp / "model.safetensors"))
-            (tmp / "config.json").write_text(json.dumps(
-                {"format": FORMAT, "config": self.config.to_dict(), "speakers": self.speakers,
-                 "tokenizer": self.tokenizer_dir, "sample_rate": SAMPLE_RATE, **self.info}, indent=2))
+            write_vocoder_files(self, tmp)
         return Path(out_dir).resolve()
+
+
+def write_vocoder_files(voc: UnitVocoder, folder: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in voc.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(
+        {"format": FORMAT, "version": VERSION, "config": voc.config.to_dict(),
+         "speakers": voc.speakers, "tokenizer": voc.tokenizer_dir, "sample_rate": SAMPLE_RATE,
+         **voc.info}, indent=2), encoding="utf-8")
 
 
 def load_vocoder(path: str | Path) -> UnitVocoder:
@@ -119,10 +187,18 @@ def load_vocoder(path: str | Path) -> UnitVocoder:
     path = Path(path)
     config_path = path / "config.json"
     meta = read_artefact_dir(path, "vocoder", weights=("model.safetensors",), fmt=FORMAT)
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{config_path}: vocoder format version {meta.get('version', 1)}, this "
+                              f"speechlm reads version {VERSION}; retrain it with `speechlm vocoder train`")
     try:
-        voc = UnitVocoder(VocoderConfig(**meta["config"]), meta["speakers"], meta.get("tokenizer"),
-                          {k: meta[k] for k in ("training",) if k in meta})
-    except (KeyError, TypeError, AttributeError) as err:
+        config = VocoderConfig(**meta["config"])
+        problems = config.validate()
+        if problems:
+            raise ValueError("; ".join(problems))
+        info = {k: v for k, v in meta.items()
+                if k not in ("format", "version", "config", "speakers", "tokenizer", "sample_rate")}
+        voc = UnitVocoder(config, list(meta["speakers"]), meta.get("tokenizer"), info)
+    except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{config_path}: corrupt vocoder config ({err})") from None
     weights = path / "model.safetensors"
     try:
@@ -132,126 +208,14 @@ def load_vocoder(path: str | Path) -> UnitVocoder:
     return voc.eval()
 
 
-def _prepare(corpus: Corpus, tok, split: str, max_hours: float | None, fbank: torch.Tensor,
-             show_progress: bool) -> list[dict]:
-    """Per utterance: frame-level units (50 Hz), target log-mel (100 Hz), samples, speaker."""
-    total = sum(corpus.table(split, ["duration"]).column("duration").to_pylist())
-    if max_hours is not None:
-        total = min(total, max_hours * 3600)
-    items, seconds = [], 0.0
-    with progress_bar(f"tokenizing {split} for the vocoder", total=total, unit="s",
-                      enabled=show_progress) as advance:
-        for utt in corpus.utterances(split):
-            if seconds >= total:
-                break
-            samples = utt.samples()
-            seconds += utt.duration
-            advance(utt.duration)
-            if samples.size < 3200:
-                continue
-            units, _ = tok.encode(samples, dedup=False)
-            n = units.size
-            wav = torch.from_numpy(samples[: n * 320].copy())
-            items.append({"units": units, "mel": mel_spectrogram(wav, fbank).numpy(),
-                          "wav": wav.numpy(), "speaker": utt.speaker})
-    if not items:
-        raise DataError(f"{corpus.root}: split {split!r} has no utterances of 0.2 s or more")
-    return items
-
-
-@with_torch_threads
-def train_vocoder(corpus_dir: str | Path, tokenizer_dir: str | Path, out_dir: str | Path,
-                  steps: int = 3000, seed: int = 0, *, max_minutes: float | None = 2.0,
-                  batch: int = 8, crop_frames: int = 50, lr: float = 2e-3, threads: int = 1,
-                  split: str = "train", max_hours: float | None = None,
-                  config: dict | None = None, show_progress: bool = True) -> Path:
-    """Train the acoustic model and the vocoder jointly; stops at ``steps`` or ``max_minutes``.
-
-    Each step: a batch of random ``crop_frames``-frame (50 Hz) windows; L1 on log-mel for the
-    acoustic model, multi-resolution STFT + mel L1 on ground-truth mels for the vocoder.
-    """
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    start = time.monotonic()
-    tok = load_tokenizer(tokenizer_dir)
-    corpus = Corpus(corpus_dir)
-    fbank = mel_filterbank(N_MELS, MEL_NFFT)
-    items = _prepare(corpus, tok, split, max_hours, fbank, show_progress)
-    speakers = sorted({it["speaker"] for it in items})
-    try:
-        cfg = VocoderConfig(**{**(config or {}), "vocab_size": tok.vocab_size,
-                               "n_speakers": len(speakers)})
-    except TypeError as err:
-        raise ConfigError(f"vocoder config: {err}") from None
-    model = UnitVocoder(cfg, speakers, str(Path(tokenizer_dir).resolve()))
-    # mean run length per unit: the default durations when an LM emits deduplicated units
-    sums, counts = np.zeros(cfg.vocab_size), np.zeros(cfg.vocab_size)
-    for it in items:
-        u, d = dedup(it["units"])
-        np.add.at(sums, u, d)
-        np.add.at(counts, u, 1)
-    model.mean_durations.copy_(torch.from_numpy(
-        np.maximum(1, np.round(np.divide(sums, np.maximum(counts, 1)) + (counts == 0) * 2))).long())
-    spk_index = {s: i + 1 for i, s in enumerate(speakers)}
-    lengths = np.array([it["units"].size for it in items])
-    weights = lengths / lengths.sum()
-    params = list(model.acoustic.parameters()) + list(model.vocoder.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.8, 0.99))
-    budget = max_minutes * 60 if max_minutes else None
-    model.train()
-    ema = {}
-    done = 0
-    with progress_bar("vocoder", total=steps, unit="steps", enabled=show_progress) as advance:
-        for step in range(steps):
-            frac = step / steps
-            if budget:
-                frac = max(frac, (time.monotonic() - start) / budget)
-            if frac >= 1.0:
-                break
-            for group in opt.param_groups:
-                group["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * frac))
-            n = min(crop_frames, int(lengths.min()))
-            picks = rng.choice(len(items), size=batch, p=weights)
-            units_b = np.zeros((batch, n), dtype=np.int64)
-            mel_b = np.zeros((batch, 2 * n, N_MELS), dtype=np.float32)
-            wav_b = np.zeros((batch, n * 320), dtype=np.float32)
-            spk_b = np.zeros(batch, dtype=np.int64)
-            for row, idx in enumerate(picks):
-                it = items[idx]
-                off = rng.integers(0, it["units"].size - n + 1)
-                units_b[row] = it["units"][off: off + n]
-                mel_b[row] = it["mel"][2 * off: 2 * (off + n)]
-                wav_b[row] = it["wav"][off * 320: (off + n) * 320]
-                spk_b[row] = spk_index[it["speaker"]] if rng.random() > 0.2 else 0  # 0 = average voice
-            mel_t, wav_t = torch.from_numpy(mel_b), torch.from_numpy(wav_b)
-            mel_pred = model.acoustic(torch.from_numpy(units_b), torch.from_numpy(spk_b))
-            loss_mel = (mel_pred - mel_t).abs().mean()
-            wav_pred = model.vocoder(mel_t)
-            loss_stft = stft_loss(wav_pred, wav_t)
-            loss_voc_mel = (mel_spectrogram(wav_pred, model.fbank) - mel_t).abs().mean()
-            loss = loss_mel + loss_stft + 0.5 * loss_voc_mel
-            if not torch.isfinite(loss):
-                from speechlm.core.errors import TrainingError
-                raise TrainingError(f"vocoder: non-finite loss at step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            for key, value in (("mel_l1", loss_mel), ("stft", loss_stft), ("voc_mel_l1", loss_voc_mel)):
-                ema[key] = value.item() if key not in ema else 0.95 * ema[key] + 0.05 * value.item()
-            done = step + 1
-            advance(1, **ema)
-    model.eval()
-    model.info = {"training": {"steps": done, "seconds": round(time.monotonic() - start, 1),
-                               "corpus": str(Path(corpus_dir).resolve()), "split": split,
-                               "seed": seed, **{k: round(v, 4) for k, v in ema.items()}}}
-    path = model.save(out_dir)
-    log.info("saved vocoder to %s after %d steps (%.0f s)", path, done, time.monotonic() - start)
-    return path
-
-
-def resynthesize(tok, voc: UnitVocoder, samples: np.ndarray, speaker=None,
-                 griffin_lim_baseline: bool = False) -> np.ndarray:
-    """Audio -> units (deduplicated, with durations) -> audio."""
+def resynthesize(tok, voc: UnitVocoder, samples: np.ndarray, speaker: Speaker = None,
+                 griffin_lim_baseline: bool = False, streams=None) -> np.ndarray:
+    """Audio -> units (deduplicated, with durations) -> audio. Pass ``speaker=samples`` to keep
+    the input's voice (its d-vector), None for the average voice."""
+    if voc.config.vocab_size != tok.vocab_size or abs(voc.config.frame_rate - tok.frame_rate) > 1e-6:
+        raise CheckpointError(f"vocoder expects K={voc.config.vocab_size} units at "
+                              f"{voc.config.frame_rate:g} Hz but the tokenizer {tok.path} gives "
+                              f"K={tok.vocab_size} at {tok.frame_rate:g} Hz")
     units, durations = tok.encode(samples, dedup=True)
-    return voc.synthesize(units, durations, speaker=speaker, griffin_lim_baseline=griffin_lim_baseline)
+    return voc.synthesize(units, durations, speaker=speaker, streams=streams,
+                          griffin_lim_baseline=griffin_lim_baseline)

@@ -1,7 +1,8 @@
 """Feature extractors behind one interface: samples (16 kHz) -> (frames, dim) at 50 Hz.
 
 ``mfcc`` (39-dim, the GSLM baseline), ``logmel`` (80-dim), ``ssl-tiny`` (our HuBERT-style
-encoder, see ssl_tiny.py) and ``hf:PATH`` (a local HuggingFace ``HubertModel``,
+encoder, see ssl_tiny.py), ``whisper`` / ``whisper:PATH`` (a frozen Whisper encoder's output,
+Mini-Omni's route; see whisper.py) and ``hf:PATH`` (a local HuggingFace ``HubertModel``,
 ``Wav2Vec2Model`` or ``Wav2Vec2BertModel`` directory, one hidden layer). Every extractor returns
 exactly ``len(samples) // 320`` frames on the grid described in dsp.py.
 """
@@ -107,6 +108,38 @@ class SslTinyExtractor(FeatureExtractor):
         return cls(model, int(config["layer"]))
 
 
+class WhisperExtractor(FeatureExtractor):
+    """Final-layer states of a frozen Whisper encoder (CTranslate2 int8), 50 Hz.
+
+    The tokenizer directory records the spec and the sha256 of ``model.bin`` instead of a copy of
+    the model; loading checks that the model found there is the one the centroids were fitted on.
+    """
+
+    name = "whisper"
+
+    def __init__(self, spec: str = "whisper", threads: int = 1, sha256: str | None = None) -> None:
+        from speechlm.tokenizers.semantic import whisper
+
+        self.path = whisper.resolve_model_dir(spec, "--features")  # bundled: checked against the pin
+        if whisper.parse_whisper_spec(spec, "--features") is None:
+            self.spec, self.sha256 = "whisper", whisper.BUNDLED_SHA256
+        else:
+            self.spec = f"whisper:{self.path}"
+            self.sha256 = sha256 or whisper.file_sha256(self.path / "model.bin")
+            if sha256:  # loading a tokenizer: the centroids were fitted on exactly this model
+                whisper.check_model_dir(self.path, sha256, "the tokenizer's encoder")
+        self.model = whisper.load_whisper(spec, threads, option="--features")
+        self.dim = int(self._features(np.zeros(800, np.float32)).shape[1])
+
+    def _features(self, samples: np.ndarray) -> np.ndarray:
+        from speechlm.tokenizers.semantic.whisper import encoder_states
+
+        return encoder_states(self.model, samples)
+
+    def config(self) -> dict:
+        return {**super().config(), "source": self.spec, "model_sha256": self.sha256}
+
+
 class HFExtractor(FeatureExtractor):
     """A local HF speech SSL model; ``layer`` indexes ``hidden_states`` (0 = before the transformer)."""
 
@@ -180,7 +213,13 @@ def make_extractor(features: str, layer: int | None = None) -> FeatureExtractor:
         return LogMelExtractor()
     if features.startswith("hf:"):
         return HFExtractor(features[3:], layer)
-    raise ConfigError(f"--features {features!r}: expected mfcc, logmel, ssl-tiny or hf:PATH")
+    if features == "whisper" or features.startswith("whisper:"):
+        if layer is not None:
+            raise ConfigError(f"--layer {layer}: whisper features are the encoder's last layer "
+                              "(CTranslate2 returns no other)")
+        return WhisperExtractor(features)
+    raise ConfigError(f"--features {features!r}: expected mfcc, logmel, ssl-tiny, whisper, "
+                      "whisper:PATH or hf:PATH")
 
 
 def load_extractor(tok_dir: Path, config: dict) -> FeatureExtractor:
@@ -194,4 +233,6 @@ def load_extractor(tok_dir: Path, config: dict) -> FeatureExtractor:
         return SslTinyExtractor.load(tok_dir, config)
     if kind == "hf":
         return HFExtractor(tok_dir / "encoder", config.get("layer"))
+    if kind == "whisper":
+        return WhisperExtractor(config.get("source", "whisper"), sha256=config.get("model_sha256"))
     raise CheckpointError(f"{tok_dir / 'config.json'}: unknown features {kind!r}")

@@ -13,19 +13,22 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
 from speechlm.core.checkpoint import atomic_dir
+from speechlm.core.config import build_config, config_to_dict
 from speechlm.core.errors import CheckpointError, ConfigError, DataError
 from speechlm.core.files import read_artefact_dir
 from speechlm.core.progress import progress_bar
-from speechlm.core.threads import with_torch_threads
+from speechlm.core.threads import torch_threads
 from speechlm.data.corpus import Corpus
 from speechlm.tokenizers.semantic.dsp import HOP
-from speechlm.tokenizers.semantic.extractors import (FeatureExtractor, MfccExtractor, SslTinyExtractor,
+from speechlm.tokenizers.semantic.extractors import (FeatureExtractor, SslTinyExtractor,
                                                      load_extractor, make_extractor)
 from speechlm.tokenizers.semantic.kmeans import KMeansQuantizer, dedup
 
@@ -132,56 +135,99 @@ def _extract_all(extractor, clips: list[np.ndarray], description: str, show_prog
     return feats
 
 
-@with_torch_threads
+@dataclass(frozen=True)
+class TokenizerTrainConfig:
+    """Keys of ``speechlm tokenizer train`` (YAML via ``--config``, shortcut flags, ``key=value``)."""
+
+    corpus: str = ""                 # corpus directory (required)
+    out: str = ""                    # output tokenizer directory (required)
+    features: str = "ssl-tiny"       # mfcc | logmel | ssl-tiny | whisper | whisper:PATH | hf:PATH
+    units: int = 100                 # k-means clusters K
+    layer: int | None = None         # layer to cluster (ssl-tiny, hf: the middle one)
+    seed: int = 0
+    threads: int = 1                 # torch and faiss threads
+    split: str = "train"             # corpus split the tokenizer is fitted on
+    max_hours: float | None = None   # use at most this much audio
+    max_points: int = 100_000        # frames k-means is fitted on (random subsample)
+    ssl_steps: int = 1200            # ssl-tiny optimiser steps over both iterations
+    ssl_minutes: float = 0.0         # optional wall-clock cap for ssl-tiny; 0 = steps only
+    ssl_targets: Literal["mfcc", "logmel"] = "mfcc"  # features clustered for iteration 1's targets
+    ssl_model: dict | None = None    # SslTinyConfig overrides, e.g. {dim: 64, layers: 2}
+
+    def validate(self) -> list[str]:
+        problems = [f"{key} is required" for key in ("corpus", "out") if not getattr(self, key)]
+        if self.units < 2:
+            problems.append(f"units={self.units}: need at least 2")
+        for key in ("threads", "max_points", "ssl_steps"):
+            if getattr(self, key) < 1:
+                problems.append(f"{key}={getattr(self, key)}: must be >= 1")
+        if self.ssl_minutes < 0 or (self.max_hours is not None and self.max_hours <= 0):
+            problems.append("ssl_minutes must be >= 0 and max_hours > 0")
+        if self.ssl_model is not None:
+            from speechlm.tokenizers.semantic.ssl_tiny import SslTinyConfig
+
+            known = {f.name for f in fields(SslTinyConfig)}
+            if not isinstance(self.ssl_model, dict) or set(self.ssl_model) - known:
+                problems.append(f"ssl_model={self.ssl_model!r}: expected a mapping of "
+                                f"{', '.join(sorted(known))}")
+        return problems
+
+
+def fit_tokenizer(cfg: TokenizerTrainConfig, show_progress: bool = True) -> UnitTokenizer:
+    """Fit a unit tokenizer on ``cfg.split`` of ``cfg.corpus`` in memory (``.save(dir)`` writes it).
+
+    ``ssl-tiny`` first trains the encoder (two HuBERT iterations sharing ``ssl_steps``), then
+    clusters layer ``layer`` (default: the middle one).
+    """
+    with torch_threads(cfg.threads):
+        return _fit(cfg, show_progress)
+
+
+def _fit(cfg: TokenizerTrainConfig, show_progress: bool) -> UnitTokenizer:
+    start = time.monotonic()
+    corpus = Corpus(cfg.corpus)
+    if cfg.features == "ssl-tiny":
+        extractor, training = _train_ssl_tiny(corpus, cfg, show_progress)
+        clips = training.pop("_clips")
+    else:
+        extractor = make_extractor(cfg.features, cfg.layer)  # fail on a bad spec before reading audio
+        training = {}
+        clips = _load_train_audio(corpus, cfg.split, cfg.max_hours, show_progress)
+    feats = _extract_all(extractor, clips, f"{extractor.name} features", show_progress)
+    quantizer = KMeansQuantizer.fit(np.concatenate(feats), cfg.units, cfg.seed, cfg.max_points,
+                                    threads=cfg.threads)
+    training.update(corpus=str(Path(cfg.corpus).resolve()), split=cfg.split, seed=cfg.seed,
+                    frames=int(sum(f.shape[0] for f in feats)),
+                    seconds=round(time.monotonic() - start, 1), config=config_to_dict(cfg))
+    return UnitTokenizer(extractor, quantizer, info={"training": training})
+
+
 def train_tokenizer(corpus_dir: str | Path, out_dir: str | Path, features: str = "ssl-tiny",
                     units: int = 100, layer: int | None = None, seed: int = 0, *,
-                    threads: int = 1, split: str = "train", max_hours: float | None = None,
-                    max_points: int = 100_000, ssl_steps: int = 1200, ssl_minutes: float = 1.7,
-                    ssl_config: dict | None = None, show_progress: bool = True) -> Path:
-    """Fit a unit tokenizer on ``split`` of a corpus and save it to ``out_dir``; returns the path.
+                    show_progress: bool = True, **options) -> Path:
+    """Fit a unit tokenizer on a corpus and save it to ``out_dir``; returns the path.
 
-    ``ssl-tiny`` first trains the encoder (two HuBERT iterations sharing ``ssl_steps`` and the
-    ``ssl_minutes`` time budget), then clusters layer ``layer`` (default: the middle one).
+    ``options`` are the other keys of :class:`TokenizerTrainConfig` (``threads``, ``split``,
+    ``max_hours``, ``ssl_steps``, ...); an unknown or bad one raises ``ConfigError``.
     """
-    if units < 2:
-        raise ConfigError(f"--units {units}: need at least 2")
-    start = time.monotonic()
-    corpus = Corpus(corpus_dir)
-    if features == "ssl-tiny":
-        extractor, training = _train_ssl_tiny(corpus, split, units, layer, seed, threads, max_hours,
-                                             max_points, ssl_steps, ssl_minutes, ssl_config or {},
-                                             show_progress)
-        clips = None
-    else:
-        extractor = make_extractor(features, layer)  # fail on a bad spec before reading audio
-        training = {}
-        clips = _load_train_audio(corpus, split, max_hours, show_progress)
-    if clips is None:
-        clips = training.pop("_clips")
-    feats = _extract_all(extractor, clips, f"{extractor.name} features", show_progress)
-    quantizer = KMeansQuantizer.fit(np.concatenate(feats), units, seed, max_points, threads=threads)
-    training.update(corpus=str(Path(corpus_dir).resolve()), split=split, seed=seed,
-                    frames=int(sum(f.shape[0] for f in feats)),
-                    seconds=round(time.monotonic() - start, 1))
-    tok = UnitTokenizer(extractor, quantizer, info={"training": training})
-    path = tok.save(out_dir)
-    log.info("saved %s tokenizer (K=%d) to %s in %.0f s", extractor.name, units, path,
-             time.monotonic() - start)
+    values = {"corpus": str(corpus_dir), "out": str(out_dir), "features": features,
+              "units": units, "layer": layer, "seed": seed, **options}
+    cfg = build_config(TokenizerTrainConfig, values, source="train_tokenizer")
+    tok = fit_tokenizer(cfg, show_progress)
+    path = tok.save(cfg.out)
+    log.info("saved %s tokenizer (K=%d) to %s", tok.features_name, cfg.units, path)
     return path
 
 
-def _train_ssl_tiny(corpus: Corpus, split: str, units: int, layer: int | None, seed: int,
-                    threads: int, max_hours: float | None, max_points: int, steps: int,
-                    minutes: float, overrides: dict, show_progress: bool):
+def _train_ssl_tiny(corpus: Corpus, cfg: TokenizerTrainConfig, show_progress: bool):
     from speechlm.tokenizers.semantic.ssl_tiny import (SslTiny, SslTinyConfig, mel_frontend,
                                                        train_masked_prediction)
 
-    clips = _load_train_audio(corpus, split, max_hours, show_progress)
-    try:
-        config = SslTinyConfig(**overrides)
-    except TypeError as err:
-        raise ConfigError(f"ssl-tiny config: {err}") from None
-    layer = max(1, config.layers // 2) if layer is None else layer  # middle layer (see docs)
+    clips = _load_train_audio(corpus, cfg.split, cfg.max_hours, show_progress)
+    config = SslTinyConfig(**(cfg.ssl_model or {}))
+    seed, threads, max_points, steps = cfg.seed, cfg.threads, cfg.max_points, cfg.ssl_steps
+    minutes = cfg.ssl_minutes
+    layer = max(1, config.layers // 2) if cfg.layer is None else cfg.layer  # middle layer (see docs)
     if not 0 <= layer <= config.layers:
         raise ConfigError(f"--layer {layer}: ssl-tiny has layers 0..{config.layers}")
     target_k = 100
@@ -189,10 +235,11 @@ def _train_ssl_tiny(corpus: Corpus, split: str, units: int, layer: int | None, s
     model = SslTiny(SslTinyConfig(**{**config.to_dict(), "n_targets": target_k}))
     mels = [mel_frontend(torch.from_numpy(c), model.fbank).numpy() for c in clips]
 
-    # iteration 1: targets = k-means of MFCCs
-    mfccs = _extract_all(MfccExtractor(), clips, "mfcc targets", show_progress)
-    km1 = KMeansQuantizer.fit(np.concatenate(mfccs), target_k, seed, max_points, threads=threads)
-    targets = [km1.assign(f) for f in mfccs]
+    # iteration 1: targets = k-means of MFCCs (HuBERT) or of log-mel frames
+    first = _extract_all(make_extractor(cfg.ssl_targets), clips, f"{cfg.ssl_targets} targets",
+                         show_progress)
+    km1 = KMeansQuantizer.fit(np.concatenate(first), target_k, seed, max_points, threads=threads)
+    targets = [km1.assign(f) for f in first]
     budget = minutes * 60 if minutes else None
     iter1 = train_masked_prediction(model, mels, targets, steps // 2, seed,
                                     max_seconds=budget / 2 if budget else None,
@@ -208,6 +255,7 @@ def _train_ssl_tiny(corpus: Corpus, split: str, units: int, layer: int | None, s
     iter2 = train_masked_prediction(model, mels, targets, steps - steps // 2, seed + 1,
                                     max_seconds=budget / 2 if budget else None,
                                     description="ssl-tiny iteration 2", show_progress=show_progress)
-    training = {"iteration1": iter1, "iteration2": {**iter2, "target_layer": target_layer},
+    training = {"iteration1": {**iter1, "targets": cfg.ssl_targets},
+                "iteration2": {**iter2, "target_layer": target_layer},
                 "_clips": clips}
     return SslTinyExtractor(model, layer), training

@@ -1,0 +1,219 @@
+"""A small SEANet/EnCodec-style neural codec at 16 kHz with residual vector quantization.
+
+Encoder: a 7-tap conv, then one block per stride (a residual unit, ELU, a strided conv that
+doubles the channels; EnCodec's layout), then a 3-tap conv to the latent ``dim``. Strides
+(4, 4, 4, 5) give one latent frame per 320 samples: **50 Hz**, the frame grid of the semantic
+tokenizers (frame ``j`` covers samples ``[320 j, 320 (j + 1))``), so codebook 1 can be distilled
+from their features frame by frame. The decoder mirrors it with transposed convs.
+
+Quantizer: ``vector_quantize_pytorch.ResidualVQ`` (k-means initialisation, EMA codebook updates,
+dead-code restart, quantizer dropout so that the first k codebooks alone decode to audio), as in
+SoundStream/EnCodec. Optionally (``distill_dim > 0``) a linear head maps the first quantizer's
+output to a semantic teacher's features (SpeechTokenizer), trained with a cosine loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.parametrizations import weight_norm
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Architecture of a codec; everything that ``config.json`` needs to rebuild the weights."""
+
+    channels: int = 16                       # encoder width at 16 kHz, doubled at each stride
+    strides: tuple[int, ...] = (4, 4, 4, 5)  # product = hop (samples per frame)
+    dim: int = 128                           # latent / codebook dimension
+    codebooks: int = 8                       # residual quantizers (K)
+    codebook_size: int = 1024                # entries per codebook (V)
+    ema_decay: float = 0.99
+    dead_code_threshold: float = 2.0         # EMA usage below which an entry is restarted
+    kmeans_iters: int = 10
+    quantizer_dropout: bool = True           # train on the first k of K codebooks, k random
+    distill_dim: int = 0                     # teacher feature dim (0 = no semantic distillation)
+
+    @property
+    def hop(self) -> int:
+        return math.prod(self.strides)
+
+    @property
+    def frame_rate(self) -> float:
+        return SAMPLE_RATE / self.hop
+
+    def bitrate(self, n_codebooks: int | None = None) -> float:
+        """Nominal bits per second with the first ``n_codebooks`` (default all)."""
+        k = self.codebooks if n_codebooks is None else n_codebooks
+        return self.frame_rate * k * math.log2(self.codebook_size)
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.channels < 1 or self.dim < 1:
+            problems.append(f"channels={self.channels}, dim={self.dim}: must be positive")
+        if not self.strides or min(self.strides) < 1:
+            problems.append(f"strides={list(self.strides)}: need positive integers")
+        if self.codebooks < 1:
+            problems.append(f"codebooks={self.codebooks}: need at least 1")
+        if self.codebook_size < 2:
+            problems.append(f"codebook_size={self.codebook_size}: need at least 2")
+        if not 0.0 < self.ema_decay < 1.0:
+            problems.append(f"ema_decay={self.ema_decay}: must be in (0, 1)")
+        return problems
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "strides": list(self.strides)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> CodecConfig:
+        values = dict(values)
+        if "strides" in values:
+            values["strides"] = tuple(values["strides"])
+        return cls(**values)
+
+
+def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1) -> nn.Conv1d:
+    return weight_norm(nn.Conv1d(c_in, c_out, kernel, stride=stride, dilation=dilation))
+
+
+class PadConv(nn.Module):
+    """Conv1d with 'same'-style zero padding so a stride-s conv maps L samples to L / s frames."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv = _conv(c_in, c_out, kernel, stride, dilation)
+        total = (kernel - 1) * dilation + 1 - stride
+        self.pad = (total // 2, total - total // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, L) -> (B, C', L / stride)
+        return self.conv(F.pad(x, self.pad))
+
+
+class ResUnit(nn.Module):
+    """SEANet residual unit: ELU, dilated 3-tap conv to C/2, ELU, 1x1 conv back to C, plus skip."""
+
+    def __init__(self, channels: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.block = nn.Sequential(nn.ELU(), PadConv(channels, channels // 2, 3, dilation=dilation),
+                                   nn.ELU(), PadConv(channels // 2, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class Upsample(nn.Module):
+    """Transposed conv (kernel 2s, stride s) trimmed so L frames become exactly L * s samples."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.ConvTranspose1d(c_in, c_out, 2 * stride, stride=stride))
+        self.trim = (stride // 2, stride - stride // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y[..., self.trim[0]: y.shape[-1] - self.trim[1]]
+
+
+class Encoder(nn.Module):
+    """(B, 1, L) samples -> (B, dim, L / hop) latent frames."""
+
+    def __init__(self, c: CodecConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [PadConv(1, c.channels, 7)]
+        ch = c.channels
+        for stride in c.strides:
+            layers += [ResUnit(ch), nn.ELU(), PadConv(ch, 2 * ch, 2 * stride, stride)]
+            ch *= 2
+        layers += [nn.ELU(), PadConv(ch, c.dim, 3)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    """(B, dim, N) latent frames -> (B, 1, N * hop) samples."""
+
+    def __init__(self, c: CodecConfig) -> None:
+        super().__init__()
+        ch = c.channels * 2 ** len(c.strides)
+        layers: list[nn.Module] = [PadConv(c.dim, ch, 7)]
+        for stride in reversed(c.strides):
+            layers += [nn.ELU(), Upsample(ch, ch // 2, stride), ResUnit(ch // 2)]
+            ch //= 2
+        layers += [nn.ELU(), PadConv(ch, 1, 7)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+@dataclass
+class CodecOutput:
+    """What one training forward pass returns."""
+
+    audio: torch.Tensor          # (B, 1, L) reconstruction
+    codes: torch.Tensor          # (B, N, K) indices, -1 where quantizer dropout cut the stack
+    commit_loss: torch.Tensor    # () summed over the codebooks used
+    semantic: torch.Tensor | None = None  # (B, N, distill_dim) prediction from codebook 1
+    extras: dict = field(default_factory=dict)
+
+
+class CodecModel(nn.Module):
+    """Encoder -> ResidualVQ -> decoder, plus the optional distillation head on codebook 1."""
+
+    def __init__(self, config: CodecConfig) -> None:
+        super().__init__()
+        from vector_quantize_pytorch import ResidualVQ
+
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        self.quantizer = ResidualVQ(
+            dim=config.dim, num_quantizers=config.codebooks, codebook_size=config.codebook_size,
+            decay=config.ema_decay, kmeans_init=True, kmeans_iters=config.kmeans_iters,
+            threshold_ema_dead_code=config.dead_code_threshold,
+            quantize_dropout=config.quantizer_dropout, commitment_weight=1.0)
+        self.semantic_head = nn.Linear(config.dim, config.distill_dim) if config.distill_dim else None
+
+    def forward(self, audio: torch.Tensor, dropout_seed: int | None = None) -> CodecOutput:
+        """(B, 1, L) with L a multiple of the hop -> reconstruction, codes, losses."""
+        latent = self.encoder(audio).transpose(1, 2)                          # (B, N, dim)
+        quantized, codes, commit, all_codes = self.quantizer(
+            latent, return_all_codes=True, rand_quantize_dropout_fixed_seed=dropout_seed)
+        semantic = None
+        if self.semantic_head is not None:
+            # straight-through: the value of codebook 1's entry, the gradient of the encoder output
+            first = latent + (all_codes[0] - latent).detach()                 # (B, N, dim)
+            semantic = self.semantic_head(first)
+        audio_hat = self.decoder(quantized.transpose(1, 2))                   # (B, 1, L)
+        return CodecOutput(audio_hat, codes, commit.sum(), semantic)
+
+    @torch.inference_mode()
+    def encode(self, audio: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:
+        """(B, 1, L) -> (B, K, N) int64 codes of the first ``n_codebooks`` quantizers."""
+        latent = self.encoder(audio).transpose(1, 2)
+        _, codes, _ = self.quantizer(latent)
+        k = self.config.codebooks if n_codebooks is None else n_codebooks
+        return codes[..., :k].transpose(1, 2)
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, k, N) codes of the first k codebooks -> (B, 1, N * hop) samples."""
+        return self.decoder(self.quantizer.get_output_from_indices(self._full(codes)).transpose(1, 2))
+
+    @torch.inference_mode()
+    def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, k, N) codes -> (k, B, N, dim) the codebook entry each index stands for."""
+        return self.quantizer.get_codes_from_indices(self._full(codes))[: codes.shape[1]]
+
+    def _full(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, k, N) -> (B, N, K) with -1 (no contribution) for the codebooks not given."""
+        missing = self.config.codebooks - codes.shape[1]
+        return F.pad(codes, (0, 0, 0, missing), value=-1).transpose(1, 2)
