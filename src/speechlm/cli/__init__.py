@@ -17,7 +17,8 @@ from speechlm import __version__
 from speechlm.core.errors import SpeechLMError
 
 # Stage modules, in pipeline order. Each defines register(subparsers).
-STAGES = ("corpus", "tokenizer", "vocoder", "textlm", "train", "generate", "evaluate", "demo")
+STAGES = ("corpus", "tokenizer", "vocoder", "textlm", "train", "generate", "evaluate", "serve",
+          "client", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
