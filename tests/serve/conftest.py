@@ -16,7 +16,7 @@ import pytest
 
 from speechlm.serve.connection import Limits
 from speechlm.serve.parrot import ParrotFactory
-from speechlm.serve.protocol import Kind, pack, unpack, unpack_json
+from speechlm.serve.protocol import Kind, encode_pcm16, pack, unpack, unpack_json
 from speechlm.serve.server import ServeConfig, serve
 from speechlm.serve.session import Output
 
@@ -156,7 +156,7 @@ class WS:
                    {"refused": payload.decode()})
 
     async def send_audio(self, samples: np.ndarray) -> None:
-        await self.ws.send_bytes(pack(Kind.AUDIO, (samples * 32767).astype("<i2").tobytes()))
+        await self.ws.send_bytes(pack(Kind.AUDIO, encode_pcm16(samples)))
 
     async def control(self, name: str) -> None:
         await self.ws.send_bytes(pack(Kind.CONTROL, {"control": name}))

@@ -74,7 +74,10 @@ class Connection:
 
     async def run(self) -> str:
         """Serve until the client leaves or a limit closes the connection; returns why it ended."""
-        await self.send(pack(Kind.HANDSHAKE, self.handshake()))
+        try:
+            await self.send(pack(Kind.HANDSHAKE, self.handshake()))
+        except (ConnectionError, SlowReader):
+            return "client_gone"  # left before the handshake
         worker = asyncio.create_task(self._work(), name=f"session-{self.sid}")
         reader = asyncio.create_task(self._read(), name=f"reader-{self.sid}")
         done, _ = await asyncio.wait({worker, reader}, return_when=asyncio.FIRST_COMPLETED)

@@ -67,9 +67,9 @@ def decode_pcm16(payload: bytes) -> np.ndarray:
 
 
 def encode_pcm16(samples: np.ndarray) -> bytes:
-    """float32 samples -> PCM16 little-endian bytes (clipped to [-1, 1])."""
-    clipped = np.clip(np.nan_to_num(np.asarray(samples, dtype=np.float32)), -1.0, 1.0)
-    return (clipped * 32767.0).round().astype("<i2").tobytes()
+    """float32 samples -> PCM16 little-endian bytes (clipped); exact inverse of decode_pcm16."""
+    scaled = np.nan_to_num(np.asarray(samples, dtype=np.float32)) * 32768.0
+    return np.clip(scaled.round(), -32768, 32767).astype("<i2").tobytes()
 
 
 def decode_control(payload: bytes) -> str:
