@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from speechlm.core.errors import ConfigError
 from speechlm.serve.session import SessionFactory
@@ -21,6 +22,11 @@ def load_session_factory(spec: str) -> SessionFactory:
         raise ConfigError(f"--session {spec!r}: {module_name} has no attribute {attr!r}")
     factory = getattr(module, attr)
     if not isinstance(factory, SessionFactory) and callable(factory):
+        try:
+            inspect.signature(factory).bind()
+        except (TypeError, ValueError):
+            raise ConfigError(f"--session {spec!r}: {attr} is neither a SessionFactory nor "
+                              "callable without arguments") from None
         factory = factory()
     if not isinstance(factory, SessionFactory):
         raise ConfigError(f"--session {spec!r}: {type(factory).__name__} is not a SessionFactory "

@@ -88,8 +88,9 @@ function sendFrame(int16Buffer) {
 
 function onAudio(bytes) {
   if (firstAudioAt === null) firstAudioAt = performance.now();
-  const pcm = new Int16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
-  let samples = Float32Array.from(pcm, (v) => v / 32768);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let samples = new Float32Array(bytes.byteLength >> 1);
+  for (let i = 0; i < samples.length; i++) samples[i] = view.getInt16(2 * i, true) / 32768;
   stats.audioSamples += samples.length;
   const rate = stats.handshake.sample_rate;
   if (audio.ctx.sampleRate !== rate) samples = resampleLinear(samples, rate, audio.ctx.sampleRate);

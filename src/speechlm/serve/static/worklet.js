@@ -25,15 +25,16 @@ class Capture extends AudioWorkletProcessor {
     this.filtered = [0, 0];                        // the last two filtered input samples
     this.pos = 0;                                  // next output position, in input samples
     this.index = 0;                                // input samples consumed
+    this.frameSamples = frameSamples;
     this.frame = new Int16Array(frameSamples);
     this.fill = 0;
   }
 
   emit(sample) {
     this.frame[this.fill++] = Math.max(-32768, Math.min(32767, Math.round(sample * 32767)));
-    if (this.fill === this.frame.length) {
-      this.port.postMessage(this.frame.buffer, [this.frame.buffer]);
-      this.frame = new Int16Array(this.frame.length);
+    if (this.fill === this.frameSamples) {
+      this.port.postMessage(this.frame.buffer, [this.frame.buffer]);  // transferred, not copied
+      this.frame = new Int16Array(this.frameSamples);
       this.fill = 0;
     }
   }
