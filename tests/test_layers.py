@@ -16,6 +16,7 @@ ALLOWED = {
     "vocoder": {"core", "data", "tokenizers"},
     "generation": {"core", "data", "tokenizers", "lm", "vocoder"},
     "eval": {"core", "data", "tokenizers", "lm", "vocoder", "generation"},
+    "serve": {"core", "data", "tokenizers", "lm", "vocoder", "generation"},
 }
 
 
