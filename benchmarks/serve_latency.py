@@ -96,6 +96,8 @@ class Server:
 
 async def load(server: Server, clips: list[np.ndarray], sessions: int, seconds: float) -> dict:
     """``sessions`` concurrent real-time replays of ``seconds`` each, started 50 ms apart."""
+    cpu_before = server.ps.cpu_times()
+    wall_before = time.monotonic()
     sampler = asyncio.create_task(server.sample_rss())
 
     async def one(i: int):
@@ -107,6 +109,9 @@ async def load(server: Server, clips: list[np.ndarray], sessions: int, seconds: 
     await asyncio.sleep(0.5)
     stats = await server.stats()
     sampler.cancel()
+    cpu_after = server.ps.cpu_times()
+    cpu_s = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    wall_s = time.monotonic() - wall_before
     failed = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
     ok = [r for r in results if not isinstance(r, BaseException)]
     report = summarize(ok)
@@ -122,6 +127,9 @@ async def load(server: Server, clips: list[np.ndarray], sessions: int, seconds: 
                 report["first_audio_ms"]["p95"] + frame_ms,
             "rss_start_mb": rss[0] / 2**20, "rss_peak_mb": max(rss) / 2**20,
             "rss_end_mb": rss[-1] / 2**20, "server_stats": stats,
+            # load-independent cost: server CPU time per frame processed, and its CPU share
+            "server_cpu_ms_per_frame": 1e3 * cpu_s / max(stats["frames_in"], 1),
+            "server_cpu_share": cpu_s / wall_s,
             "load_avg_1m": os.getloadavg()[0]}
 
 
@@ -136,7 +144,8 @@ def measure(serve_args: list[str], clips, sessions: int, seconds: float, log_dir
     rtt, first = result["rtt_ms"], result["first_audio_ms"]
     print(f"  {' '.join(serve_args)} N={sessions}: rtt p50 {rtt['p50']:.1f} p95 {rtt['p95']:.1f} "
           f"p99 {rtt['p99']:.1f} ms, first audio p95 {first['p95'] or float('nan'):.1f} ms, "
-          f"dropped {result['dropped']}, real time {result['realtime']}, RSS "
+          f"dropped {result['dropped']}, real time {result['realtime']}, server CPU "
+          f"{result['server_cpu_ms_per_frame']:.2f} ms/frame, RSS "
           f"{result['rss_start_mb']:.0f}->{result['rss_end_mb']:.0f} MB, "
           f"load {result['load_avg_1m']:.1f}", flush=True)
     return result
@@ -184,8 +193,9 @@ def main() -> None:
         print(f"real-time check at N={args.sessions} (model, then parrot baseline)", flush=True)
         model = measure(serve_args, clips, args.sessions, args.seconds, log_dir)
         parrot = measure(["--parrot"], clips, args.sessions, args.seconds, log_dir)
-        sweep, largest = [], 0
-        for n in [int(x) for x in args.sweep.split(",") if x]:
+        sizes = [int(x) for x in args.sweep.split(",") if x]
+        sweep, largest = [], (0 if sizes else None)
+        for n in sizes:
             row = model if n == args.sessions else measure(serve_args, clips, n, args.seconds,
                                                            log_dir)
             sweep.append(brief(row))
