@@ -1,7 +1,7 @@
 """Real-time serving under load: N concurrent sessions replay speech at real-time pace.
 
-    python benchmarks/serve_latency.py [--serve "--model DIR"] [--sessions 8] [--seconds 20]
-    python benchmarks/serve_latency.py --serve "--model DIR" --soak --sessions 32 --seconds 120
+    python benchmarks/serve_latency.py [--serve="--model DIR"] [--sessions 8] [--seconds 20]
+    python benchmarks/serve_latency.py --serve="--model DIR" --soak --sessions 32 --seconds 120
 
 Each configuration runs a fresh `speechlm serve` process (so its RSS is the server's alone) and
 drives it from this process with `speechlm.serve.client.replay`. The baseline is the same load
@@ -192,7 +192,8 @@ def main() -> None:
             return
         print(f"real-time check at N={args.sessions} (model, then parrot baseline)", flush=True)
         model = measure(serve_args, clips, args.sessions, args.seconds, log_dir)
-        parrot = measure(["--parrot"], clips, args.sessions, args.seconds, log_dir)
+        parrot = model if serve_args == ["--parrot"] else \
+            measure(["--parrot"], clips, args.sessions, args.seconds, log_dir)
         sizes = [int(x) for x in args.sweep.split(",") if x]
         sweep, largest = [], (0 if sizes else None)
         for n in sizes:
@@ -202,7 +203,8 @@ def main() -> None:
             if not row["realtime"]:
                 break
             largest = n
-        value, base = model["rtt_ms"]["p95"], parrot["rtt_ms"]["p95"]
+        value = model["rtt_ms"]["p95"]
+        base = None if parrot is model else parrot["rtt_ms"]["p95"]  # no baseline for itself
         path = write_result(
             args.name or "serve_latency", {**config, "load_avg_after": os.getloadavg()}, value,
             base, "ms per-frame round trip p95 at --sessions; baseline = the parrot (no model)",
@@ -211,7 +213,7 @@ def main() -> None:
             first_audio_incl_frame_p95_ms=model["first_audio_incl_frame_p95_ms"],
             largest_realtime_sessions=largest, model=brief(model), parrot=brief(parrot),
             sweep=sweep)
-        print(f"N={args.sessions}: rtt p95 {value:.1f} ms vs parrot {base:.1f} ms "
+        print(f"N={args.sessions}: rtt p95 {value:.1f} ms vs parrot {base or value:.1f} ms "
               f"(frame {model['frame_ms']:g} ms), real time {model['realtime']}; "
               f"largest real-time N {largest}; wrote {path}")
 
