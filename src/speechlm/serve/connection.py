@@ -80,9 +80,11 @@ class Connection:
             return "client_gone"  # left before the handshake
         worker = asyncio.create_task(self._work(), name=f"session-{self.sid}")
         reader = asyncio.create_task(self._read(), name=f"reader-{self.sid}")
-        done, _ = await asyncio.wait({worker, reader}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (worker, reader):
-            task.cancel()
+        try:
+            done, _ = await asyncio.wait({worker, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when the server cancels this handler
+            for task in (worker, reader):
+                task.cancel()
         results = await asyncio.gather(worker, reader, return_exceptions=True)
         first = next(iter(done))
         reason = results[0 if first is worker else 1]

@@ -114,7 +114,8 @@ class Server:
                 self.stats.frames_in += connection.frames_in
                 self.stats.frames_dropped += connection.dropped
                 self.stats.protocol_errors += connection.protocol_errors
-            await _close(ws, request, code=1000 if reason in ("client", "shutdown") else 1011)
+            if not self.shutting_down:  # on shutdown, _close_all closes it (code 1001)
+                await _close(ws, request, code=1000 if reason == "client" else 1011)
             log.info("session %d closed (%s)", sid, reason)
         return ws
 
@@ -132,7 +133,7 @@ async def _close(ws: web.WebSocketResponse, request: web.Request, code: int) -> 
     if ws.closed:
         return
     try:
-        await asyncio.wait_for(ws.close(code=code), 2.0)
+        await asyncio.wait_for(ws.close(code=code), 5.0)
     except (asyncio.TimeoutError, ConnectionError):
         if request.transport is not None:
             request.transport.abort()
