@@ -165,6 +165,23 @@ def test_a_failing_model_ends_its_session_only(start_server):
     assert server.http_stats()["closed"]["error"] == 1
 
 
+def test_a_session_that_cannot_open_is_refused_with_the_reason(start_server):
+    class Unopenable(SlowFactory):
+        def new_session(self):
+            raise MemoryError("no room for another KV cache")
+
+    async def go(url):
+        ws = await WS.open(url)
+        assert ws.handshake["refused"].startswith("cannot open a session: MemoryError: no room")
+        close = await ws.ws.receive()
+        assert close.type.name == "CLOSE" and close.data == 1011
+        await ws.close()
+
+    server = start_server(Unopenable())
+    run(go(server.ws_url))
+    assert server.http_stats()["closed"] == {"error": 1}
+
+
 def test_shutdown_tells_and_closes_every_client(start_server):
     server = start_server()
 

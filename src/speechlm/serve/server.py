@@ -9,6 +9,7 @@ event loop only moves bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -89,9 +90,10 @@ class Server:
         await ws.prepare(request)
         if self.stats.sessions_active >= self.config.max_sessions:
             self.stats.rejected_full += 1
-            await ws.send_bytes(pack(Kind.ERROR, f"server full: {self.config.max_sessions} "
-                                                 "sessions (--max-sessions); try again later"))
-            await ws.close(code=1013, message=b"server full")
+            with contextlib.suppress(ConnectionError):
+                await ws.send_bytes(pack(Kind.ERROR, f"server full: {self.config.max_sessions} "
+                                                     "sessions (--max-sessions); try again later"))
+            await _close(ws, request, code=1013)
             return ws
         self.stats.sessions_active += 1
         self.stats.sessions_total += 1
@@ -100,7 +102,14 @@ class Server:
         connection = None
         try:
             loop = asyncio.get_running_loop()
-            session = await loop.run_in_executor(self.executor, self.factory.new_session)
+            try:
+                session = await loop.run_in_executor(self.executor, self.factory.new_session)
+            except Exception as err:  # noqa: BLE001 - any model failure ends this session only
+                log.exception("session %d: new_session failed", sid)
+                with contextlib.suppress(ConnectionError):
+                    await ws.send_bytes(pack(Kind.ERROR, f"cannot open a session: "
+                                                         f"{type(err).__name__}: {err}"))
+                return ws
             connection = Connection(ws, self.factory, session, self.executor, limits, sid)
             self.connections.add(connection)
             reason = await connection.run()
