@@ -7,7 +7,7 @@ warmup/cosine + grad clipping, the same number of torch threads (``--threads``, 
 per precision: fp32, and bf16 autocast where the hardware multiplies in bf16 natively (CUDA, or a
 CPU with AVX512-BF16/AMX). Within a precision both sides use the same one.
 
-* ``ours``: ``speechlm.lm.train.train_loop`` with ``compile=True``: model + loss compiled as one
+* ``ours``: ``speechlm.lm.loop.train_loop`` with ``compile=True``: model + loss compiled as one
   graph (no graph breaks, no attention mask), cross entropy on the shifted logits, fused AdamW,
   ``zero_grad(set_to_none=True)``, pre-packed blocks sliced from one array, no dataloader workers,
   loss/grad norm/tok/s logged every step, and the loop's attention rule (``attention: auto``: the
@@ -148,7 +148,7 @@ def flops_per_token(cfg, seq_len: int) -> float:
 
 
 def train_config(args, common: dict, precision: str, out_dir: Path, compile_: bool):
-    from speechlm.lm.train import TrainConfig
+    from speechlm.lm.config import TrainConfig
 
     return TrainConfig(name="ours", output_dir=str(out_dir), max_steps=args.steps, seed=0,
                        eval_every=10**6, save_every=10**6, keep_last=1, log_every=1,
@@ -156,12 +156,16 @@ def train_config(args, common: dict, precision: str, out_dir: Path, compile_: bo
                        precision=precision, threads=args.threads, **common)
 
 
-def run_ours(args, common, precision, model, vocab, seqs, out_dir: Path, compile_: bool) -> dict:
+def run_ours(args, common, precision, model, space, records, out_dir: Path, compile_: bool) -> dict:
+    from speechlm.lm.checkpoints import ModelSpec
+    from speechlm.lm.loop import train_loop
+    from speechlm.lm.modeldir import ModelMeta
     from speechlm.lm.plots import read_metrics
-    from speechlm.lm.train import ModelSpec, train_loop
+    from speechlm.lm.recipes.pretrain import loop_data
 
     cfg = train_config(args, common, precision, out_dir, compile_)
-    train_loop(cfg, model, ModelSpec(vocab=vocab, kind="speech", tokenizer_dir=None, extra={}), seqs, [])
+    data = loop_data(cfg, space, {"train": records}, "fake units")
+    train_loop(cfg, model, ModelSpec(space.vocab, ModelMeta.single("speech")), data)
     rows = read_metrics(out_dir)
     steady = [r["tok_s"] for r in rows if r["step"] > args.warmup]
     # harmonic mean of per-step rates = total tokens / total time over the steady window
@@ -170,13 +174,15 @@ def run_ours(args, common, precision, model, vocab, seqs, out_dir: Path, compile
             "mean_loss": statistics.fmean(r["loss"] for r in rows)}
 
 
-def run_hf_trainer(args, common, precision, model, seqs, vocab, out_dir: Path) -> dict:
+def run_hf_trainer(args, common, precision, model, space, records, out_dir: Path) -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from speechlm.lm.data import PackedBlocks
+    from speechlm.lm.packing import PackedExamples
+    from speechlm.lm.sequences import get_builder
 
-    data = PackedBlocks(seqs, common["seq_len"], vocab.eos_id, seed=0)
-    blocks = data.blocks(0, args.steps * common["batch_size"])
+    examples = get_builder("pretrain", space).examples(records, "fake units")
+    data = PackedExamples(examples, common["seq_len"], seed=0)
+    blocks = data.blocks(0, args.steps * common["batch_size"]).input_ids
     dataset = [{"input_ids": b, "labels": b} for b in blocks]
     times: dict[int, float] = {}
 
@@ -218,7 +224,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     from speechlm.lm.model import build_model, count_params, model_config
-    from speechlm.lm.train import native_bf16, resolve_attention
+    from speechlm.lm.precision import native_bf16, resolve_attention
+    from speechlm.lm.streams import TokenSpace
     from speechlm.lm.vocab import SpeechVocab
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -227,7 +234,8 @@ def main() -> int:
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     vocab = SpeechVocab.for_units(100)
     mcfg = model_config(args.preset, vocab)
-    seqs = [s + 4 for s in fake_units(2000, 100)]
+    space = TokenSpace.single(vocab)
+    records = [s[None] for s in fake_units(2000, 100)]  # (1, T) unit codes
     common = dict(seq_len=args.seq_len, batch_size=args.batch_size, lr=1e-3, weight_decay=0.1,
                   beta1=0.9, beta2=0.95, warmup_steps=5, clip_grad=1.0)
     fpt = flops_per_token(mcfg, args.seq_len)
@@ -245,11 +253,11 @@ def main() -> int:
                     out = Path(tmp) / f"{p}-{v}-{rep}"
                     reset_peak_rss()
                     if v.startswith("ours"):
-                        r = run_ours(args, common, p, model, vocab, seqs, out, compile_=v == "ours")
+                        r = run_ours(args, common, p, model, space, records, out, compile_=v == "ours")
                     else:
                         if v == "hf_trainer_same_attention":
                             model.set_attn_implementation(ours_attention[p])
-                        r = run_hf_trainer(args, common, p, model, seqs, vocab, out)
+                        r = run_hf_trainer(args, common, p, model, space, records, out)
                     r["peak_rss_mb"] = peak_rss_mb()
                     if device.type == "cuda":
                         r["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20

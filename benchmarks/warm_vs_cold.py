@@ -34,7 +34,7 @@ def main() -> int:
 
     from speechlm.lm.plots import plot_compare, read_metrics
     from speechlm.lm.textlm import train_text_lm
-    from speechlm.lm.train import train_from_config
+    from speechlm.pipeline import train_from_config
 
     work = Path(args.work)
     timings: dict[str, float] = {}

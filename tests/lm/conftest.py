@@ -1,18 +1,19 @@
-"""Fake token datasets (the tokenize_corpus format) and tiny-model overrides for LM tests."""
+"""Fake token datasets (written by the one token-dataset writer) and tiny-model overrides."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
+from speechlm.tokenizers.tokens import StreamSpec, TokenRecord, derive_streams, write_token_dataset
+
 REPO = Path(__file__).resolve().parents[2]
-GSLM = REPO / "configs" / "recipes" / "gslm-tiny.yaml"
-TWIST = REPO / "configs" / "recipes" / "twist-tiny.yaml"
+RECIPES = REPO / "configs" / "recipes"
+GSLM = RECIPES / "gslm-tiny.yaml"
+TWIST = RECIPES / "twist-tiny.yaml"
+MULTISTREAM = RECIPES / "multistream-toy.yaml"
 
 # 2-layer width-32 model, short blocks, no TensorBoard/plots/progress: fast and quiet.
 TINY = ["hidden_size=32", "num_layers=2", "num_heads=2", "intermediate_size=64", "seq_len=32",
@@ -22,35 +23,26 @@ TINY = ["hidden_size=32", "num_layers=2", "num_heads=2", "intermediate_size=64",
 
 def make_token_dataset(out: Path, vocab_size: int = 20, utterances: dict | None = None,
                        seed: int = 0) -> Path:
-    """Write ``meta.json`` + ``data/<split>.parquet`` with Markov-chain units (learnable)."""
+    """A K = 1 dataset of Markov-chain units (learnable), durations 1-6 frames, one word per
+    three units; ``meta.json`` records ``out/tok`` as its tokenizer."""
     utterances = utterances or {"train": 60, "valid": 8, "heldout": 4}
     rng = np.random.default_rng(seed)
     nxt = rng.integers(0, vocab_size, size=(vocab_size, 2))  # each unit has 2 likely successors
-    (out / "data").mkdir(parents=True, exist_ok=True)
+    splits = {}
     for split, n in utterances.items():
-        rows = {"id": [], "speaker": [], "split": [], "units": [], "durations": [], "text": [],
-                "words": []}
+        records = []
         for i in range(n):
             u = [int(rng.integers(vocab_size))]
             for _ in range(int(rng.integers(5, 30))):
                 u.append(int(nxt[u[-1], rng.integers(2)]))
-            rows["id"].append(f"{split}-{i}")
-            rows["speaker"].append(f"spk{i % 3}")
-            rows["split"].append(split)
-            rows["units"].append(u)
-            rows["durations"].append([2] * len(u))
-            rows["text"].append("hello world")
-            rows["words"].append([{"label": "hello", "start": 0, "end": 2}])
-        schema = pa.schema([("id", pa.string()), ("speaker", pa.string()), ("split", pa.string()),
-                            ("units", pa.list_(pa.int32())), ("durations", pa.list_(pa.int32())),
-                            ("text", pa.string()),
-                            ("words", pa.list_(pa.struct([("label", pa.string()),
-                                                          ("start", pa.int32()),
-                                                          ("end", pa.int32())])))])
-        pq.write_table(pa.table(rows, schema=schema), out / "data" / f"{split}.parquet")
-    (out / "meta.json").write_text(json.dumps({"tokenizer": str(out / "tok"), "vocab_size": vocab_size,
-                                               "frame_rate": 50, "dedup": True}))
-    return out
+            durations = np.random.default_rng([seed, i, len(u)]).integers(1, 7, size=len(u))
+            starts = np.concatenate([[0], np.cumsum(durations)[:-1]])
+            words = [(f"w{j}", int(starts[j]), int(starts[j] + durations[j])) for j in range(0, len(u), 3)]
+            records.append(TokenRecord(f"{split}-{i}", f"spk{i % 3}", split, np.asarray(u),
+                                       durations, "hello world", words))
+        splits[split] = records
+    spec = StreamSpec("units", "units", vocab_size, 50.0, str(out / "tok"))
+    return write_token_dataset(out, splits, [spec])
 
 
 @pytest.fixture
@@ -58,5 +50,11 @@ def units_dir(tmp_path) -> Path:
     return make_token_dataset(tmp_path / "units")
 
 
+@pytest.fixture
+def streams_dir(units_dir, tmp_path) -> Path:
+    """K = 3: units + duration bucket + word start, derived from ``units_dir``."""
+    return derive_streams(units_dir, tmp_path / "tokens3", ["duration", "word_start"])
+
+
 def overrides(units: Path, out: Path, *extra: str) -> list[str]:
-    return [f"units_dir={units}", f"output_dir={out}", *TINY, *extra]
+    return [f"units_dir={units}", f"tokenizer_dir={units / 'tok'}", f"output_dir={out}", *TINY, *extra]

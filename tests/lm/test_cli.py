@@ -38,4 +38,21 @@ def test_text_lm_train_cli(tmp_path, capsys):
     assert f"text LM {out}: valid loss" in capsys.readouterr().out
     assert "precision: bf16" in (out / "config.yaml").read_text()
     assert main(["text-lm", "train", "--out", str(out), "--steps", "0"]) == 2
-    assert "need --steps >= 1" in capsys.readouterr().err
+    assert "steps=0 must be >= 1" in capsys.readouterr().err
+
+
+def test_text_lm_train_config_file_flags_and_overrides(tmp_path, capsys):
+    """--config YAML, then flags, then key=value (the same rule as `speechlm train`)."""
+    text = tmp_path / "t.txt"
+    rng = random.Random(1)
+    words = ["cat", "dog", "sat", "ran", "mat", "park", "the", "big", "red", "old"]
+    text.write_text(" ".join(" ".join(rng.choices(words, k=6)).capitalize() + "." for _ in range(200)))
+    config = tmp_path / "textlm.yaml"
+    config.write_text(f"out: {tmp_path / 'from-yaml'}\ntext: {text}\nsteps: 5\nbpe_size: 300\n"
+                      "seq_len: 32\nbatch_size: 4\nlr: 1.0e-3\n")
+    assert main(["text-lm", "train", "--config", str(config), "--steps", "2", "seed=3"]) == 0
+    resolved = (tmp_path / "from-yaml" / "config.yaml").read_text()
+    assert "max_steps: 2" in resolved and "seed: 3" in resolved and "lr: 0.001" in resolved
+    assert main(["text-lm", "train", "--config", str(config), "stepz=3"]) == 2
+    err = capsys.readouterr().err
+    assert "textlm.yaml: unknown key(s) stepz; valid keys:" in err and "bpe_size" in err

@@ -16,10 +16,12 @@ from transformers import AutoModelForCausalLM
 
 from speechlm.core.checkpoint import latest_checkpoint, list_checkpoints
 from speechlm.core.errors import CheckpointError, ConfigError, DataError, TrainingError
-from speechlm.lm import train as train_mod
+from speechlm.lm import checkpoints as checkpoints_mod
+from speechlm.lm import loop as loop_mod
+from speechlm.lm import precision as precision_mod
 from speechlm.lm.model import load_speech_lm
 from speechlm.lm.plots import read_metrics
-from speechlm.lm.train import train_from_config
+from speechlm.pipeline import train_from_config
 
 from ..conftest import tiny_lm_config
 from .conftest import GSLM, REPO, TWIST, make_token_dataset, overrides
@@ -44,8 +46,9 @@ def test_gslm_recipe_trains_and_saves_hf_dir(units_dir, tmp_path):
 def test_cpu_bf16_trains_with_math_attention_and_restores_the_caller(units_dir, tmp_path):
     """bf16 autocast on CPU: the math attention kernel for short blocks (faster than the CPU flash
     kernel in bf16), fp32 weights saved; the model's kernel and torch threads come back after."""
+    from speechlm.lm.config import TrainConfig
     from speechlm.lm.model import build_model
-    from speechlm.lm.train import ModelSpec, TrainConfig, resolve_attention, train_loop
+    from speechlm.lm.precision import resolve_attention
     from speechlm.lm.vocab import SpeechVocab
 
     assert resolve_attention(TrainConfig(seq_len=128), "bf16") == "eager"
@@ -56,13 +59,13 @@ def test_cpu_bf16_trains_with_math_attention_and_restores_the_caller(units_dir, 
     model = build_model(tiny_lm_config(vocab), seed=0)
     used = []
     model.register_forward_pre_hook(lambda m, _: used.append(m.config._attn_implementation))
-    seqs = [torch.randint(4, vocab.size, (40,)).numpy() for _ in range(30)]
+    gen = torch.Generator().manual_seed(0)
+    seqs = [torch.randint(0, 20, (1, 40), generator=gen).numpy() for _ in range(30)]
     cfg = TrainConfig(output_dir=str(tmp_path / "bf16"), max_steps=6, seq_len=32, batch_size=4,
                       warmup_steps=1, eval_every=3, precision="bf16", threads=1, tensorboard=False,
                       progress=False, plot=False)
     threads = torch.get_num_threads()
-    run = train_loop(cfg, model, ModelSpec(vocab=vocab, kind="speech", tokenizer_dir=None, extra={}),
-                     seqs, seqs[:4])
+    run = _train_on(cfg, model, vocab, seqs, seqs[:4])
     rows = read_metrics(run)
     assert len(rows) == 6 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
     assert rows[-1]["valid_loss"] < rows[2]["valid_loss"]
@@ -73,14 +76,27 @@ def test_cpu_bf16_trains_with_math_attention_and_restores_the_caller(units_dir, 
     saved = load_speech_lm(run)
     assert saved.model.dtype == torch.float32 and saved.model.config._attn_implementation == "sdpa"
     # the next run in the same process may use another precision (accelerate's state is per run)
-    train_loop(replace(cfg, output_dir=str(tmp_path / "fp32"), precision="fp32", max_steps=1), model,
-               ModelSpec(vocab=vocab, kind="speech", tokenizer_dir=None, extra={}), seqs, [])
+    _train_on(replace(cfg, output_dir=str(tmp_path / "fp32"), precision="fp32", max_steps=1), model,
+              vocab, seqs, [])
+
+
+def _train_on(cfg, model, vocab, train, valid):
+    """The generic loop on (1, T) unit records with the pretrain builder."""
+    from speechlm.lm.checkpoints import ModelSpec
+    from speechlm.lm.loop import train_loop
+    from speechlm.lm.modeldir import ModelMeta
+    from speechlm.lm.recipes.pretrain import loop_data
+    from speechlm.lm.streams import TokenSpace
+
+    data = loop_data(cfg, TokenSpace.single(vocab), {"train": train, "valid": valid}, "test data")
+    return train_loop(cfg, model, ModelSpec(vocab, ModelMeta.single("speech")), data)
 
 
 def test_bf16_without_native_support_warns(monkeypatch, caplog):
-    from speechlm.lm.train import TrainConfig, resolve_precision
+    from speechlm.lm.config import TrainConfig
+    from speechlm.lm.precision import resolve_precision
 
-    monkeypatch.setattr(train_mod, "native_bf16", lambda: False)
+    monkeypatch.setattr(precision_mod, "native_bf16", lambda: False)
     assert resolve_precision(TrainConfig(name="r", precision="bf16")) == "bf16"
     assert "r: precision=bf16 but this machine has no native bf16" in caplog.text
     if not torch.cuda.is_available():
@@ -110,7 +126,7 @@ def test_sigkill_resume_matches_uninterrupted(units_dir, tmp_path, precision):
                      f"precision={precision}")
     full = _run(base)
     assert full.returncode == 0, full.stderr
-    kill_at = random.Random().randint(4, steps - 2)  # a random step after the first checkpoint
+    kill_at = random.Random(f"{precision}-kill").randint(4, steps - 2)  # after the first checkpoint
     killed_args = overrides(units_dir, tmp_path / "killed", f"max_steps={steps}", "save_every=3",
                             f"precision={precision}")
     killed = _run(killed_args, env={"SPEECHLM_KILL_AT_STEP": str(kill_at)})
@@ -128,7 +144,7 @@ def test_sigkill_resume_matches_uninterrupted(units_dir, tmp_path, precision):
 
 
 def test_crash_during_save_keeps_previous_checkpoint(units_dir, tmp_path, monkeypatch):
-    real = train_mod.write_model_dir
+    real = checkpoints_mod.write_model_dir
     calls = []
 
     def flaky(out_dir, *args, **kwargs):
@@ -137,7 +153,7 @@ def test_crash_during_save_keeps_previous_checkpoint(units_dir, tmp_path, monkey
         if len(calls) == 2:
             raise OSError("disk full while saving")
 
-    monkeypatch.setattr(train_mod, "write_model_dir", flaky)
+    monkeypatch.setattr(checkpoints_mod, "write_model_dir", flaky)
     with pytest.raises(OSError, match="disk full"):
         train_from_config(GSLM, overrides(units_dir, tmp_path / "run", "max_steps=6", "save_every=2"))
     assert [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith((".tmp", "checkpoint"))] \
@@ -146,15 +162,15 @@ def test_crash_during_save_keeps_previous_checkpoint(units_dir, tmp_path, monkey
 
 
 def test_nan_loss_stops_and_keeps_last_good(units_dir, tmp_path, monkeypatch):
-    real = train_mod.lm_loss
+    real = loop_mod.lm_loss
     seen = []
 
-    def poisoned(model, ids, labels):
+    def poisoned(model, ids, labels, weights=None):
         seen.append(1)
-        loss = real(model, ids, labels)
+        loss = real(model, ids, labels, weights)
         return loss * float("nan") if len(seen) == 4 else loss
 
-    monkeypatch.setattr(train_mod, "lm_loss", poisoned)
+    monkeypatch.setattr(loop_mod, "lm_loss", poisoned)
     with pytest.raises(TrainingError, match=r"loss is nan .*at step 4.*checkpoint-00000002"):
         train_from_config(GSLM, overrides(units_dir, tmp_path / "run", "max_steps=6", "save_every=2",
                                           "eval_every=100"))
@@ -169,7 +185,7 @@ def test_clear_errors(units_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"batch_size='big': must be an integer"):
         train_from_config(GSLM, ["batch_size=big"])
     empty = make_token_dataset(tmp_path / "empty", utterances={"train": 0, "valid": 2})
-    with pytest.raises(DataError, match="no utterances"):
+    with pytest.raises(DataError, match=r"empty/data/train.parquet: split .train. not found"):
         train_from_config(GSLM, overrides(empty, tmp_path / "e", "max_steps=2"))
     # resume against data made by another tokenizer (vocab 30 instead of 20)
     run = train_from_config(GSLM, overrides(units_dir, tmp_path / "r", "max_steps=2"))
@@ -230,13 +246,13 @@ def test_ddp_two_processes_gloo(units_dir, tmp_path):
 
 
 def test_lm_loss_matches_hf_and_compiles_without_graph_breaks():
+    from speechlm.lm.loop import lm_loss
     from speechlm.lm.model import build_model
-    from speechlm.lm.train import lm_loss
     from speechlm.lm.vocab import SpeechVocab
 
     vocab = SpeechVocab.for_units(20)
     model = build_model(tiny_lm_config(vocab), seed=0)
-    ids = torch.randint(4, vocab.size, (3, 16))
+    ids = torch.randint(4, vocab.size, (3, 16), generator=torch.Generator().manual_seed(0))
     labels = ids.clone()
     labels[1, 5:] = -100
     ours, hf = lm_loss(model, ids, labels), model(input_ids=ids, labels=labels).loss
@@ -261,3 +277,31 @@ def test_best_model_is_kept_and_published(units_dir, tmp_path):
         (latest_checkpoint(last) / "model.safetensors").read_bytes()
     with pytest.raises(ConfigError, match="keep_best"):
         train_from_config(GSLM, overrides(units_dir, tmp_path / "x", "keep_best=false"))
+
+
+def test_resume_skips_a_damaged_checkpoint_or_fails_in_one_line(units_dir, tmp_path):
+    """A truncated model.safetensors (as a full disk or a killed copy leaves it): --resume names
+    the damaged checkpoint and continues exactly from the previous one; none intact: one line."""
+    args = overrides(units_dir, tmp_path / "run", "max_steps=9", "save_every=3", "keep_last=3")
+    assert _run(args).returncode == 0
+    before = {r["step"]: r for r in read_metrics(tmp_path / "run")}
+    weights = tmp_path / "run" / "checkpoint-00000009" / "model.safetensors"
+    size = weights.stat().st_size
+    weights.write_bytes(weights.read_bytes()[: size // 2])
+    resumed = _run([*args, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert (f"checkpoint-00000009 is damaged: model.safetensors has {size // 2} bytes, {size} when "
+            "saved") in resumed.stderr
+    assert "resuming from checkpoint-00000006" in resumed.stderr
+    after = {r["step"]: r for r in read_metrics(tmp_path / "run")}
+    assert sorted(after) == list(range(1, 10))
+    for step in range(1, 10):
+        assert abs(after[step]["loss"] - before[step]["loss"]) <= 1e-5, step
+    for ckpt in list_checkpoints(tmp_path / "run"):
+        (ckpt / "model.safetensors").write_bytes(b"\0" * 10)
+    broken = _run([*args, "--resume"])
+    assert broken.returncode == 2
+    last = broken.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "no intact checkpoint to resume from" in last
+    assert "checkpoint-00000009 is damaged" in last and "checkpoint-00000003 is damaged" in last
+    assert "Traceback" not in broken.stderr

@@ -4,9 +4,17 @@ import numpy as np
 import pytest
 
 from speechlm.core.errors import CheckpointError, DataError
-from speechlm.lm.data import PackedBlocks, to_token_ids, valid_blocks
-from speechlm.tokenizers.tokens import TokenDataset
+from speechlm.lm.packing import PackedExamples, eval_blocks
+from speechlm.lm.sequences import get_builder
+from speechlm.lm.streams import TokenSpace
 from speechlm.lm.vocab import SpeechVocab
+from speechlm.tokenizers.tokens import TokenDataset
+
+
+def _examples(seqs, n_units=20):
+    """Pretrain examples of (1, T) unit records."""
+    space = TokenSpace.single(SpeechVocab.for_units(n_units))
+    return get_builder("pretrain", space).examples([np.asarray(s)[None] for s in seqs], "test")
 
 
 def test_families_compose_and_roundtrip(tmp_path):
@@ -27,22 +35,23 @@ def test_families_compose_and_roundtrip(tmp_path):
 
 
 def test_packing_is_deterministic_and_eos_separated():
-    seqs = [np.arange(4, 4 + n) for n in (5, 7, 3, 9, 6)]
-    a = PackedBlocks(seqs, seq_len=8, eos_id=2, seed=1)
-    b = PackedBlocks(seqs, seq_len=8, eos_id=2, seed=1)
+    seqs = [np.arange(n) for n in (5, 7, 3, 9, 6)]
+    a = PackedExamples(_examples(seqs), seq_len=8, seed=1)
+    b = PackedExamples(_examples(seqs), seq_len=8, seed=1)
     assert a.blocks_per_epoch == (5 + 7 + 3 + 9 + 6 + 5) // 8
-    assert np.array_equal(a.blocks(0, 7), b.blocks(0, 7))  # crosses into epoch 1
-    flat = a.blocks(0, a.blocks_per_epoch).flatten().tolist()
+    assert np.array_equal(a.blocks(0, 7).input_ids, b.blocks(0, 7).input_ids)  # crosses into epoch 1
+    epoch = a.blocks(0, a.blocks_per_epoch)
+    flat = epoch.input_ids.flatten().tolist()
     assert flat.count(2) >= 3 and 0 not in flat  # EOS between utterances, no padding
-    assert not np.array_equal(a.blocks(0, a.blocks_per_epoch),
-                              a.blocks(a.blocks_per_epoch, a.blocks_per_epoch))  # reshuffled
+    assert np.array_equal(epoch.labels, epoch.input_ids) and epoch.loss_weights is None
+    assert not np.array_equal(epoch.input_ids, a.blocks(a.blocks_per_epoch, a.blocks_per_epoch).input_ids)
 
 
 def test_empty_and_mismatched_data(units_dir):
     with pytest.raises(DataError, match="empty or too small"):
-        PackedBlocks([], seq_len=8, eos_id=2, seed=0)
-    vocab = SpeechVocab.for_units(5)  # the fake dataset has 20 units
-    with pytest.raises(DataError, match="different tokenizers"):
-        to_token_ids(TokenDataset(units_dir).units("train"), vocab, "units", "train")
-    ids, labels = valid_blocks([np.array([5, 6, 7])], seq_len=8, eos_id=2, pad_id=0)
-    assert ids.shape == (1, 8) and labels[0].tolist() == [5, 6, 7, 2] + [-100] * 4
+        PackedExamples([], seq_len=8, seed=0)
+    space = TokenSpace.single(SpeechVocab.for_units(5))  # the fake dataset has 20 units
+    with pytest.raises(DataError, match="train: row 0: units id 1[0-9] outside 0..4.*different tokenizers"):
+        get_builder("pretrain", space).examples(TokenDataset(units_dir).streams("train"), "train")
+    batch = eval_blocks(_examples([[1, 2, 3]]), seq_len=8, pad_id=0)
+    assert batch.input_ids.shape == (1, 8) and batch.labels[0].tolist() == [5, 6, 7, 2] + [-100] * 4

@@ -70,13 +70,13 @@ def find_model_dir(run_dir: Path) -> Path | None:
 def untrained_copy(model_dir: Path, out_dir: Path, seed: int) -> Path:
     """Same architecture and vocabulary as ``model_dir``, random weights: the reference row that
     shows what a benchmark gives with no learning (length and acoustic biases)."""
+    from dataclasses import replace
+
     from speechlm.lm.model import build_model, load_speech_lm, save_speech_lm
 
     lm = load_speech_lm(model_dir)
     model = build_model(lm.model.config, seed=seed + 1)
-    return save_speech_lm(out_dir, model, lm.vocab, lm.kind, lm.tokenizer_dir,
-                          extra={k: v for k, v in lm.meta.items()
-                                 if k not in ("kind", "tokenizer_dir")} | {"init": "untrained"})
+    return save_speech_lm(out_dir, model, lm.vocab, replace(lm.spec, init="untrained"))
 
 
 class Stages:

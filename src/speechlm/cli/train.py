@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from speechlm.lm.plots import read_metrics
-    from speechlm.lm.train import train_from_config
+    from speechlm.pipeline import train_from_config
 
     run_dir = train_from_config(args.config, args.overrides, resume=args.resume)
     rows = read_metrics(run_dir)

@@ -3,10 +3,16 @@
 A crash (or SIGKILL) while saving leaves only a ``.tmp-*`` directory behind, which
 :func:`list_checkpoints` ignores and the next save removes; the previous checkpoint is untouched.
 Checkpoints are named ``checkpoint-<step:08d>`` inside a run directory; keep-last-N prunes older ones.
+
+A saved directory can record a checksum manifest (``manifest.json``: size and sha256 of every
+file), written last; :func:`verify_manifest` lists what no longer matches (a file truncated or
+changed after saving), so a resume can skip a damaged checkpoint and say why.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -96,3 +102,44 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int) -> list[Path]:
         shutil.rmtree(p, ignore_errors=True)
         log.info("pruned %s", p)
     return doomed
+
+
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: str | Path) -> Path:
+    """Record size and sha256 of every file under ``folder`` in ``folder/manifest.json``."""
+    folder = Path(folder)
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    path = folder / MANIFEST
+    path.write_text(json.dumps({"algorithm": "sha256", "files": files}, indent=1), encoding="utf-8")
+    return path
+
+
+def verify_manifest(folder: str | Path) -> list[str]:
+    """Problems of ``folder`` against its manifest (empty = intact): missing, resized or changed
+    files, or no readable manifest at all."""
+    folder = Path(folder)
+    try:
+        files = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return [f"{MANIFEST} missing or unreadable ({type(err).__name__})"]
+    problems = []
+    for name, expect in files.items():
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{name} missing")
+        elif path.stat().st_size != expect["bytes"]:
+            problems.append(f"{name} has {path.stat().st_size} bytes, {expect['bytes']} when saved")
+        elif _sha256(path) != expect["sha256"]:
+            problems.append(f"{name} changed since it was saved (sha256 mismatch)")
+    return problems

@@ -179,4 +179,7 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
+    """Write the resolved config as YAML (atomically: a killed run never leaves half a file)."""
+    from speechlm.core.files import atomic_write
+
+    atomic_write(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
+
+from speechlm.generation.pipeline import Continuation, Sampling, SpeechPipeline
 
 log = logging.getLogger(__name__)
 
@@ -52,38 +53,17 @@ def text_perplexity(text_lm, texts: list[str]) -> float:
     return float(math.exp(nll))
 
 
-@dataclass
-class Continuation:
-    prompt_units: list[int]
-    units: list[int]          # generated units only
-    audio: np.ndarray         # vocoded prompt + continuation, 16 kHz
-    prompt_audio: np.ndarray  # vocoded prompt alone (what the model heard, resynthesized)
-    transcript: str = ""
-
-
 def continue_prompts(lm, tokenizer, vocoder, prompts: list[np.ndarray], prompt_seconds: float = 2.0,
                      max_new_tokens: int = 100, temperature: float = 0.8, top_k: int | None = 50,
                      seed: int = 0, transcribe: bool = True,
                      stop_at_eos: bool = False) -> list[Continuation]:
     """Continue the first ``prompt_seconds`` of each prompt by ``max_new_tokens`` units (GSLM
     style: fixed length; tiny LMs trained on short utterances otherwise emit EOS within a few
-    units); vocode and (optionally) transcribe the continuation."""
-    from speechlm.generation.sampling import generate
-
-    out = []
-    for k, samples in enumerate(prompts):
-        head = samples[: int(prompt_seconds * 16000)]
-        units, _ = tokenizer.encode(head, dedup=True)
-        input_ids = lm.encode_units([int(u) for u in units])
-        ids = generate(lm.model, input_ids, max_new_tokens=max_new_tokens, temperature=temperature,
-                       top_k=top_k, eos_id=lm.vocab.eos_id if stop_at_eos else None,
-                       seed=seed + k)
-        new_units = lm.decode_units(list(ids))  # generate() returns only the new tokens
-        prompt_units = [int(u) for u in units]
-        audio = vocoder.synthesize(np.asarray(prompt_units + new_units, dtype=np.int64))
-        prompt_audio = vocoder.synthesize(np.asarray(prompt_units, dtype=np.int64))
-        out.append(Continuation(prompt_units, new_units, np.asarray(audio, dtype=np.float32),
-                                np.asarray(prompt_audio, dtype=np.float32)))
+    units) through the generation pipeline; vocode and (optionally) transcribe the continuation."""
+    pipeline = SpeechPipeline(lm, tokenizer, vocoder)
+    sampling = Sampling(max_new_tokens, temperature, top_k, stop_at_eos=stop_at_eos)
+    out = [pipeline.continue_audio(samples, sampling, prompt_seconds, seed=seed + k)
+           for k, samples in enumerate(prompts)]
     if transcribe:
         from speechlm.eval.asr import transcribe as asr
 

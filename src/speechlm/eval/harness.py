@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speechlm.core.errors import CheckpointError
 from speechlm.eval.benchmarks import Benchmark, SuiteSizes, build_suite
 from speechlm.eval.scoring import score_pairs
 
@@ -34,14 +33,6 @@ class EvalConfig:
     tokenize_threads: int | None = 1   # torch threads while tokenizing benchmark audio
 
 
-def unit_count(lm) -> int:
-    """How many speech units the LM's vocabulary has (its ``units`` family)."""
-    vocab = lm.vocab
-    if hasattr(vocab, "family"):
-        return int(vocab.family("units").size)
-    return int(vocab.n_units)
-
-
 def context_length(lm) -> int | None:
     """Scoring window: the training block length when the model records it (tiny models never
     saw positions beyond it), else the model's maximum positions."""
@@ -55,32 +46,17 @@ def context_length(lm) -> int | None:
 
 
 def resolve_tokenizer(lm, model_dir: str | Path, tokenizer_dir: str | None):
-    """Load the speech tokenizer for a speech LM and check it matches the LM's unit vocabulary."""
-    from speechlm.tokenizers import load_tokenizer
+    """Load the speech tokenizer for a speech LM and check it matches the LM's unit vocabulary
+    (the one resolver generation and evaluation share)."""
+    from speechlm.lm.modeldir import resolve_tokenizer as resolve
 
-    path = tokenizer_dir or lm.tokenizer_dir
-    if not path:
-        raise CheckpointError(f"{model_dir}: the model records no speech tokenizer; pass "
-                              "--tokenizer DIR")
-    if not Path(path).is_dir():
-        raise CheckpointError(f"{path}: speech tokenizer directory not found"
-                              + ("" if tokenizer_dir else f" (recorded in {model_dir})"))
-    tokenizer = load_tokenizer(path)
-    check_vocab(lm, tokenizer, model_dir, path)
-    if tokenizer_dir and lm.tokenizer_dir and Path(tokenizer_dir).resolve() != \
-            Path(lm.tokenizer_dir).resolve():
-        log.warning("%s was trained with tokenizer %s but --tokenizer is %s", model_dir,
-                    lm.tokenizer_dir, tokenizer_dir)
-    return tokenizer, str(path)
+    return resolve(lm, model_dir, tokenizer_dir)
 
 
 def check_vocab(lm, tokenizer, model_dir, tokenizer_dir) -> None:
-    n_units = unit_count(lm)
-    if int(tokenizer.vocab_size) != n_units:
-        raise CheckpointError(
-            f"model/tokenizer mismatch: {model_dir} has {n_units} speech units but tokenizer "
-            f"{tokenizer_dir} produces {tokenizer.vocab_size}; evaluate with the tokenizer the "
-            "model was trained with")
+    from speechlm.lm.modeldir import check_units
+
+    check_units(lm, tokenizer.vocab_size, model_dir, tokenizer_dir)
 
 
 def benchmark_ids(lm, benchmark: Benchmark, config: EvalConfig, tokenizer=None,

@@ -4,7 +4,7 @@ A model directory loads with ``AutoModelForCausalLM.from_pretrained`` and holds:
 
     config.json, model.safetensors   HF Llama-style causal LM
     speech_vocab.json                the token space (families and offsets)
-    speechlm.json                    kind ("speech" | "text"), tokenizer dir, init, recipe
+    speechlm.json                    kind, streams + layout, tokenizers, seq_len (lm/modeldir.py)
     tokenizer.json                   BPE tokenizer (text LMs only)
 
 Presets are Llama configs (RMSNorm, rotary, SwiGLU), sized for CPU (tiny) up to a ~100M GPU model.
@@ -13,23 +13,26 @@ Presets are Llama configs (RMSNorm, rotary, SwiGLU), sized for CPU (tiny) up to 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+from transformers import (AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PretrainedConfig,
+                          PreTrainedModel)
 
 from speechlm.core.checkpoint import atomic_dir
-from speechlm.core.errors import CheckpointError, ConfigError
-from speechlm.core.files import read_json
+from speechlm.core.errors import CheckpointError, ConfigError, SpeechLMError
+from speechlm.core.files import read_artefact_dir
+from speechlm.lm.modeldir import META_FILE, ModelMeta, read_meta, write_meta
+from speechlm.lm.multistream import MultiStreamConfig, MultiStreamForCausalLM
+from speechlm.lm.sequences import utterance_tokens
+from speechlm.lm.streams import TokenSpace
 from speechlm.lm.vocab import SpeechVocab
 
 log = logging.getLogger(__name__)
 
-META_FILE = "speechlm.json"
 TOKENIZER_FILE = "tokenizer.json"
 
 # hidden, layers, heads, intermediate (SwiGLU width), max positions
@@ -57,16 +60,18 @@ def model_config(preset: str, vocab: SpeechVocab, **overrides: Any) -> LlamaConf
                        attention_dropout=0.0, initializer_range=0.02, **values)
 
 
-def build_model(config: LlamaConfig, seed: int) -> LlamaForCausalLM:
-    """Cold init: HF's ``_init_weights`` (normal(0, initializer_range)) under a fixed seed.
+def build_model(config: PretrainedConfig, seed: int) -> PreTrainedModel:
+    """Cold init: HF's ``_init_weights`` (normal(0, initializer_range)) under a fixed seed; a
+    Llama config gives a ``LlamaForCausalLM``, a multi-stream config a ``MultiStreamForCausalLM``.
 
     The model gets its own copy of ``config``: HF models keep the object they are given, so two
     models built from one config would otherwise share settings such as the attention kernel.
     """
+    cls = MultiStreamForCausalLM if isinstance(config, MultiStreamConfig) else LlamaForCausalLM
     gen_state = torch.get_rng_state()
     torch.manual_seed(seed)
     try:
-        model = LlamaForCausalLM(copy.deepcopy(config))
+        model = cls(copy.deepcopy(config))
     finally:
         torch.set_rng_state(gen_state)
     return model
@@ -85,25 +90,42 @@ class SpeechLM:
 
     model: PreTrainedModel
     vocab: SpeechVocab
-    kind: str
-    tokenizer_dir: str | None
+    spec: ModelMeta
     path: Path
-    meta: dict[str, Any]
     text_tokenizer: Any = None  # tokenizers.Tokenizer for text LMs
 
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def tokenizer_dir(self) -> str | None:
+        return self.spec.tokenizer_dir
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """``speechlm.json`` as a dict (see :class:`ModelMeta` for the typed view)."""
+        return self.spec.to_dict()
+
+    @property
+    def space(self) -> TokenSpace:
+        return self.spec.space(self.vocab)
+
     def encode_units(self, units: list[int]) -> list[int]:
-        """BOS + unit ids (no EOS), ready as a generation prompt."""
-        return [self.vocab.bos_id] + self.vocab.encode("units", units)
+        """A prompt or scored item of units: :func:`utterance_tokens` without the end (BOS + units,
+        no EOS), the same start every training utterance has."""
+        return utterance_tokens(self.vocab, [self.vocab.encode("units", units)], end=False)[0].tolist()
 
     def decode_units(self, ids: list[int]) -> list[int]:
         """Global ids -> unit indices; specials and other families are dropped."""
         return self.vocab.decode("units", ids)
 
     def encode_text(self, text: str) -> list[int]:
-        """BOS + BPE ids (text LMs)."""
+        """A text prompt or scored item (text LMs), framed like :meth:`encode_units`."""
         if self.text_tokenizer is None:
             raise CheckpointError(f"{self.path}: this model has no text tokenizer ({TOKENIZER_FILE})")
-        return [self.vocab.bos_id] + self.vocab.encode("text", self.text_tokenizer.encode(text).ids)
+        ids = self.vocab.encode("text", self.text_tokenizer.encode(text).ids)
+        return utterance_tokens(self.vocab, [ids], end=False)[0].tolist()
 
     def decode_text(self, ids: list[int]) -> str:
         if self.text_tokenizer is None:
@@ -111,54 +133,58 @@ class SpeechLM:
         return self.text_tokenizer.decode(self.vocab.decode("text", ids))
 
 
-def write_model_dir(out_dir: Path, model: PreTrainedModel, vocab: SpeechVocab, kind: str,
-                    tokenizer_dir: str | None, extra: dict[str, Any] | None = None,
+def write_model_dir(out_dir: Path, model: PreTrainedModel, vocab: SpeechVocab, meta: ModelMeta,
                     text_tokenizer_file: Path | None = None) -> Path:
     """Write the HF directory into ``out_dir`` (which must exist; use inside atomic_dir)."""
     model.save_pretrained(out_dir, safe_serialization=True)
     vocab.save(out_dir)
-    meta = {"kind": kind, "tokenizer_dir": tokenizer_dir, **(extra or {})}
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    write_meta(out_dir, meta)
     if text_tokenizer_file is not None:
         (out_dir / TOKENIZER_FILE).write_bytes(Path(text_tokenizer_file).read_bytes())
     return out_dir
 
 
-def save_speech_lm(out_dir: str | Path, model: PreTrainedModel, vocab: SpeechVocab, kind: str,
-                   tokenizer_dir: str | None, extra: dict[str, Any] | None = None,
+def save_speech_lm(out_dir: str | Path, model: PreTrainedModel, vocab: SpeechVocab,
+                   meta: ModelMeta | str, tokenizer_dir: str | None = None,
+                   extra: dict[str, Any] | None = None,
                    text_tokenizer_file: Path | None = None) -> Path:
-    """Atomic save of a complete model directory."""
+    """Atomic save of a complete model directory. ``meta`` is a :class:`ModelMeta`, or the kind
+    of a one-stream model (``"speech"``/``"text"``) with its ``tokenizer_dir`` and ``extra``."""
+    if isinstance(meta, str):
+        meta = ModelMeta.single(meta, tokenizer_dir, **(extra or {}))
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        write_model_dir(tmp, model, vocab, kind, tokenizer_dir, extra, text_tokenizer_file)
+        write_model_dir(tmp, model, vocab, meta, text_tokenizer_file)
     return out_dir
 
 
 def load_speech_lm(path: str | Path, device: str | torch.device = "cpu") -> SpeechLM:
     """Load a model directory written by training; raises CheckpointError if missing or corrupt."""
     path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: model directory not found")
-    for name in ("config.json", "model.safetensors", META_FILE):
-        if not (path / name).is_file():
-            raise CheckpointError(f"{path}: not a speechlm model directory ({name} missing)")
+    read_artefact_dir(path, "model", weights=("model.safetensors",))
+    meta = read_meta(path)
     vocab = SpeechVocab.load(path)
-    meta = read_json(path / META_FILE, CheckpointError)
-    if "kind" not in meta:
-        raise CheckpointError(f"{path / META_FILE}: corrupt (no 'kind')")
-    kind = meta["kind"]
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except Exception as err:  # noqa: BLE001 - HF raises many types for a bad directory
         raise CheckpointError(f"{path}: cannot load model ({type(err).__name__}: {err})") from None
-    if model.config.vocab_size != vocab.size:
-        raise CheckpointError(f"{path}: model vocab_size={model.config.vocab_size} but "
-                              f"speech_vocab.json has {vocab.size} tokens")
+    try:
+        sizes = meta.space(vocab).row_sizes
+    except SpeechLMError as err:
+        raise CheckpointError(f"{path / META_FILE}: streams do not match speech_vocab.json ({err})") from None
+    if model_row_sizes(model) != sizes:
+        raise CheckpointError(f"{path}: model vocab_size={model_row_sizes(model)} but "
+                              f"speech_vocab.json + speechlm.json give {sizes} tokens")
     text_tok = None
     if (path / TOKENIZER_FILE).is_file():
         from tokenizers import Tokenizer
 
         text_tok = Tokenizer.from_file(str(path / TOKENIZER_FILE))
     model.to(device).eval()
-    return SpeechLM(model=model, vocab=vocab, kind=kind, tokenizer_dir=meta.get("tokenizer_dir"),
-                    path=path, meta=meta, text_tokenizer=text_tok)
+    return SpeechLM(model=model, vocab=vocab, spec=meta, path=path, text_tokenizer=text_tok)
+
+
+def model_row_sizes(model: PreTrainedModel) -> tuple[int, ...]:
+    """Vocabulary size of each model row: one for a plain causal LM, one per stream otherwise."""
+    sizes = getattr(model.config, "row_vocab_sizes", None)
+    return tuple(sizes) if sizes else (int(model.config.vocab_size),)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from speechlm.core.errors import CheckpointError, ConfigError, DataError
-from speechlm.core.files import read_json
+from speechlm.core.files import read_artefact_dir
 from speechlm.core.progress import progress_bar
 from speechlm.data.audio import SAMPLE_RATE
 from speechlm.data.corpus import Corpus
@@ -117,13 +117,9 @@ def load_vocoder(path: str | Path) -> UnitVocoder:
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: vocoder directory not found")
     config_path = path / "config.json"
-    meta = read_json(config_path, CheckpointError, "missing (no config.json: not a vocoder directory)")
+    meta = read_artefact_dir(path, "vocoder", weights=("model.safetensors",), fmt=FORMAT)
     try:
-        if meta.get("format") != FORMAT:
-            raise CheckpointError(f"{config_path}: not a speechlm unit vocoder")
         voc = UnitVocoder(VocoderConfig(**meta["config"]), meta["speakers"], meta.get("tokenizer"),
                           {k: meta[k] for k in ("training",) if k in meta})
     except (KeyError, TypeError, AttributeError) as err:

@@ -20,7 +20,7 @@ import torch
 
 from speechlm.core.checkpoint import atomic_dir
 from speechlm.core.errors import CheckpointError, ConfigError, DataError
-from speechlm.core.files import read_json
+from speechlm.core.files import read_artefact_dir
 from speechlm.core.progress import progress_bar
 from speechlm.core.threads import with_torch_threads
 from speechlm.data.corpus import Corpus
@@ -91,13 +91,7 @@ _dedup = dedup
 def load_tokenizer(path: str | Path) -> UnitTokenizer:
     """Load a tokenizer directory; ``CheckpointError`` naming the path if missing or corrupt."""
     path = Path(path)
-    config_path = path / "config.json"
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: tokenizer directory not found")
-    config = read_json(config_path, CheckpointError, "missing (no config.json: not a tokenizer "
-                       "directory)")
-    if config.get("format") != FORMAT:
-        raise CheckpointError(f"{config_path}: not a speechlm unit tokenizer (format != {FORMAT!r})")
+    config = read_artefact_dir(path, "tokenizer", weights=("centroids.safetensors",), fmt=FORMAT)
     quantizer = KMeansQuantizer.load(path / "centroids.safetensors")
     extractor = load_extractor(path, config)
     if quantizer.centroids.shape[1] != extractor.dim:
