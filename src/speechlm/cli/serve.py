@@ -13,10 +13,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the binary protocol at ws://HOST:PORT/ws (docs/serve.md), counters at /stats. Listens on "
         "127.0.0.1 only unless --host says otherwise. Stop with Ctrl-C (SIGINT) or SIGTERM.")
     what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model", default=None, help="a trained speech LM directory (its tokenizer "
+                      "is the one it records; needs --vocoder)")
     what.add_argument("--parrot", action="store_true",
                       help="no model: repeat what was heard after each pause (sound check)")
     what.add_argument("--session", metavar="MODULE:ATTR", default=None,
                       help="serve your own SessionFactory (an object or a zero-argument callable)")
+    model = parser.add_argument_group("with --model")
+    model.add_argument("--vocoder", default=None, help="unit vocoder directory (units -> audio)")
+    model.add_argument("--tokenizer", default=None, help="speech tokenizer directory (default: "
+                       "the one the model records)")
+    model.add_argument("--max-new-tokens", type=int, default=150, help="units per reply at most")
+    model.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    model.add_argument("--top-k", type=int, default=50)
+    model.add_argument("--seed", type=int, default=0)
+    model.add_argument("--frame-ms", type=int, default=80,
+                       help="audio per protocol frame (per model call), ms")
+    model.add_argument("--end-of-turn-ms", type=int, default=640,
+                       help="answer after this much quiet following speech (0: only on end_turn)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8998, help="port (0: any free port)")
@@ -37,6 +51,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_serve)
 
 
+def _model(args: argparse.Namespace):
+    from speechlm.core.errors import ConfigError
+    from speechlm.generation.pipeline import Sampling
+    from speechlm.serve.models import load_model_factory
+
+    if args.vocoder is None:
+        raise ConfigError(f"--model {args.model}: pass --vocoder DIR (the unit vocoder that turns "
+                          "its replies into audio; `speechlm vocoder train` makes one)")
+    return load_model_factory(args.model, args.vocoder, args.tokenizer,
+                              Sampling(args.max_new_tokens, args.temperature, args.top_k),
+                              args.seed, args.frame_ms, args.end_of_turn_ms)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
@@ -53,7 +80,8 @@ def _serve(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.idle_timeout <= 0 or args.send_timeout <= 0:
         raise ConfigError("--idle-timeout and --send-timeout must be > 0")
-    factory = ParrotFactory() if args.parrot else load_session_factory(args.session)
+    factory = _model(args) if args.model else ParrotFactory() if args.parrot else \
+        load_session_factory(args.session)
     config = ServeConfig(host=args.host, port=args.port, max_sessions=args.max_sessions,
                          workers=args.workers,
                          limits=Limits(queue_frames=args.queue_frames,
