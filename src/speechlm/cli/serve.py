@@ -36,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8998, help="port (0: any free port)")
     parser.add_argument("--max-sessions", type=int, default=32,
                         help="concurrent sessions; more connections are refused (code 1013)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="threads running sessions (default: one per core)")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="threads running sessions (default: one per usable core)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per worker (default 1: workers x threads = cores)")
     parser.add_argument("--queue-frames", type=int, default=8,

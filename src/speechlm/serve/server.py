@@ -39,7 +39,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8998
     max_sessions: int = 32
-    workers: int = os.cpu_count() or 1
+    workers: int = len(os.sched_getaffinity(0))  # one per usable core
     limits: Limits = field(default_factory=Limits)
 
 
