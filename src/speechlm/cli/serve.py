@@ -53,12 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _model(args: argparse.Namespace):
     from speechlm.core.errors import ConfigError
+
+    if args.vocoder is None:  # before importing torch: the error comes at once
+        raise ConfigError(f"--model {args.model}: pass --vocoder DIR (the unit vocoder that turns "
+                          "its replies into audio; `speechlm vocoder train` makes one)")
     from speechlm.generation.pipeline import Sampling
     from speechlm.serve.models import load_model_factory
 
-    if args.vocoder is None:
-        raise ConfigError(f"--model {args.model}: pass --vocoder DIR (the unit vocoder that turns "
-                          "its replies into audio; `speechlm vocoder train` makes one)")
     return load_model_factory(args.model, args.vocoder, args.tokenizer,
                               Sampling(args.max_new_tokens, args.temperature, args.top_k),
                               args.seed, args.frame_ms, args.end_of_turn_ms)
