@@ -19,6 +19,10 @@ CPU with AVX512-BF16/AMX). Within a precision both sides use the same one.
   warmup/cosine schedule and clipping set through ``TrainingArguments``.
 * ``hf_trainer_same_attention``: that Trainer given the attention kernel our loop picked (only
   where it differs from HF's default), so the ratio is not only the kernel choice.
+* ``ours_k4``: the same loop (compiled) on a K = 4 multi-stream model (``MultiStreamForCausalLM``:
+  4 embedding tables summed, the same Llama backbone, 4 heads; parallel layout), 4 codebooks of
+  100 codes, the same number of sequence steps per block. tokens/s counts all 4 tokens of a step;
+  its MFU counts the 4 heads.
 
 Throughput is steady state: tokens/s between the end of step ``--warmup`` and the last step
 (startup, compilation and final saves excluded for all). MFU divides achieved model FLOP/s
@@ -48,7 +52,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 
-VARIANTS = ("ours", "ours_no_compile", "hf_trainer", "hf_trainer_same_attention")
+VARIANTS = ("ours", "ours_no_compile", "hf_trainer", "hf_trainer_same_attention", "ours_k4")
+K4 = 4  # streams of the multi-stream row (codec-like: 4 codebooks of 100 codes, parallel layout)
 
 
 def reset_peak_rss() -> None:
@@ -140,11 +145,17 @@ def fake_units(n_utts: int, vocab: int, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
-def flops_per_token(cfg, seq_len: int) -> float:
-    d, L, V, ff = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size, cfg.intermediate_size
+def flops_per_token(cfg, seq_len: int, heads: tuple[int, ...] | None = None) -> float:
+    """Training FLOPs per sequence position; ``heads``: the vocabulary of each output head."""
+    d, L, ff = cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size
     kv = cfg.num_key_value_heads * (d // cfg.num_attention_heads)
-    n = L * (2 * d * d + 2 * d * kv + 3 * d * ff) + d * V  # matmul params incl. LM head
+    n = L * (2 * d * d + 2 * d * kv + 3 * d * ff) + d * sum(heads or (cfg.vocab_size,))
     return 6 * n + 12 * L * d * seq_len
+
+
+def multistream_records(records: list[np.ndarray], k: int, vocab: int) -> list[np.ndarray]:
+    """(k, T) codes: k learnable transforms of each Markov chain (codebook-like streams)."""
+    return [np.stack([(r[0] * (2 * i + 1) + 13 * i) % vocab for i in range(k)]) for r in records]
 
 
 def train_config(args, common: dict, precision: str, out_dir: Path, compile_: bool):
@@ -223,6 +234,8 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    from speechlm.lm.init.cold import cold_init
+    from speechlm.lm.layout import get_layout
     from speechlm.lm.model import build_model, count_params, model_config
     from speechlm.lm.precision import native_bf16, resolve_attention
     from speechlm.lm.streams import TokenSpace
@@ -236,9 +249,15 @@ def main() -> int:
     mcfg = model_config(args.preset, vocab)
     space = TokenSpace.single(vocab)
     records = [s[None] for s in fake_units(2000, 100)]  # (1, T) unit codes
+    vocab4 = SpeechVocab.default()
+    for i in range(K4):
+        vocab4 = vocab4.add_family(f"codec_{i}", 100, kind="codec")
+    space4 = TokenSpace(vocab4, tuple(f"codec_{i}" for i in range(K4)), get_layout("parallel", K4))
+    records4 = multistream_records(records, K4, 100)
     common = dict(seq_len=args.seq_len, batch_size=args.batch_size, lr=1e-3, weight_decay=0.1,
                   beta1=0.9, beta2=0.95, warmup_steps=5, clip_grad=1.0)
     fpt = flops_per_token(mcfg, args.seq_len)
+    fpt4 = flops_per_token(mcfg, args.seq_len, space4.row_sizes)
     peaks = {p: matmul_peak(device, dtypes[p]) for p in precisions}
     ours_attention = {p: resolve_attention(train_config(args, common, p, Path("."), True), p)
                       for p in precisions}
@@ -252,7 +271,10 @@ def main() -> int:
                     model = build_model(mcfg, seed=0)
                     out = Path(tmp) / f"{p}-{v}-{rep}"
                     reset_peak_rss()
-                    if v.startswith("ours"):
+                    if v == "ours_k4":
+                        model = cold_init(space4, args.preset, seed=0)
+                        r = run_ours(args, common, p, model, space4, records4, out, compile_=True)
+                    elif v.startswith("ours"):
                         r = run_ours(args, common, p, model, space, records, out, compile_=v == "ours")
                     else:
                         if v == "hf_trainer_same_attention":
@@ -271,15 +293,22 @@ def main() -> int:
     by_precision = {}
     for p in precisions:
         best = {v: max(rs, key=lambda r: r["median_step_tok_s"]) for v, rs in runs[p].items()}
-        for rs in runs[p].values():
+        for v, rs in runs[p].items():
             for r in rs:
-                r["mfu"] = r["median_step_tok_s"] * fpt / peaks[p]
+                r["mfu"] = r["median_step_tok_s"] * (fpt4 if v == "ours_k4" else fpt) / peaks[p]
+                if v == "ours_k4":  # positions/s -> tokens/s: K tokens per position
+                    r["median_step_positions_s"] = r["median_step_tok_s"]
+                    r["median_step_tokens_s"] = K4 * r["median_step_tok_s"]
         rate = {v: b["median_step_tok_s"] for v, b in best.items()}
         entry = {"attention_ours": ours_attention[p], "matmul_peak_tflops": peaks[p] / 1e12,
                  "ratio_vs_hf_trainer": rate["ours"] / rate["hf_trainer"],
                  "ratio_no_compile_vs_hf_trainer": rate["ours_no_compile"] / rate["hf_trainer"],
                  "pair_ratios": [o["median_step_tok_s"] / h["median_step_tok_s"]
                                  for o, h in zip(runs[p]["ours"], runs[p]["hf_trainer"])],
+                 "k4_multistream": {"streams": K4, "layout": "parallel",
+                                    "positions_s": rate["ours_k4"],
+                                    "tokens_s": K4 * rate["ours_k4"], "mfu": best["ours_k4"]["mfu"],
+                                    "positions_vs_k1_ours": rate["ours_k4"] / rate["ours"]},
                  "best": best, "runs": runs[p]}
         if "hf_trainer_same_attention" in rate:
             entry["ratio_vs_hf_trainer_same_attention"] = rate["ours"] / rate["hf_trainer_same_attention"]
@@ -296,6 +325,8 @@ def main() -> int:
               "heads": mcfg.num_attention_heads, "vocab": vocab.size, "seq_len": args.seq_len,
               "batch_size": args.batch_size, "steps": args.steps, "timed_steps": args.steps - args.warmup,
               "threads": torch.get_num_threads(), "precisions": precisions, "flops_per_token": fpt,
+              "k4_params": count_params(cold_init(space4, args.preset, 0)),
+              "k4_flops_per_position": fpt4,
               "device": str(device)}
     path = write_result(
         args.name, config, by_precision[head]["best"]["ours"]["median_step_tok_s"],
@@ -307,7 +338,7 @@ def main() -> int:
               "decay, warmup steps and clipping; ours decays cosine to 0.1 x lr (recipe default), "
               "HF's to 0, and HF's sampler shuffles the same blocks, so mean losses differ slightly. "
               "mean_loss = mean train loss over all steps (HF: TrainOutput.training_loss)"))
-    print(json.dumps({p: {k: e[k] for k in e if k.startswith(("ratio", "attention", "bf16"))}
+    print(json.dumps({p: {k: e[k] for k in e if k.startswith(("ratio", "attention", "bf16", "k4"))}
                       for p, e in by_precision.items()}, indent=2))
     print(f"wrote {path}")
     return 0

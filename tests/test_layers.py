@@ -77,3 +77,14 @@ def test_building_the_parser_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_lm_modules_and_functions_stay_small():
+    """Issue 10: no module in speechlm/lm over 400 lines, no function there over 80."""
+    for path in (SRC / "lm").rglob("*.py"):
+        source = path.read_text()
+        assert source.count("\n") <= 400, f"{path.relative_to(SRC)} has {source.count(chr(10))} lines"
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 80, f"{path.relative_to(SRC)}:{node.lineno} {node.name} has {length} lines"

@@ -111,10 +111,11 @@ def prepare_inputs(cfg: TrainConfig, source: str = "config") -> None:
 
 def train(cfg: TrainConfig, resume: bool = False, source: str = "config") -> Path:
     """Build missing inputs, then run ``cfg.recipe``; returns the run dir."""
-    from speechlm.lm.recipes import run_recipe
+    from speechlm.lm.recipes import load_recipe
 
+    recipe = load_recipe(cfg, source)  # a bad recipe/sequence name fails before any input is built
     prepare_inputs(cfg, source)
-    return run_recipe(cfg, resume=resume, source=source)
+    return recipe.run(cfg, resume=resume, source=source)
 
 
 def train_from_config(config_path: str | Path | None, overrides: list[str] | None = None,

@@ -107,6 +107,10 @@ def test_session_listens_responds_and_is_interrupted(model_dir, vocoder, speech)
     assert last.events[-2].type == "end_of_response" and session.state == "silent"
     session.reset()
     assert session.state == "silent" and session.decoder.length == 0 and session.turns == 0
+    from speechlm.core.errors import AudioError
+
+    with pytest.raises(AudioError, match=r"session chunk \(turn 0\): audio contains NaN"):
+        session.push(np.full(320, np.nan, dtype=np.float32))
 
 
 def test_speaking_push_returns_audio_of_the_same_length(model_dir, vocoder):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,14 @@ def make_token_dataset(out: Path, vocab_size: int = 20, utterances: dict | None 
         splits[split] = records
     spec = StreamSpec("units", "units", vocab_size, 50.0, str(out / "tok"))
     return write_token_dataset(out, splits, [spec])
+
+
+def write_text(path: Path, seed: int = 0) -> Path:
+    """200 short sentences over a 10-word vocabulary: a text a tiny text LM learns in a few steps."""
+    rng = random.Random(seed)
+    words = ["cat", "dog", "sat", "ran", "mat", "park", "the", "big", "red", "old"]
+    path.write_text(" ".join(" ".join(rng.choices(words, k=6)).capitalize() + "." for _ in range(200)))
+    return path
 
 
 @pytest.fixture

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 import json
-import random
 
 from speechlm.cli import main
 
-from .conftest import GSLM, overrides
+from .conftest import GSLM, overrides, write_text
 
 
 def test_train_and_generate_cli(units_dir, tmp_path, capsys):
@@ -27,10 +26,7 @@ def test_bad_key_is_one_line_error(capsys):
 
 
 def test_text_lm_train_cli(tmp_path, capsys):
-    text = tmp_path / "t.txt"
-    rng = random.Random(0)
-    words = ["cat", "dog", "sat", "ran", "mat", "park", "the", "big", "red", "old"]
-    text.write_text(" ".join(" ".join(rng.choices(words, k=6)).capitalize() + "." for _ in range(200)))
+    text = write_text(tmp_path / "t.txt", seed=0)
     out = tmp_path / "textlm"
     assert main(["text-lm", "train", "--out", str(out), "--text", str(text), "--steps", "2",
                  "--bpe-size", "300", "--seq-len", "32", "--batch-size", "4",
@@ -43,10 +39,7 @@ def test_text_lm_train_cli(tmp_path, capsys):
 
 def test_text_lm_train_config_file_flags_and_overrides(tmp_path, capsys):
     """--config YAML, then flags, then key=value (the same rule as `speechlm train`)."""
-    text = tmp_path / "t.txt"
-    rng = random.Random(1)
-    words = ["cat", "dog", "sat", "ran", "mat", "park", "the", "big", "red", "old"]
-    text.write_text(" ".join(" ".join(rng.choices(words, k=6)).capitalize() + "." for _ in range(200)))
+    text = write_text(tmp_path / "t.txt", seed=1)
     config = tmp_path / "textlm.yaml"
     config.write_text(f"out: {tmp_path / 'from-yaml'}\ntext: {text}\nsteps: 5\nbpe_size: 300\n"
                       "seq_len: 32\nbatch_size: 4\nlr: 1.0e-3\n")

@@ -24,7 +24,7 @@ from speechlm.lm.plots import read_metrics
 from speechlm.pipeline import train_from_config
 
 from ..conftest import tiny_lm_config
-from .conftest import GSLM, REPO, TWIST, make_token_dataset, overrides
+from .conftest import GSLM, REPO, TWIST, make_token_dataset, overrides, write_text
 
 
 def test_gslm_recipe_trains_and_saves_hf_dir(units_dir, tmp_path):
@@ -202,10 +202,7 @@ def test_clear_errors(units_dir, tmp_path):
 def test_twist_warm_init_from_text_lm(units_dir, tmp_path):
     from speechlm.lm.textlm import train_text_lm
 
-    text = tmp_path / "t.txt"
-    words = ["cat", "dog", "sat", "ran", "mat", "park", "the", "big", "red", "old"]
-    rng = random.Random(0)
-    text.write_text(" ".join(" ".join(rng.choices(words, k=6)).capitalize() + "." for _ in range(200)))
+    text = write_text(tmp_path / "t.txt", seed=0)
     text_lm = train_text_lm(tmp_path / "textlm", text=text, steps=3, bpe_size=300, seq_len=32,
                             batch_size=4, progress=False,
                             overrides={"hidden_size": 32, "num_layers": 2, "num_heads": 2,
@@ -305,3 +302,32 @@ def test_resume_skips_a_damaged_checkpoint_or_fails_in_one_line(units_dir, tmp_p
     assert last.startswith("error: ") and "no intact checkpoint to resume from" in last
     assert "checkpoint-00000009 is damaged" in last and "checkpoint-00000003 is damaged" in last
     assert "Traceback" not in broken.stderr
+
+
+def test_test_split_loss_of_the_final_model_is_reported_not_used_for_selection(tmp_path, caplog):
+    units = make_token_dataset(tmp_path / "units", utterances={"train": 60, "valid": 8, "test": 8})
+    run = train_from_config(GSLM, overrides(units, tmp_path / "run", "max_steps=9", "lr=2e-2",
+                                            "eval_every=3", "save_every=9"))
+    best = json.loads((run / "best.json").read_text())
+    rows = [r for r in read_metrics(run) if "valid_loss" in r]
+    assert best["best_valid_loss"] == min(r["valid_loss"] for r in rows)  # selected on valid
+    assert best["test_step"] == best["best_step"] and best["test_loss"] > 0
+    assert best["test_loss"] not in [r["valid_loss"] for r in rows]  # another split
+    # the reported figure is the published final model's loss on test
+    from speechlm.lm.recipes.pretrain import dataset_space, loop_data, read_splits
+    from speechlm.lm.config import TrainConfig
+    from speechlm.lm.loop import lm_loss, loss_mass
+    from speechlm.tokenizers.tokens import TokenDataset
+
+    cfg = TrainConfig(seq_len=32, eval_blocks=4)
+    dataset = TokenDataset(units)
+    data = loop_data(cfg, dataset_space(dataset, cfg), read_splits(dataset, ["units"]), "t")
+    final = load_speech_lm(run).model
+    with torch.no_grad():
+        total = sum(lm_loss(final, data.test.input_ids[i:i + 4], data.test.labels[i:i + 4]).item()
+                    * loss_mass(data.test[i:i + 4]).item() for i in range(0, len(data.test), 4))
+    assert abs(total / loss_mass(data.test).item() - best["test_loss"]) < 1e-5
+    # an old dataset without a test split still trains, with a warning and no test figure
+    train_from_config(GSLM, overrides(make_token_dataset(tmp_path / "old"), tmp_path / "r2", "max_steps=3"))
+    assert "has no test split" in caplog.text
+    assert "test_loss" not in json.loads((tmp_path / "r2" / "best.json").read_text())

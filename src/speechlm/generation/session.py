@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from speechlm.core.errors import ConfigError
-from speechlm.data.audio import SAMPLE_RATE
+from speechlm.data.audio import SAMPLE_RATE, check_audio
 from speechlm.generation.pipeline import Sampling, SpeechPipeline
 from speechlm.generation.sampling import Decoder, NextStep, check_sampling, sample
 from speechlm.generation.streaming import StreamingTokenizer, StreamingVocoder
@@ -110,7 +110,10 @@ class Session:
         nothing to say). Listening: the audio is tokenized and fed to the LM. Speaking: user speech
         interrupts; otherwise the response continues."""
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-        speech = audio.size > 0 and 20 * np.log10(np.sqrt(np.mean(audio ** 2)) + 1e-12) > self.speech_db
+        if audio.size == 0:
+            return StepOutput()
+        check_audio(audio, f"session chunk (turn {self.turns})")  # NaN/Inf: AudioError
+        speech = 20 * np.log10(np.sqrt(np.mean(audio ** 2)) + 1e-12) > self.speech_db
         if self._saying() and not speech:
             return self._take(audio.size)
         out = self.interrupt()

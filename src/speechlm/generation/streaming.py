@@ -47,14 +47,22 @@ class StreamingTokenizer:
         return self.first + self.audio.size // self.hop
 
     def push(self, samples: np.ndarray) -> list[int]:
-        """Add audio; returns the units that started since the last call."""
-        self.audio = np.concatenate([self.audio, np.asarray(samples, dtype=np.float32).reshape(-1)])
-        ready = self.frames - self.lookahead
-        return self._fix(ready) if ready - self.done >= self.chunk else []
+        """Add audio; returns the units whose runs started since the last call."""
+        return self._runs(self.push_frames(samples))
 
     def flush(self) -> list[int]:
         """End of input: fix every remaining complete frame (no look-ahead left to wait for)."""
+        return self._runs(self.flush_frames())
+
+    def flush_frames(self) -> list[int]:
+        """:meth:`flush` without deduplication: the unit of every remaining frame."""
         return self._fix(self.frames)
+
+    def push_frames(self, samples: np.ndarray) -> list[int]:
+        """Add audio; returns the unit of every frame fixed since the last call (no dedup)."""
+        self.audio = np.concatenate([self.audio, np.asarray(samples, dtype=np.float32).reshape(-1)])
+        ready = self.frames - self.lookahead
+        return self._fix(ready) if ready - self.done >= self.chunk else []
 
     def _fix(self, upto: int) -> list[int]:
         start = max(0, self.done - self.context)
@@ -68,8 +76,12 @@ class StreamingTokenizer:
         keep = max(0, self.done - self.context)                        # drop audio no longer needed
         self.audio = self.audio[(keep - self.first) * self.hop:]
         self.first = keep
+        return new
+
+    def _runs(self, frame_units: list[int]) -> list[int]:
+        """Run-length deduplication across calls: a unit is emitted when its run starts."""
         started = []
-        for unit in new:
+        for unit in frame_units:
             if unit != self.last:
                 started.append(unit)
                 self.last = unit

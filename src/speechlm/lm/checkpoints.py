@@ -117,16 +117,21 @@ def load_checkpoint(ckpt: Path, contents: dict[str, Any], model: torch.nn.Module
         raise CheckpointError(f"{ckpt}: vocabulary ({saved_vocab.size} tokens, families "
                               f"{saved_vocab.names}) differs from this run's data ({vocab.size} "
                               f"tokens, {vocab.names}); was the tokenizer retrained?")
-    missing, unexpected = model.load_state_dict(contents["weights"], strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or ()) | {"lm_head.weight"}
-    missing = [k for k in missing if k not in tied]  # tied to the embeddings
-    if missing or unexpected:
-        raise CheckpointError(f"{ckpt}: weights do not match the model (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]})")
+    load_weights(model, contents["weights"], ckpt)
     optimizer.load_state_dict(contents["state"]["optimizer"])
     scheduler.load_state_dict(contents["state"]["scheduler"])
     set_rng_state(contents["state"]["rng"])
     return int(contents["info"]["step"]), int(contents["info"]["cursor"])
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path) -> None:
+    """Load saved weights into ``model`` (tied heads are not saved); CheckpointError on a mismatch."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or ()) | {"lm_head.weight"}
+    missing = [k for k in missing if k not in tied]  # tied to the embeddings
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: weights do not match the model (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]})")
 
 
 def publish_final(run_dir: Path, ckpt: Path | None) -> None:

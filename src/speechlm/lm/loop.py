@@ -42,8 +42,8 @@ from speechlm.core.errors import TrainingError
 from speechlm.core.files import atomic_write_json
 from speechlm.core.progress import progress_bar
 from speechlm.core.threads import torch_threads
-from speechlm.lm.checkpoints import (ModelSpec, debug_kill, load_checkpoint, publish_final,
-                                     resume_from, save_checkpoint, truncate_metrics)
+from speechlm.lm.checkpoints import (ModelSpec, debug_kill, load_checkpoint, load_weights,
+                                     publish_final, resume_from, save_checkpoint, truncate_metrics)
 from speechlm.lm.config import TrainConfig
 from speechlm.lm.model import count_params
 from speechlm.lm.modeldir import META_FILE
@@ -358,8 +358,7 @@ class _Run:
         """Loss of the final model on ``test`` -> best.json (reported, never used to select)."""
         from safetensors.torch import load_file
 
-        weights = load_file(self.run_dir / "model.safetensors")
-        self.net.load_state_dict(weights, strict=False)  # tied head keys are not saved
+        load_weights(self.net, load_file(self.run_dir / "model.safetensors"), self.run_dir)
         test_loss = self.evaluate(self.data.test)
         final_step = self.best["best_step"] if use_best else self.step
         self.best.update(test_loss=test_loss, test_step=final_step,
