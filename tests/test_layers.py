@@ -19,6 +19,7 @@ ALLOWED = {
     "generation": {"core", "data", "tokenizers", "lm", "vocoder"},
     "pipeline": {"core", "data", "tokenizers", "lm", "vocoder"},   # src/speechlm/pipeline.py
     "eval": {"core", "data", "tokenizers", "lm", "vocoder", "generation"},
+    "serve": {"core", "data", "tokenizers", "lm", "vocoder", "generation"},
 }
 COMMANDS = {"corpus", "tokenizer", "tokenize", "vocoder", "resynth", "text-lm", "train", "generate",
             "eval", "demo"}

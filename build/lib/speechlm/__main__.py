@@ -1,0 +1,5 @@
+import sys
+
+from speechlm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,291 @@
+"""`speechlm demo`: the whole pipeline on the embedded default, ending in an HTML report.
+
+corpus -> tokenizer -> tokens -> text LM -> cold (GSLM) and warm (TWIST) speech LMs -> vocoder
+-> eval (both speech LMs on the spoken suite, the text LM on its text version) -> continuations
+-> ``REPORT/index.html`` + ``REPORT/report.json``. Each stage runs the same CLI command a user
+would (in process) and is timed; ``--reuse`` skips stages whose outputs already exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from speechlm.core.errors import SpeechLMError
+
+RECIPES = {"gslm-tiny": "gslm-tiny.yaml", "twist-tiny": "twist-tiny.yaml"}
+# Fixed step counts, not the commands' wall-clock budgets, so two demo runs (on any machine) train
+# the same tokenizer and vocoder; sized to ~2 min each on 2 CPU cores.
+SSL_STEPS = 540
+VOCODER_STEPS = 900
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "demo", help="run the whole pipeline on the embedded default and write an HTML report",
+        description="corpus -> tokenizer -> text LM -> GSLM (cold) and TWIST (warm) tiny speech "
+        "LMs -> vocoder -> evaluation -> REPORT/index.html (comparison table, loss curves, "
+        "audio continuations) and REPORT/report.json. About 10 minutes on 2 CPU cores.")
+    parser.add_argument("--work", default="demo-work", help="work directory (default demo-work)")
+    parser.add_argument("--report", default="demo-report", help="report directory (default demo-report)")
+    parser.add_argument("--hours", type=float, default=0.5, help="corpus hours (default 0.5)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="skip stages whose outputs exist in --work (default: rebuild all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=3, help="audio continuations per model")
+    parser.add_argument("--recipes", default=None,
+                        help="folder with gslm-tiny.yaml and twist-tiny.yaml (default: configs/"
+                        "recipes of the checkout or the installed package)")
+    parser.add_argument("--lexical-n", type=int, default=200)
+    parser.add_argument("--syntactic-n", type=int, default=12, help="per BLiMP phenomenon")
+    parser.add_argument("--storycloze-n", type=int, default=60)
+    parser.set_defaults(handler=_demo)
+
+
+def _recipe_dir(explicit: str | None) -> Path:
+    candidates = [Path(explicit)] if explicit else [Path("configs/recipes"),
+                                                    Path(__file__).resolve().parents[3] / "configs"
+                                                    / "recipes",
+                                                    Path(__file__).resolve().parents[1] / "configs"
+                                                    / "recipes"]
+    for folder in candidates:
+        if all((folder / f).is_file() for f in RECIPES.values()):
+            return folder
+    raise SpeechLMError(f"recipes {', '.join(RECIPES.values())} not found in "
+                        f"{', '.join(map(str, candidates))}; pass --recipes DIR")
+
+
+def find_model_dir(run_dir: Path) -> Path | None:
+    """The model directory inside a run (the run dir itself, or its newest checkpoint)."""
+    if (run_dir / "speechlm.json").is_file() and (run_dir / "model.safetensors").is_file():
+        return run_dir
+    found = sorted(run_dir.glob("**/speechlm.json"), key=lambda p: p.stat().st_mtime)
+    return found[-1].parent if found else None
+
+
+def untrained_copy(model_dir: Path, out_dir: Path, seed: int) -> Path:
+    """Same architecture and vocabulary as ``model_dir``, random weights: the reference row that
+    shows what a benchmark gives with no learning (length and acoustic biases)."""
+    from dataclasses import replace
+
+    from speechlm.lm.model import build_model, load_speech_lm, save_speech_lm
+
+    lm = load_speech_lm(model_dir)
+    model = build_model(lm.model.config, seed=seed + 1)
+    return save_speech_lm(out_dir, model, lm.vocab, replace(lm.spec, init="untrained"))
+
+
+class Stages:
+    """Runs and times stages; prints one line per stage and a summary table at the end."""
+
+    def __init__(self, reuse: bool, record: Path | None = None) -> None:
+        self.reuse = reuse
+        self.record = record  # timings.json in the work dir: reused stages keep their old time
+        self.previous = json.loads(record.read_text()) if record and record.is_file() else {}
+        self.timings: dict[str, float] = {}
+        self.reused: list[str] = []
+
+    def run(self, name: str, done: bool, fn, clear: list[Path] = ()):
+        if self.reuse and done:
+            print(f"[demo] {name}: reusing existing output", flush=True)
+            self.timings[name] = float(self.previous.get(name, 0.0))
+            self.reused.append(name)
+            return None
+        for path in clear:  # a fresh run of a stage starts from an empty output
+            if path.exists():
+                shutil.rmtree(path)
+        print(f"[demo] {name} ...", flush=True)
+        start = time.perf_counter()
+        result = fn()
+        self.timings[name] = round(time.perf_counter() - start, 1)
+        print(f"[demo] {name}: {self.timings[name]:.1f} s", flush=True)
+        if self.record is not None:
+            self.record.write_text(json.dumps({**self.previous, **self.timings}, indent=2))
+        return result
+
+
+def _cli(argv: list[str]) -> None:
+    """Run a `speechlm` command in process; raise if it fails (its error is already printed)."""
+    from speechlm.cli import main
+
+    code = main(argv)
+    if code != 0:
+        raise SpeechLMError(f"`speechlm {' '.join(argv)}` failed with status {code}")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    work, report_dir = Path(args.work), Path(args.report)
+    work.mkdir(parents=True, exist_ok=True)
+    recipes = _recipe_dir(args.recipes)
+    corpus, tok, units, textlm, voc = (work / n for n in ("corpus", "tok", "units", "textlm", "voc"))
+    stages = Stages(args.reuse, work / "timings.json")
+    total_start = time.perf_counter()
+
+    stages.run("corpus", (corpus / "meta.json").is_file(), lambda: _cli(
+        ["corpus", "synth", "--out", str(corpus), "--hours", str(args.hours), "--voices", "12",
+         "--seed", str(args.seed)]), [corpus])
+    stages.run("tokenizer", (tok / "config.json").is_file(), lambda: _cli(
+        ["tokenizer", "train", "--corpus", str(corpus), "--features", "ssl-tiny", "--units", "100",
+         "--ssl-steps", str(SSL_STEPS), "--ssl-minutes", "0", "--out", str(tok)]), [tok])
+    stages.run("tokenize", (units / "meta.json").is_file(), lambda: _cli(
+        ["tokenize", "--tokenizer", str(tok), "--corpus", str(corpus), "--out", str(units)]),
+        [units])
+    tok_metrics_path = work / "tokenizer_metrics.json"
+
+    def tokenizer_eval():
+        from speechlm.eval.tokenizer_metrics import evaluate_tokenizer
+
+        metrics = evaluate_tokenizer(tok, corpus, seed=args.seed)  # = `speechlm tokenizer eval`
+        tok_metrics_path.write_text(json.dumps(metrics, indent=2))
+
+    stages.run("tokenizer-eval", tok_metrics_path.is_file(), tokenizer_eval)
+    stages.run("text-lm", find_model_dir(textlm) is not None, lambda: _cli(
+        ["text-lm", "train", "--out", str(textlm), "--seed", str(args.seed)]), [textlm])
+    runs = {}
+    for name, recipe in RECIPES.items():
+        run_dir = work / name
+        runs[name] = run_dir
+        overrides = [f"corpus_dir={corpus}", f"tokenizer_dir={tok}", f"units_dir={units}",
+                     f"output_dir={run_dir}", f"seed={args.seed}"]
+        if name.startswith("twist"):
+            overrides.append(f"text_lm_dir={textlm}")
+        stages.run(name, find_model_dir(run_dir) is not None, lambda r=recipe, o=overrides: _cli(
+            ["train", "--config", str(recipes / r), *o]), [run_dir])
+    stages.run("vocoder", (voc / "config.json").is_file(), lambda: _cli(
+        ["vocoder", "train", "--corpus", str(corpus), "--tokenizer", str(tok), "--out", str(voc),
+         "--steps", str(VOCODER_STEPS), "--max-minutes", "0"]),
+        [voc])
+
+    models = {name: find_model_dir(run) for name, run in runs.items()}
+    models["text-lm"] = find_model_dir(textlm)
+    missing = [n for n, p in models.items() if p is None]
+    if missing:
+        raise SpeechLMError(f"no trained model found for {', '.join(missing)} in {work}")
+    untrained = work / "untrained"
+    stages.run("untrained-baseline", find_model_dir(untrained) is not None,
+               lambda: untrained_copy(models["gslm-tiny"], untrained, args.seed), [untrained])
+    models = {"untrained": untrained, **models}
+    results = stages.run("eval", False, lambda: _evaluate(models, tok, corpus, work, args))
+    generation = stages.run("generate", False, lambda: _generate(
+        models, tok, voc, corpus, report_dir, args))
+    report = {
+        "models": {name: _model_entry(path, results.get(name)) for name, path in models.items()},
+        "tokenizer_metrics": json.loads(tok_metrics_path.read_text())
+        if tok_metrics_path.is_file() else {},
+        "generation": generation or {},
+        "timings": stages.timings,
+        "reused_stages": stages.reused,  # their timings come from the run that built them
+        "config": {"hours": args.hours, "seed": args.seed, "work": str(work.resolve())},
+    }
+    from speechlm.eval.report import write_demo_report
+
+    start = time.perf_counter()
+    page = write_demo_report(report, report_dir, runs={**runs, "text-lm": textlm})
+    stages.timings["report"] = round(time.perf_counter() - start, 1)
+    report["timings"] = stages.timings
+    (report_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    _print_summary(report, stages.timings, time.perf_counter() - total_start, page)
+    return 0
+
+
+def _model_entry(path: Path, results: dict | None) -> dict:
+    """``{path, results: {benchmark: entry}, run: metadata}`` for report.json."""
+    from speechlm.eval.harness import split_results
+
+    if results is None:
+        return {"path": str(path.resolve()), "results": None, "run": None}
+    benchmarks, run = split_results(results)
+    return {"path": str(path.resolve()), "results": benchmarks, "run": run}
+
+
+def _evaluate(models: dict[str, Path], tok: Path, corpus: Path, work: Path, args) -> dict:
+    from speechlm.eval.benchmarks import SuiteSizes, build_suite
+    from speechlm.eval.harness import EvalConfig, evaluate_lm
+    from speechlm.lm.model import load_speech_lm
+    from speechlm.tokenizers import load_tokenizer
+
+    config = EvalConfig(tokenizer_dir=str(tok), corpus_dir=str(corpus),
+                        cache_dir=str(work / "benchmarks"), seed=args.seed,
+                        sizes=SuiteSizes(args.lexical_n, args.syntactic_n, args.storycloze_n))
+    benchmarks = build_suite(config.suite, (), config.seed, config.sizes)
+    tokenizer = load_tokenizer(tok)
+    out = {}
+    for name, path in models.items():
+        lm = load_speech_lm(path)
+        start = time.perf_counter()
+        result = evaluate_lm(lm, benchmarks, config, path,
+                             tokenizer if lm.kind != "text" else None,
+                             str(tok) if lm.kind != "text" else None)
+        result["seconds"] = round(time.perf_counter() - start, 2)
+        out[name] = result
+        (work / f"eval-{name}.json").write_text(json.dumps(result, indent=2))
+        print(f"[demo]   eval {name}: {result['seconds']:.1f} s", flush=True)
+    return out
+
+
+def _generate(models: dict[str, Path], tok: Path, voc: Path, corpus: Path, report_dir: Path,
+              args) -> dict:
+    from speechlm.data.audio import write_wav
+    from speechlm.data.corpus import Corpus
+    from speechlm.eval.generation_metrics import continue_prompts, generation_metrics
+    from speechlm.lm.model import load_speech_lm
+    from speechlm.tokenizers import load_tokenizer
+    from speechlm.vocoder import load_vocoder
+
+    heldout = list(Corpus(corpus).utterances("heldout"))
+    heldout = [u for u in heldout if u.duration >= 3.0][: args.samples] or heldout[: args.samples]
+    prompts = [u.samples() for u in heldout]
+    tokenizer, vocoder = load_tokenizer(tok), load_vocoder(voc)
+    text_lm = load_speech_lm(models["text-lm"])
+    out = {}
+    audio_dir = report_dir / "audio"
+    for k, u in enumerate(heldout):
+        write_wav(audio_dir / f"prompt-{k}.wav", prompts[k][: int(2.0 * 16000)])
+    for name, path in models.items():
+        if name in ("text-lm", "untrained"):
+            continue
+        lm = load_speech_lm(path)
+        conts = continue_prompts(lm, tokenizer, vocoder, prompts, prompt_seconds=2.0,
+                                 max_new_tokens=150, temperature=0.8, top_k=50, seed=args.seed)
+        samples = []
+        for k, c in enumerate(conts):
+            rel = f"audio/{name}-{k}.wav"
+            write_wav(report_dir / rel, c.audio)
+            samples.append({"prompt_text": heldout[k].text, "prompt_wav": f"audio/prompt-{k}.wav",
+                            "wav": rel, "transcript": c.transcript,
+                            "units": len(c.units)})
+        out[name] = {"metrics": generation_metrics(conts, text_lm), "samples": samples}
+    return out
+
+
+def _print_summary(report: dict, timings: dict, total: float, page: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    names = [n for n, m in report["models"].items() if m.get("results")]
+    benches = sorted({b for n in names for b in report["models"][n]["results"]})
+    table = Table(title="demo: accuracy [95% CI]")
+    table.add_column("benchmark")
+    for n in names:
+        table.add_column(n, justify="right")
+    for b in benches:
+        row = []
+        for n in names:
+            e = report["models"][n]["results"].get(b)
+            row.append(f"{e['accuracy']:.3f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]" if e else "-")
+        table.add_row(b, *row)
+    console.print(table)
+    timing = Table(title="stage timings")
+    timing.add_column("stage")
+    timing.add_column("seconds", justify="right")
+    for stage, seconds in timings.items():
+        timing.add_row(stage, f"{seconds:.1f}")
+    timing.add_row("[bold]total (wall)", f"{total:.1f}")
+    console.print(timing)
+    print(f"report: {page}")
+    sys.stdout.flush()

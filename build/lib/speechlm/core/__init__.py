@@ -1,0 +1,1 @@
+"""Shared infrastructure: errors, config, checkpoints, seeding, progress. Imports nothing from speechlm."""

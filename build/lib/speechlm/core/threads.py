@@ -1,0 +1,44 @@
+"""Torch intra-op thread counts that do not leak out of the function that needs them.
+
+Tokenizer/vocoder training, encoding and evaluation pick their own thread count (short clips
+encode several times faster on one thread than on two when the cores are busy). A caller running
+several stages in one process (``speechlm demo``) must get its own setting back afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Set torch's intra-op threads to ``n`` (None: leave as is) and restore them on exit."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def with_torch_threads(fn: F) -> F:
+    """Decorator: run ``fn`` under :func:`torch_threads` of its own ``threads`` argument."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        with torch_threads(bound.arguments["threads"]):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""Audio IO, the corpus format, the synthetic corpus and importers of real corpora."""

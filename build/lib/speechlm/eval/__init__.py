@@ -1,0 +1,1 @@
+"""Evaluation: spoken/text benchmarks (lexical, syntactic, storycloze), scoring, generation metrics, reports."""

@@ -1,0 +1,286 @@
+"""Benchmark builders: sWUGGY-, sBLIMP-, tStoryCloze-/sStoryCloze-like pairs, and user pairs.
+
+A :class:`Benchmark` is a versioned, deterministic (for a seed) tuple of :class:`Pair` s. Each pair
+has a text form (scored by text LMs) and a spoken form (what espeak reads; nonwords go through
+espeak phoneme input). :mod:`speechlm.eval.spoken` renders them with held-out voices and caches
+the audio.
+
+Construction (see docs/eval.md):
+
+* lexical: real words from the training text (4-9 letters, 1-3 syllables, in the CMU dictionary)
+  and one wuggy nonword each, matched as wuggy's classic mode does (same syllable/segment
+  structure, transition frequencies by concentric search, 2/3 subsyllabic overlap, not a word).
+  Both are spoken from their phonemes, with the word's stress pattern. The list is generated once
+  (``lexicon.write_lexical_asset``) and shipped, because wuggy's search is time-bounded.
+* syntactic: BLiMP minimal pairs, ``n_per_phenomenon`` from each of 12 shipped phenomena.
+* storycloze: three consecutive sentences inside one paragraph of a public-domain book that is
+  not in the training text; the first two are the context and the third the true ending.
+  ``tstorycloze`` pairs it with a random sentence from a *different* book; ``sstorycloze`` with a
+  sentence from the *same* book, from another paragraph at least 20 sentences away, preferring one
+  that shares a content word with the context (same topic and style, hence harder).
+* pairs: any BLiMP-format JSONL file (``sentence_good``, ``sentence_bad``; optional ``UID``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from speechlm.core.errors import DataError
+
+LEXICAL_VERSION = "lexical-1"
+SYNTACTIC_VERSION = "syntactic-1"
+STORYCLOZE_VERSION = "storycloze-1"
+PAIRS_VERSION = "pairs-1"
+SUITES = ("lexical", "syntactic", "storycloze")
+_ALLOWED = re.compile(r"^[A-Z][A-Za-z ,;:'.!?-]*[.!?]$")
+_SENTENCE_END = re.compile(r"(?<!\bMr\.)(?<!\bMrs\.)(?<!\bDr\.)(?<!\bSt\.)(?<=[.!?])\s+")
+_STOP = set("""a an the and or but if of to in on at by for with from as is was were be been are
+it its he she they we you i me him her them his their our your my this that these those not no so
+then than there here what which who whom when where why how all any some one would could should
+will shall may might must can had has have do did does said upon into out up down very more much
+such only own same other""".split())
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One minimal pair. ``good_speech``/``bad_speech`` override what espeak reads (``[[..]]``
+    phonemes for nonwords); ``prefix`` is a shared spoken/text context (storycloze)."""
+
+    id: str
+    good: str
+    bad: str
+    group: str = "all"
+    good_speech: str | None = None
+    bad_speech: str | None = None
+    prefix: str = ""
+
+    def text(self, which: str) -> str:
+        body = self.good if which == "good" else self.bad
+        return f"{self.prefix} {body}" if self.prefix else body
+
+    def speech(self, which: str) -> str:
+        override = self.good_speech if which == "good" else self.bad_speech
+        return override or (self.good if which == "good" else self.bad)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    version: str
+    pairs: tuple[Pair, ...]
+    params: dict = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """Content hash: equal fingerprints mean identical pairs (used as the cache key)."""
+        digest = hashlib.sha1(f"{self.name}\n{self.version}\n".encode())
+        for pair in self.pairs:
+            digest.update(json.dumps(asdict(pair), sort_keys=True).encode())
+        return digest.hexdigest()[:12]
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted({p.group for p in self.pairs})
+
+    def to_jsonl(self, path: str | Path) -> None:
+        with open(path, "w", encoding="utf-8") as handle:
+            for pair in self.pairs:
+                handle.write(json.dumps(asdict(pair), ensure_ascii=False) + "\n")
+
+
+def _assets():
+    return resources.files("speechlm.eval") / "assets"
+
+
+def _sample(n_total: int, n: int | None, seed: int) -> list[int]:
+    """Sorted indices of a seeded sample (all of them when ``n`` is None or too large)."""
+    if n is None or n >= n_total:
+        return list(range(n_total))
+    return sorted(np.random.default_rng(seed).permutation(n_total)[:n].tolist())
+
+
+def lexical_benchmark(n: int | None = 200, seed: int = 0) -> Benchmark:
+    """sWUGGY-like word/nonword pairs from the shipped wuggy list (see module docstring)."""
+    from speechlm.eval.lexicon import stress_position, to_espeak
+
+    rows = [json.loads(line) for line in
+            (_assets() / "lexical_pairs.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    pairs = []
+    for i in _sample(len(rows), n, seed):
+        row = rows[i]
+        word_syl, non_syl = row["word_ipa"].split("-"), row["nonword_ipa"].split("-")
+        stress = stress_position(word_syl)
+        pairs.append(Pair(id=f"lex-{i:04d}", good=row["word"], bad=row["nonword_spelling"],
+                          group="all", good_speech=to_espeak(word_syl, stress),
+                          bad_speech=to_espeak(non_syl, min(stress, len(non_syl) - 1))))
+    return Benchmark("lexical", LEXICAL_VERSION, tuple(pairs), {"n": n, "seed": seed})
+
+
+def syntactic_benchmark(n_per_phenomenon: int | None = 12, seed: int = 0,
+                        blimp_dir: str | Path | None = None) -> Benchmark:
+    """sBLIMP-like pairs: ``n_per_phenomenon`` BLiMP pairs from each phenomenon file.
+
+    ``blimp_dir`` (e.g. a full BLiMP checkout) replaces the 12 phenomena shipped in the package.
+    """
+    folder = Path(blimp_dir) if blimp_dir else Path(str(_assets() / "blimp"))
+    files = sorted(folder.glob("*.jsonl"))
+    if not files:
+        raise DataError(f"{folder}: no BLiMP .jsonl files")
+    pairs: list[Pair] = []
+    for k, path in enumerate(files):
+        rows = read_pairs_file(path)
+        for i in _sample(len(rows), n_per_phenomenon, seed + k):
+            pairs.append(rows[i])
+    return Benchmark("syntactic", SYNTACTIC_VERSION, tuple(pairs),
+                     {"n_per_phenomenon": n_per_phenomenon, "seed": seed,
+                      "phenomena": [f.stem for f in files]})
+
+
+def read_pairs_file(path: str | Path, name: str | None = None) -> list[Pair]:
+    """Read BLiMP-format JSONL (``sentence_good``, ``sentence_bad``; ``UID`` groups results).
+
+    Raises DataError naming the file and line for bad JSON, missing/empty fields or no pairs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: pairs file not found")
+    pairs = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") \
+                from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        for key in ("sentence_good", "sentence_bad"):
+            value = row.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(f"{path}:{lineno}: field {key!r} is missing or empty "
+                                f"(BLiMP format needs 'sentence_good' and 'sentence_bad')")
+        group = str(row.get("UID") or name or path.stem)
+        pair_id = f"{group}-{row.get('pairID', lineno)}"
+        pairs.append(Pair(id=pair_id, good=row["sentence_good"].strip(),
+                          bad=row["sentence_bad"].strip(), group=group))
+    if not pairs:
+        raise DataError(f"{path}: no pairs in this file")
+    return pairs
+
+
+def pairs_benchmark(path: str | Path) -> Benchmark:
+    """A user's BLiMP-format pairs file as a benchmark named ``pairs:<file stem>``."""
+    path = Path(path)
+    return Benchmark(f"pairs:{path.stem}", PAIRS_VERSION, tuple(read_pairs_file(path)),
+                     {"file": str(path.resolve())})
+
+
+def _paragraph_sentences(text: str) -> list[list[str]]:
+    """Paragraphs (blank-line separated) -> clean sentences, keeping their order and adjacency
+    (a sentence that fails the filter becomes None so that neighbours stay neighbours)."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text):
+        block = re.sub(r"\[.*?\]|_|\"|--", " ", block)
+        block = re.sub(r"\s+", " ", block).strip()
+        if not block:
+            continue
+        sentences = []
+        for raw in _SENTENCE_END.split(block):
+            s = raw.strip().strip("'")
+            ok = _ALLOWED.match(s) and 4 <= len(s.split()) <= 16
+            sentences.append(s if ok else None)
+        paragraphs.append(sentences)
+    return paragraphs
+
+
+def _content_words(sentence: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]+", sentence.lower()) if len(w) > 3 and w not in _STOP}
+
+
+def storycloze_benchmarks(n: int | None = 60, seed: int = 0,
+                          text_dir: str | Path | None = None) -> tuple[Benchmark, Benchmark]:
+    """(tstorycloze, sstorycloze) over the same stories and true endings (see module docstring)."""
+    folder = Path(text_dir) if text_dir else Path(str(_assets() / "stories"))
+    books = sorted(folder.glob("*.txt"))
+    if len(books) < 2:
+        raise DataError(f"{folder}: storycloze needs at least 2 .txt books, found {len(books)}")
+    stories = []   # (book index, flat position of the ending, context, ending)
+    flat: list[list[tuple[int, str]]] = []  # per book: (position, sentence) of usable sentences
+    for b, path in enumerate(books):
+        position, usable = 0, []
+        for para_index, para in enumerate(_paragraph_sentences(path.read_text(encoding="utf-8"))):
+            for j, sentence in enumerate(para):
+                if sentence is not None:
+                    usable.append((position, sentence, para_index))
+                if j >= 2 and None not in para[j - 2:j + 1]:
+                    stories.append((b, position, f"{para[j - 2]} {para[j - 1]}", sentence))
+                position += 1
+        flat.append(usable)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(stories))
+    chosen, used_endings = [], set()
+    for idx in order:  # non-overlapping stories: no ending reused
+        b, pos, context, ending = stories[idx]
+        if (b, pos) in used_endings or (b, pos - 1) in used_endings or (b, pos + 1) in used_endings:
+            continue
+        used_endings.add((b, pos))
+        chosen.append(int(idx))
+        if n is not None and len(chosen) >= n:
+            break
+    t_pairs, s_pairs = [], []
+    for idx in sorted(chosen):
+        b, pos, context, ending = stories[idx]
+        n_words = len(ending.split())
+
+        def close(candidates):  # similar length, deterministic pick
+            near = [c for c in candidates if abs(len(c[1].split()) - n_words) <= 3] or candidates
+            return near[int(rng.integers(len(near)))][1]
+
+        others = [s for ob, usable in enumerate(flat) if ob != b for s in usable]
+        random_ending = close(others)
+        same_book = [s for s in flat[b] if abs(s[0] - pos) >= 20 and s[1] != ending]
+        topic = _content_words(context)
+        overlapping = [s for s in same_book if _content_words(s[1]) & topic]
+        same_topic = close(overlapping or same_book)
+        sid = f"{books[b].stem}-{pos:05d}"
+        t_pairs.append(Pair(id=sid, good=ending, bad=random_ending, group=books[b].stem,
+                            prefix=context))
+        s_pairs.append(Pair(id=sid, good=ending, bad=same_topic, group=books[b].stem,
+                            prefix=context))
+    params = {"n": n, "seed": seed, "books": [p.name for p in books]}
+    return (Benchmark("tstorycloze", STORYCLOZE_VERSION, tuple(t_pairs), params),
+            Benchmark("sstorycloze", STORYCLOZE_VERSION, tuple(s_pairs), params))
+
+
+@dataclass(frozen=True)
+class SuiteSizes:
+    """Default benchmark sizes: moderate, so the spoken suite of a tiny model takes minutes."""
+
+    lexical: int | None = 200
+    syntactic_per_phenomenon: int | None = 12
+    storycloze: int | None = 60
+
+
+def build_suite(suite: list[str] | tuple[str, ...], pairs_files: list[str | Path] = (),
+                seed: int = 0, sizes: SuiteSizes = SuiteSizes()) -> list[Benchmark]:
+    """Benchmarks for suite names (``lexical``, ``syntactic``, ``storycloze`` = t+s) plus files."""
+    unknown = [s for s in suite if s not in SUITES]
+    if unknown:
+        raise DataError(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}")
+    out: list[Benchmark] = []
+    for name in suite:
+        if name == "lexical":
+            out.append(lexical_benchmark(sizes.lexical, seed))
+        elif name == "syntactic":
+            out.append(syntactic_benchmark(sizes.syntactic_per_phenomenon, seed))
+        elif name == "storycloze":
+            out.extend(storycloze_benchmarks(sizes.storycloze, seed))
+    out.extend(pairs_benchmark(p) for p in pairs_files)
+    return out

@@ -1,0 +1,1 @@
+"""Autoregressive sampling with KV cache."""

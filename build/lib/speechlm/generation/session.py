@@ -1,0 +1,241 @@
+"""A streaming conversation with a speech LM: audio frames in, audio/units/events out.
+
+One :class:`Session` per user (per connection of a server). It keeps the LM's KV cache, the
+streaming tokenizer and vocoder and the turn state between calls::
+
+    session = Session(SpeechPipeline.load(model_dir, vocoder_dir=voc, need_tokenizer=True))
+    for chunk in microphone:                 # any size; session.frame_samples = one unit frame
+        out = session.push(chunk)            # listening: units in; speaking: response audio out
+        play(out.audio); show(out.events)
+    session.end_turn()                       # the user finished: respond
+    while session.state == "speaking":
+        play(session.step().audio)           # the continuation, one chunk of units at a time
+
+States, each change reported as an :class:`Event`: ``silent`` (nothing heard, nothing to say),
+``listening`` (the user speaks; audio is tokenized with a look-ahead and fed to the LM as it
+arrives), ``speaking`` (after :meth:`end_turn`: the LM continues and the vocoded audio streams
+out), ``interrupted`` (the user spoke while the session was speaking: the response stops at
+once and the new audio starts the next turn). Speech is detected by chunk energy
+(``speech_db``, dBFS). For today's continuation LMs a response continues the user's utterance;
+each later turn starts a new utterance (``<eos>`` ``<bos>``) in the same context. When the context
+would overflow, the last half of the history is kept (event ``context_reset``).
+
+Which stages are causal and what streaming costs in unit accuracy: :mod:`speechlm.generation.streaming`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from speechlm.core.errors import ConfigError
+from speechlm.data.audio import SAMPLE_RATE
+from speechlm.generation.pipeline import Sampling, SpeechPipeline
+from speechlm.generation.sampling import Decoder, NextStep, check_sampling, sample
+from speechlm.generation.streaming import StreamingTokenizer, StreamingVocoder
+
+STATES = ("silent", "listening", "speaking", "interrupted")
+
+
+@dataclass
+class Event:
+    type: str                     # state | end_of_turn | end_of_response | interrupted | context_reset
+    state: str                    # the session's state after the event
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepOutput:
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    tokens: list[int] = field(default_factory=list)   # units heard (listening) or said (speaking)
+    text: str = ""                                     # text output (none for unit LMs)
+    events: list[Event] = field(default_factory=list)
+
+
+class Session:
+    """See the module docstring. ``pipeline`` is a loaded :class:`SpeechPipeline` or a model dir."""
+
+    def __init__(self, pipeline: SpeechPipeline | str | Path, sampling: Sampling | None = None,
+                 seed: int = 0, response_chunk: int = 10, tokenizer_lookahead: int = 4,
+                 tokenizer_context: int = 50, vocoder_context: int = 8, vocoder_lookahead: int = 4,
+                 speech_db: float = -40.0) -> None:
+        if not isinstance(pipeline, SpeechPipeline):
+            pipeline = SpeechPipeline.load(pipeline, need_tokenizer=True)
+        lm = pipeline.lm
+        if lm.kind != "speech" or lm.space.n_rows != 1:
+            raise ConfigError(f"{lm.path}: a Session needs a one-stream speech LM (this one is "
+                              f"{lm.kind} with {lm.space.n_rows} model rows)")
+        self.pipeline, self.lm = pipeline, lm
+        self.sampling = sampling or Sampling(150, 0.8, 50)
+        check_sampling(self.sampling.temperature, self.sampling.max_new_tokens, self.sampling.top_p)
+        self.seed, self.response_chunk, self.speech_db = seed, response_chunk, speech_db
+        self.listener = StreamingTokenizer(pipeline.tokenizer, tokenizer_lookahead, tokenizer_context) \
+            if pipeline.tokenizer is not None else None
+        self.speaker = StreamingVocoder(pipeline.vocoder, vocoder_context, vocoder_lookahead) \
+            if pipeline.vocoder is not None else None
+        self.decoder = Decoder(lm.model)
+        self.reset()
+
+    sample_rate = SAMPLE_RATE
+    frame_samples = 320  # one unit frame (20 ms at 50 Hz)
+
+    def reset(self) -> None:
+        """Forget the conversation: empty context, state ``silent``."""
+        self.decoder.reset()
+        self.history: list[int] = []          # every id fed to the LM, for context resets
+        self.state = "silent"
+        self.turns = 0
+        self.next: NextStep | None = None
+        self.pending_start: list[int] = []    # ids that open the current turn, fed with its first units
+        self.pending_audio = np.zeros(0, dtype=np.float32)
+        self._reset_streams()
+
+    def _reset_streams(self) -> None:
+        self.said = 0
+        self.ended = False
+        self.generator: torch.Generator | None = None
+        if self.listener is not None:
+            self.listener.reset()
+        if self.speaker is not None:
+            self.speaker.reset()
+
+    # ---------------------------------------------------------------- listening
+
+    def push(self, audio: np.ndarray) -> StepOutput:
+        """Audio from the user; returns as many samples of output audio (silence when there is
+        nothing to say). Listening: the audio is tokenized and fed to the LM. Speaking: user speech
+        interrupts; otherwise the response continues."""
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        speech = audio.size > 0 and 20 * np.log10(np.sqrt(np.mean(audio ** 2)) + 1e-12) > self.speech_db
+        if self._saying() and not speech:
+            return self._take(audio.size)
+        out = self.interrupt()
+        out.audio = np.zeros(audio.size, dtype=np.float32)
+        if self.state != "listening":
+            if not speech:
+                return out
+            out.events += self._start_turn()
+        if self.listener is None:
+            raise ConfigError(f"{self.lm.path}: no speech tokenizer loaded to hear audio; load the "
+                              "pipeline with need_tokenizer=True or use push_units")
+        self._feed_units(self.listener.push(audio), out)
+        return out
+
+    def push_units(self, units: list[int]) -> StepOutput:
+        """Units heard (instead of audio): fed to the LM as one chunk."""
+        out = self.interrupt()
+        if self.state != "listening":
+            out.events += self._start_turn()
+        self._feed_units([int(u) for u in units], out)
+        return out
+
+    def end_turn(self) -> StepOutput:
+        """The user finished: fix the remaining audio, then respond (state ``speaking``)."""
+        out = StepOutput()
+        if self.state != "listening":
+            return out
+        if self.listener is not None:
+            self._feed_units(self.listener.flush(), out)
+        if self.next is None:  # nothing heard: the response starts from the turn's start
+            self.next = self._feed(self.pending_start, out)
+            self.pending_start = []
+        self.generator = torch.Generator(device=self.decoder.device).manual_seed(self.seed + self.turns - 1)
+        self.state = "speaking"
+        out.events += [Event("end_of_turn", self.state, {"turn": self.turns}),
+                       Event("state", self.state)]
+        return out
+
+    # ---------------------------------------------------------------- speaking
+
+    def step(self) -> StepOutput:
+        """The next ``response_chunk`` units of the response and the audio that is ready."""
+        out = StepOutput()
+        if self.state != "speaking":
+            return out
+        s, eos = self.sampling, self.lm.vocab.eos_id
+        for _ in range(self.response_chunk if s.max_new_tokens else 0):
+            token = sample(self.next.row(0), s.temperature, s.top_k, s.top_p, self.generator)
+            self.said += 1
+            self.ended = s.stop_at_eos and token == eos
+            if not self.ended:
+                out.tokens += self.lm.decode_units([token])
+            if self.ended or self.said == s.max_new_tokens:
+                break
+            self.next = self._feed([token], out)
+        if self.speaker is not None:
+            out.audio = self.speaker.push(out.tokens)
+        if self.ended or self.said >= s.max_new_tokens:
+            if self.speaker is not None:
+                out.audio = np.concatenate([out.audio, self.speaker.flush()])
+            self.state = "silent"
+            out.events += [Event("end_of_response", self.state, {"units": self.said, "eos": self.ended}),
+                           Event("state", self.state)]
+        return out
+
+    def _saying(self) -> bool:
+        """Still speaking, or response audio not yet played out."""
+        return self.state == "speaking" or self.pending_audio.size > 0
+
+    def interrupt(self) -> StepOutput:
+        """Stop the response now (the user spoke); response audio not yet played is dropped."""
+        if not self._saying():
+            return StepOutput()
+        self.state = "interrupted"
+        dropped = self.pending_audio.size
+        self.pending_audio = np.zeros(0, dtype=np.float32)
+        return StepOutput(events=[Event("interrupted", self.state,
+                                        {"units_said": self.said, "audio_dropped": int(dropped)})])
+
+    def _take(self, n: int) -> StepOutput:
+        """``n`` samples of response audio, generating chunks as needed (zeros once it ended)."""
+        out = StepOutput()
+        while self.pending_audio.size < n and self.state == "speaking":
+            chunk = self.step()
+            out.tokens += chunk.tokens
+            out.events += chunk.events
+            self.pending_audio = np.concatenate([self.pending_audio, chunk.audio])
+        audio = self.pending_audio[:n]
+        self.pending_audio = self.pending_audio[n:]
+        out.audio = np.concatenate([audio, np.zeros(n - audio.size, dtype=np.float32)])
+        return out
+
+    # ---------------------------------------------------------------- the LM context
+
+    def _turn_start(self) -> list[int]:
+        """``<bos>`` for the first turn; ``[<eos>] <bos>`` after a response (a new utterance)."""
+        vocab = self.lm.vocab
+        ended = bool(self.history) and self.history[-1] == vocab.eos_id
+        return ([] if not self.history or ended else [vocab.eos_id]) + [vocab.bos_id]
+
+    def _start_turn(self) -> list[Event]:
+        self._reset_streams()
+        self.turns += 1
+        self.next = None
+        self.pending_start = self._turn_start()
+        self.state = "listening"
+        return [Event("state", self.state, {"turn": self.turns})]
+
+    def _feed_units(self, units: list[int], out: StepOutput) -> None:
+        """Feed heard units (after the turn's start ids, once) and report them."""
+        if not units:
+            return
+        ids = self.pending_start + self.lm.vocab.encode("units", units)
+        self.pending_start = []
+        self.next = self._feed(ids, out)
+        out.tokens += units
+
+    def _feed(self, ids: list[int], out: StepOutput | None = None) -> NextStep:
+        limit = self.decoder.limit
+        if limit is not None and self.decoder.length + len(ids) > limit:
+            keep = [self.lm.vocab.bos_id] + (self.history + ids)[-(limit // 2):]
+            self.decoder.reset()
+            self.history = []
+            ids = keep
+            if out is not None:
+                out.events.append(Event("context_reset", self.state, {"kept": len(keep)}))
+        self.history += ids
+        return self.decoder.feed(ids)

@@ -1,0 +1,1 @@
+"""Model initialization: cold (random) and warm (from a text LM, TWIST)."""

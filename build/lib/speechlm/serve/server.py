@@ -1,0 +1,183 @@
+"""``speechlm serve``: an aiohttp server for the page (``/``), the protocol (``/ws``) and ``/stats``.
+
+aiohttp serves the static page, the websocket endpoint and a JSON status route from one asyncio
+server, and its client drives ``speechlm client`` and the benchmark, so one well-kept library
+covers both ends. Sessions run in a thread pool (torch releases the GIL inside its kernels); the
+event loop only moves bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import psutil
+from aiohttp import web
+
+from speechlm.serve.connection import Connection, Limits
+from speechlm.serve.protocol import Kind, pack
+from speechlm.serve.session import SessionFactory
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(str(resources.files("speechlm.serve") / "static"))
+HARD_CAP_FACTOR = 4  # aiohttp closes the connection (1009) above this many times the limit
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8998
+    max_sessions: int = 32
+    workers: int = len(os.sched_getaffinity(0))  # one per usable core
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass
+class Stats:
+    sessions_active: int = 0
+    sessions_total: int = 0
+    rejected_full: int = 0
+    frames_in: int = 0
+    frames_dropped: int = 0
+    protocol_errors: int = 0
+    closed: Counter = field(default_factory=Counter)  # why sessions ended
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sessions_active": self.sessions_active, "sessions_total": self.sessions_total,
+                "rejected_full": self.rejected_full, "frames_in": self.frames_in,
+                "frames_dropped": self.frames_dropped, "protocol_errors": self.protocol_errors,
+                "closed": dict(self.closed),
+                "rss_bytes": psutil.Process().memory_info().rss}
+
+
+class Server:
+    """The application: one :class:`Connection` (and session) per websocket."""
+
+    def __init__(self, factory: SessionFactory, config: ServeConfig) -> None:
+        self.factory, self.config = factory, config
+        self.stats = Stats()
+        self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="speechlm-session")
+        self.connections: set[Connection] = set()
+        self.shutting_down = False
+        self.app = web.Application()
+        self.app.router.add_get("/", self._index)
+        self.app.router.add_get("/ws", self._websocket)
+        self.app.router.add_get("/stats", self._stats)
+        self.app.router.add_static("/static/", STATIC)
+        self.app.on_shutdown.append(self._close_all)
+
+    async def _index(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats.to_dict())
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        limits = self.config.limits
+        ws = web.WebSocketResponse(max_msg_size=HARD_CAP_FACTOR * limits.max_message_bytes,
+                                   heartbeat=30.0)
+        await ws.prepare(request)
+        if self.stats.sessions_active >= self.config.max_sessions:
+            self.stats.rejected_full += 1
+            with contextlib.suppress(ConnectionError):
+                await ws.send_bytes(pack(Kind.ERROR, f"server full: {self.config.max_sessions} "
+                                                     "sessions (--max-sessions); try again later"))
+            await _close(ws, request, code=1013)
+            return ws
+        self.stats.sessions_active += 1
+        self.stats.sessions_total += 1
+        sid = self.stats.sessions_total
+        reason = "error"
+        connection = None
+        try:
+            loop = asyncio.get_running_loop()
+            try:
+                session = await loop.run_in_executor(self.executor, self.factory.new_session)
+            except Exception as err:  # noqa: BLE001 - any model failure ends this session only
+                log.exception("session %d: new_session failed", sid)
+                with contextlib.suppress(ConnectionError):
+                    await ws.send_bytes(pack(Kind.ERROR, f"cannot open a session: "
+                                                         f"{type(err).__name__}: {err}"))
+                return ws
+            connection = Connection(ws, self.factory, session, self.executor, limits, sid)
+            self.connections.add(connection)
+            reason = await connection.run()
+        finally:
+            if self.shutting_down and reason in ("client", "client_gone"):
+                reason = "shutdown"
+            self.stats.sessions_active -= 1
+            self.stats.closed[reason] += 1
+            if connection is not None:
+                self.connections.discard(connection)
+                self.stats.frames_in += connection.frames_in
+                self.stats.frames_dropped += connection.dropped
+                self.stats.protocol_errors += connection.protocol_errors
+            if not self.shutting_down:  # on shutdown, _close_all closes it (code 1001)
+                await _close(ws, request, code=1000 if reason == "client" else 1011)
+            log.info("session %d closed (%s)", sid, reason)
+        return ws
+
+    async def _close_all(self, app: web.Application) -> None:
+        """On shutdown: tell every client, close every websocket (code 1001 going away)."""
+        self.shutting_down = True
+        await asyncio.gather(*(c.try_send(pack(Kind.ERROR, "server shutting down"))
+                               for c in list(self.connections)))
+        await asyncio.gather(*(c.ws.close(code=1001, message=b"server shutting down")
+                               for c in list(self.connections)), return_exceptions=True)
+
+
+async def _close(ws: web.WebSocketResponse, request: web.Request, code: int) -> None:
+    """Close politely; a client that does not take the close frame is cut off."""
+    if ws.closed:
+        return
+    try:
+        await asyncio.wait_for(ws.close(code=code), 5.0)
+    except (asyncio.TimeoutError, ConnectionError):
+        if request.transport is not None:
+            request.transport.abort()
+
+
+async def serve(factory: SessionFactory, config: ServeConfig,
+                on_listening: Callable[[list[str]], None] | None = None,
+                stop: asyncio.Event | None = None) -> Stats:
+    """Warm the model up, listen, and serve until SIGINT/SIGTERM (or ``stop``) arrives."""
+    loop = asyncio.get_running_loop()
+    server = Server(factory, config)
+    await loop.run_in_executor(server.executor, factory.warmup)
+    runner = web.AppRunner(server.app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    stop = stop or asyncio.Event()
+    handled = []
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+        if on_listening is not None:
+            on_listening([_url(address) for address in runner.addresses])
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                handled.append(sig)
+            except (RuntimeError, ValueError):  # not the main thread (tests run servers in threads)
+                pass
+        await stop.wait()
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+        server.executor.shutdown(wait=True, cancel_futures=True)
+    return server.stats
+
+
+def _url(address: Any) -> str:
+    host, port = address[0], address[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

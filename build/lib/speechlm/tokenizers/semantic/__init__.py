@@ -1,0 +1,1 @@
+"""Semantic (HuBERT-style) units: SSL or spectral features + k-means + run-length dedup."""

@@ -1,0 +1,123 @@
+"""Serve a trained speech LM: the core's streaming :class:`~speechlm.generation.session.Session`
+behind the server's :class:`~speechlm.serve.session.SessionFactory` interface.
+
+The model directory brings its speech tokenizer (the one it records, or ``tokenizer_dir``); the
+vocoder is given explicitly (``speechlm serve --vocoder DIR``), since a model directory records
+no vocoder. Two things are added on top of the core session, both for people at a microphone:
+
+* **end of turn after a pause**: a turn-based continuation model answers only after
+  ``end_turn``; the adapter calls it once the user has been quiet for ``end_of_turn_ms`` after
+  speaking (0 = only the client's ``end_turn`` control);
+* **the reply starts at once**: after ``end_turn`` the first chunk of the response is generated
+  in the same call, so its audio goes out with the acknowledgement instead of waiting for the
+  next input frame.
+
+Silence the core session returns while it has nothing to say is not sent (it would cost 256
+kbit/s per idle session); the ``interrupted`` event is reported as the frame's state so clients
+stop playback at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechlm.core.errors import ConfigError
+from speechlm.generation.pipeline import Sampling, SpeechPipeline
+from speechlm.generation.session import Session, StepOutput
+from speechlm.serve.session import Output
+
+
+@dataclass
+class SpeechLMFactory:
+    """One loaded model (weights shared by every session) and how its sessions behave."""
+
+    pipeline: SpeechPipeline
+    sampling: Sampling
+    seed: int = 0
+    frame_ms: int = 80
+    end_of_turn_ms: int = 640
+    name: str = "speechlm"
+    sample_rate: int = Session.sample_rate
+
+    @property
+    def frame_samples(self) -> int:
+        return self.sample_rate * self.frame_ms // 1000
+
+    def new_session(self) -> ServedSession:
+        return ServedSession(Session(self.pipeline, self.sampling, seed=self.seed), self)
+
+    def warmup(self) -> None:
+        """Hear a second of noise, answer it, reset: lazy initialisation is paid before serving."""
+        session = self.new_session()
+        rng = np.random.default_rng(0)
+        noise = (0.1 * rng.standard_normal(self.sample_rate)).astype(np.float32)
+        for start in range(0, noise.size, self.frame_samples):
+            session.push(noise[start:start + self.frame_samples])
+        session.end_turn()
+        session.push(np.zeros(self.frame_samples, np.float32))
+        session.reset()
+
+
+def load_model_factory(model_dir: str | Path, vocoder_dir: str | Path,
+                       tokenizer_dir: str | Path | None = None,
+                       sampling: Sampling | None = None, seed: int = 0, frame_ms: int = 80,
+                       end_of_turn_ms: int = 640) -> SpeechLMFactory:
+    """Load ``model_dir`` with its tokenizer and the vocoder at ``vocoder_dir`` (units checked)."""
+    if frame_ms < 10 or end_of_turn_ms < 0:
+        raise ConfigError(f"frame_ms={frame_ms} must be >= 10 and end_of_turn_ms="
+                          f"{end_of_turn_ms} >= 0")
+    pipeline = SpeechPipeline.load(model_dir, tokenizer_dir=None if tokenizer_dir is None else
+                                   str(tokenizer_dir), vocoder_dir=str(vocoder_dir),
+                                   need_tokenizer=True)
+    return SpeechLMFactory(pipeline, sampling or Sampling(150, 0.8, 50), seed, frame_ms,
+                           end_of_turn_ms, name=Path(model_dir).resolve().name)
+
+
+class ServedSession:
+    """A core :class:`Session` seen through the server's ``push / end_turn / reset``."""
+
+    def __init__(self, session: Session, factory: SpeechLMFactory) -> None:
+        self.session, self.factory = session, factory
+        self.quiet_ms = 0  # quiet since the user last spoke (while listening)
+
+    def push(self, frame: np.ndarray) -> Output:
+        with torch.inference_mode():  # grad mode is per thread: the worker's must be off too
+            output = self._convert(self.session.push(frame))
+        if self.session.state != "listening":
+            self.quiet_ms = 0
+            return output
+        rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64)))) if frame.size else 0.0
+        speech = 20 * np.log10(rms + 1e-12) > self.session.speech_db
+        self.quiet_ms = 0 if speech else self.quiet_ms + self.factory.frame_ms
+        if self.factory.end_of_turn_ms and self.quiet_ms >= self.factory.end_of_turn_ms:
+            return _merge(output, self.end_turn())
+        return output
+
+    def end_turn(self) -> Output:
+        self.quiet_ms = 0
+        with torch.inference_mode():
+            ended = self._convert(self.session.end_turn())
+            if self.session.state != "speaking":
+                return ended
+            return _merge(ended, self._convert(self.session.step()))
+
+    def reset(self) -> None:
+        self.session.reset()
+        self.quiet_ms = 0
+
+    def _convert(self, out: StepOutput) -> Output:
+        events = [e.type for e in out.events if e.type != "state"]
+        audio = out.audio if np.any(out.audio) else np.zeros(0, np.float32)
+        state = "interrupted" if "interrupted" in events else self.session.state
+        return Output(state, np.asarray(audio, np.float32), out.text, list(out.tokens), events)
+
+
+def _merge(first: Output, second: Output) -> Output:
+    """Two outputs of one call, in order (the later state wins unless the first interrupted)."""
+    return Output("interrupted" if first.state == "interrupted" else second.state,
+                  np.concatenate([first.audio, second.audio]), first.text + second.text,
+                  first.tokens + second.tokens, first.events + second.events)

@@ -1,0 +1,88 @@
+"""Serving a real speech LM (the core's streaming Session): tiny untrained LM, mfcc tokenizer
+and random-weight vocoder built here, served through the same interface as every model."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from speechlm.generation.pipeline import Sampling
+from speechlm.serve.client import replay
+from speechlm.serve.models import load_model_factory
+from speechlm.serve.session import SessionFactory
+
+from ..conftest import tiny_lm_config
+from .conftest import speech_like
+from .test_cli import speechlm
+
+
+@pytest.fixture(scope="module")
+def model_and_vocoder(tiny_corpus, tmp_path_factory):
+    """(model dir, vocoder dir): an untrained 16-unit LM recording an mfcc tokenizer, and a
+    random-weight unit vocoder over the same units."""
+    import torch
+
+    from speechlm.lm.model import build_model, save_speech_lm
+    from speechlm.lm.vocab import SpeechVocab
+    from speechlm.tokenizers import train_tokenizer
+    from speechlm.vocoder.model import VocoderConfig
+    from speechlm.vocoder.unit_vocoder import UnitVocoder
+
+    root = tmp_path_factory.mktemp("served")
+    tok = train_tokenizer(tiny_corpus, root / "tok", features="mfcc", units=16, show_progress=False)
+    vocab = SpeechVocab.for_units(16)
+    model = save_speech_lm(root / "lm", build_model(tiny_lm_config(vocab), 3), vocab, "speech",
+                           str(tok))
+    torch.manual_seed(0)
+    voc = UnitVocoder(VocoderConfig(vocab_size=16, dim=32, layers=1, voc_dim=32, voc_layers=1),
+                      ["spk"], str(tok)).eval()
+    voc.mean_durations.copy_(torch.arange(16) % 3 + 1)
+    return model, voc.save(root / "voc")
+
+
+# an untrained LM may say <eos> at any time: replies here run to their length
+LONG = Sampling(max_new_tokens=60, temperature=0.8, top_k=None, stop_at_eos=False)
+
+
+def test_a_session_answers_after_a_pause_at_once_and_is_interrupted(model_and_vocoder):
+    factory = load_model_factory(*model_and_vocoder, sampling=LONG, end_of_turn_ms=320)
+    assert isinstance(factory, SessionFactory) and factory.frame_samples == 1280
+    factory.warmup()
+    session = factory.new_session()
+    n = factory.frame_samples
+    quiet = np.zeros(n, np.float32)
+    heard = [session.push(f) for f in speech_like(0.96).reshape(-1, 1280)]
+    assert {o.state for o in heard} == {"listening"} and not any(o.audio.size for o in heard)
+    assert sum(len(o.tokens) for o in heard) > 0  # units heard
+    outs = [session.push(quiet) for _ in range(4)]  # 320 ms of quiet: the turn ends ...
+    answer = outs[-1]
+    assert answer.state == "speaking" and "end_of_turn" in answer.events
+    assert answer.audio.size > 0 and answer.tokens  # ... and the reply starts in the same call
+    said = [session.push(quiet) for _ in range(3)]
+    assert all(o.audio.size > 0 for o in said)
+    barge_in = session.push(speech_like(0.08, seed=1))
+    assert barge_in.state == "interrupted" and "interrupted" in barge_in.events
+    assert barge_in.audio.size == 0
+    session.reset()
+    assert session.end_turn().state == "silent"  # nothing heard after reset: nothing to answer
+
+
+def test_serving_a_model_end_to_end(model_and_vocoder, start_server):
+    server = start_server(load_model_factory(*model_and_vocoder, sampling=LONG, end_of_turn_ms=0))
+    said = speech_like(1.2)
+    result = asyncio.run(asyncio.wait_for(
+        replay(server.ws_url, said, 16_000, end_turn=True, tail_s=1.5), 120))
+    assert result.handshake["model"] == "lm" and result.errors == []
+    assert result.acknowledged + result.dropped == result.frames_sent
+    assert result.states[:2] == ["listening", "speaking"]
+    assert len(result.first_audio_ms) == 1 and sum(a.size for a in result.audio) > 8000
+
+
+def test_serve_model_needs_a_vocoder(model_and_vocoder):
+    proc = speechlm("serve", "--model", str(model_and_vocoder[0]), "--port", "0")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "pass --vocoder DIR" in err and len(err.strip().splitlines()) == 1
