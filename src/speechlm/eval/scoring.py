@@ -1,7 +1,9 @@
 """Pairwise log-likelihood scoring: the model should give the good item a higher likelihood.
 
 Works for any causal LM whose forward returns ``.logits`` (B, T, V): speech LMs score unit
-sequences, text LMs score BPE sequences. Sequences start with BOS; every later token is scored.
+sequences, text LMs score BPE sequences. Sequences start with BOS. Every later token is scored,
+or, for items with a shared context (StoryCloze), only the continuation after it: ``start`` is
+the position of the first scored token, so sums and per-token means cover the ending alone.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ TIE_TOLERANCE = 1e-6  # absolute; batched float math can differ in the last bits
 
 @dataclass(frozen=True)
 class SequenceScore:
-    total: float   # sum of log p(token | prefix) over scored tokens (nats)
-    n_tokens: int  # number of scored tokens (length - 1)
+    total: float   # sum of log p(token | everything before it) over scored tokens (nats)
+    n_tokens: int  # number of scored tokens (length - start)
 
     @property
     def mean(self) -> float:
@@ -37,19 +39,28 @@ def _windows(length: int, window: int | None) -> list[tuple[int, int, int]]:
 
 
 def sequence_logprobs(model, sequences: list[list[int]], max_batch_tokens: int = 16384,
-                      window: int | None = None, device: str = "cpu") -> list[SequenceScore]:
-    """Log-likelihood of each sequence, in batches of similar length (right padding: a causal
-    model never looks right, so padded positions cannot change the real ones).
+                      window: int | None = None, device: str = "cpu",
+                      starts: list[int] | None = None) -> list[SequenceScore]:
+    """Log-likelihood of each sequence from position ``starts[i]`` on (default 1: all but BOS),
+    in batches of similar length (right padding: a causal model never looks right, so padded
+    positions cannot change the real ones).
 
     Sequences longer than ``window`` (the context the model was trained on) are scored with a
     sliding window: every token is scored once, with at least window/2 tokens of context.
     """
     import torch
 
-    pieces = []  # (parent index, token ids, score_from)
+    starts = [1] * len(sequences) if starts is None else list(starts)
+    if len(starts) != len(sequences):
+        raise ValueError(f"{len(starts)} starts for {len(sequences)} sequences")
+    pieces = []  # (parent index, token ids, position of the first scored token in the piece)
     for i, seq in enumerate(sequences):
+        if not 1 <= starts[i] <= len(seq):
+            raise ValueError(f"sequence {i}: start {starts[i]} outside 1..{len(seq)}")
         for a, b, score_from in _windows(len(seq), window):
-            pieces.append((i, list(seq[a:b]), score_from))
+            score_from = max(score_from, starts[i] - a)
+            if score_from < b - a:  # pieces that hold only unscored context are skipped
+                pieces.append((i, list(seq[a:b]), score_from))
     totals = [0.0] * len(sequences)
     counts = [0] * len(sequences)
     order = sorted(range(len(pieces)), key=lambda k: len(pieces[k][1]))
@@ -128,13 +139,20 @@ def summarize(outcomes: np.ndarray, groups: list[str] | None = None, seed: int =
 
 def score_pairs(model, good_ids: list[list[int]], bad_ids: list[list[int]],
                 groups: list[str] | None = None, window: int | None = None,
-                max_batch_tokens: int = 16384, seed: int = 0, device: str = "cpu") -> dict:
+                max_batch_tokens: int = 16384, seed: int = 0, device: str = "cpu",
+                good_starts: list[int] | None = None, bad_starts: list[int] | None = None) -> dict:
     """Score pairs of token sequences; primary metric compares sums, ``mean`` compares per-token
-    means. Returns the summary dict (see :func:`summarize`) with ``accuracy_mean``/``ci95_mean``."""
+    means, both over the scored tokens only (from ``*_starts``, default all but BOS).
+
+    Returns the summary dict (see :func:`summarize`) with ``accuracy_mean``/``ci95_mean`` and
+    ``mean_tokens`` (scored tokens per item)."""
     if len(good_ids) != len(bad_ids):
         raise ValueError(f"{len(good_ids)} good vs {len(bad_ids)} bad sequences")
+    starts = None
+    if good_starts is not None or bad_starts is not None:
+        starts = list(good_starts or [1] * len(good_ids)) + list(bad_starts or [1] * len(bad_ids))
     scores = sequence_logprobs(model, list(good_ids) + list(bad_ids), max_batch_tokens, window,
-                               device)
+                               device, starts)
     good, bad = scores[:len(good_ids)], scores[len(good_ids):]
     identical = [list(g) == list(b) for g, b in zip(good_ids, bad_ids)]
     by_sum = compare(good, bad, "sum", identical)
