@@ -20,12 +20,12 @@ from common import write_result  # noqa: E402
 BUDGET_S = 180.0
 
 
-def tiny_model_and_tokenizer(root: Path) -> tuple[Path, Path]:
+def random_ssl_tokenizer(root: Path) -> Path:
+    """An ssl-tiny tokenizer with random encoder weights and 100 random centroids: the demo
+    tokenizer's architecture and cost, no training."""
     import numpy as np
     import torch
 
-    from speechlm.lm.model import build_model, model_config, save_speech_lm
-    from speechlm.lm.vocab import SpeechVocab
     from speechlm.tokenizers.semantic.extractors import SslTinyExtractor
     from speechlm.tokenizers.semantic.kmeans import KMeansQuantizer
     from speechlm.tokenizers.semantic.ssl_tiny import SslTiny, SslTinyConfig
@@ -37,7 +37,14 @@ def tiny_model_and_tokenizer(root: Path) -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
     quantizer = KMeansQuantizer(rng.normal(size=(100, config.dim)), np.zeros(config.dim),
                                 np.ones(config.dim))
-    tok_dir = UnitTokenizer(extractor, quantizer).save(root / "tok")
+    return UnitTokenizer(extractor, quantizer).save(root / "tok")
+
+
+def tiny_model_and_tokenizer(root: Path) -> tuple[Path, Path]:
+    from speechlm.lm.model import build_model, model_config, save_speech_lm
+    from speechlm.lm.vocab import SpeechVocab
+
+    tok_dir = random_ssl_tokenizer(root)
     vocab = SpeechVocab.for_units(100)
     model = build_model(model_config("tiny", vocab), seed=0)
     model_dir = save_speech_lm(root / "lm", model, vocab, "speech", str(tok_dir))

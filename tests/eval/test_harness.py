@@ -162,6 +162,9 @@ def test_eval_cli_writes_one_entry_per_benchmark(tmp_path, pairs_file, capsys):
     results = json.loads((out / "results.json").read_text())
     assert list(results) == ["pairs:pairs"]
     assert results["pairs:pairs"]["n"] == 3 and {"accuracy", "ci95"} <= results["pairs:pairs"].keys()
+    untrained = results["pairs:pairs"]["untrained"]  # the reference row: same architecture
+    assert set(untrained) == {"accuracy", "ci95", "accuracy_mean", "ci95_mean"}
+    assert "untrained (same architecture)" in (out / "report.md").read_text()
     run = json.loads((out / "run.json").read_text())
     assert run["kind"] == "text" and run["model"] == str(model.resolve())
     assert (out / "index.html").is_file() and (out / "report.md").is_file()

@@ -130,3 +130,21 @@ def test_units_cache_misses_when_voices_tokenizer_or_dedup_change(tmp_path, voic
                  (audio, "tok-a", False)]}) == 4
     monkeypatch.setattr(spoken, "UNITS_FORMAT", "units-next")
     assert encode(audio, "tok-a")[1], "a new units format reused cached units"
+
+
+def test_tokenizing_in_worker_processes_matches_this_process(tmp_path, voice_sets):
+    import numpy as np
+
+    from speechlm.tokenizers.semantic.extractors import MfccExtractor
+    from speechlm.tokenizers.semantic.kmeans import KMeansQuantizer
+    from speechlm.tokenizers.semantic.tokenizer import UnitTokenizer
+
+    rng = np.random.default_rng(0)
+    tokenizer = UnitTokenizer(MfccExtractor(), KMeansQuantizer(rng.normal(size=(16, 39)),
+                                                                np.zeros(39), np.ones(39)))
+    tok_dir = tokenizer.save(tmp_path / "tok")
+    audio = render_audio(BENCH, voice_sets[0], tmp_path / "cache").to_pydict()
+    clips = audio["good"] + audio["bad"]
+    here = list(spoken._encode_clips(clips, tokenizer, None, True, 1, workers=1))
+    there = list(spoken._encode_clips(clips, None, str(tok_dir), True, 1, workers=2, chunk_size=2))
+    assert len(here) == len(clips) and [u.tolist() for u in here] == [u.tolist() for u in there]

@@ -34,7 +34,8 @@ class EvalConfig:
     sizes: SuiteSizes = field(default_factory=SuiteSizes)
     max_batch_tokens: int = 16384
     show_progress: bool = True
-    tokenize_threads: int | None = 1   # torch threads while tokenizing benchmark audio
+    tokenize_threads: int | None = 1   # torch threads per process tokenizing benchmark audio
+    workers: int = 2                   # processes speaking and tokenizing benchmark audio
     reference: bool = True             # also score an untrained model of the same architecture
 
 
@@ -109,8 +110,8 @@ def _text_item(lm, pair, which: str) -> tuple[list[int], int]:
 
 
 def benchmark_ids(lm, benchmark: Benchmark, config: EvalConfig, tokenizer=None,
-                  tokenizer_fp: str | None = None, voices=None, memo: dict | None = None
-                  ) -> PairIds:
+                  tokenizer_fp: str | None = None, voices=None, memo: dict | None = None,
+                  tokenizer_dir: str | None = None) -> PairIds:
     """Token id sequences (BOS + tokens) of the good and bad items for this LM."""
     if lm.kind == "text":
         good = [_text_item(lm, p, "good") for p in benchmark.pairs]
@@ -119,10 +120,11 @@ def benchmark_ids(lm, benchmark: Benchmark, config: EvalConfig, tokenizer=None,
                        [s for _, s in bad])
     from speechlm.eval.spoken import encode_benchmark, render_audio
 
-    audio = render_audio(benchmark, voices, config.cache_dir, config.show_progress)
+    audio = render_audio(benchmark, voices, config.cache_dir, config.show_progress,
+                         config.workers)
     good, bad, context = encode_benchmark(benchmark, audio, tokenizer, tokenizer_fp, config.dedup,
                                           config.cache_dir, memo, config.show_progress,
-                                          config.tokenize_threads)
+                                          config.tokenize_threads, tokenizer_dir, config.workers)
     starts = [len(lm.encode_units(g[:c].tolist())) for g, c in zip(good, context)]
     return PairIds([lm.encode_units(u.tolist()) for u in good],
                    [lm.encode_units(u.tolist()) for u in bad], starts, list(starts))
@@ -163,7 +165,7 @@ def evaluate_lm(lm, benchmarks: list[Benchmark], config: EvalConfig, model_dir: 
     results = {}
     for bench in benchmarks:
         start = time.perf_counter()
-        ids = benchmark_ids(lm, bench, config, tokenizer, tok_fp, voices, memo)
+        ids = benchmark_ids(lm, bench, config, tokenizer, tok_fp, voices, memo, tokenizer_dir)
         groups = [p.group for p in bench.pairs]
         summary = _score(lm.model, ids, groups, lm, config)
         if reference is not None:

@@ -14,9 +14,12 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import multiprocessing as mp
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import asdict
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -177,15 +180,53 @@ def _join(prefix: np.ndarray, body: np.ndarray, dedup: bool) -> np.ndarray:
     return np.concatenate([prefix, body]).astype(np.int64)
 
 
+@lru_cache(maxsize=1)
+def _worker_tokenizer(tokenizer_dir: str):
+    from speechlm.tokenizers import load_tokenizer
+
+    return load_tokenizer(tokenizer_dir)
+
+
+def _encode_chunk(task: tuple[str, bool, int | None, list[bytes]]) -> list[np.ndarray]:
+    """Units of FLAC clips with the tokenizer at a path; runs in a worker process, which loads
+    the tokenizer once."""
+    tokenizer_dir, dedup, threads, clips = task
+    tokenizer = _worker_tokenizer(tokenizer_dir)
+    with torch_threads(threads):
+        return [np.asarray(tokenizer.encode(read_audio(flac), dedup=dedup)[0], dtype=np.int64)
+                for flac in clips]
+
+
+def _encode_clips(clips: list[bytes], tokenizer, tokenizer_dir: str | None, dedup: bool,
+                  threads: int | None, workers: int, chunk_size: int = 32) -> Iterator[np.ndarray]:
+    """Units of each clip, in order: in ``workers`` processes when the tokenizer has a directory
+    to load from (tokenizing is most of a cold benchmark run), else in this process."""
+    if workers > 1 and tokenizer_dir is not None and len(clips) > chunk_size:
+        tasks = [(str(tokenizer_dir), dedup, threads, clips[k:k + chunk_size])
+                 for k in range(0, len(clips), chunk_size)]
+        context = mp.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        with context.Pool(workers) as pool:
+            for units in pool.imap(_encode_chunk, tasks):
+                yield from units
+        return
+    with torch_threads(threads):
+        for flac in clips:
+            yield np.asarray(tokenizer.encode(read_audio(flac), dedup=dedup)[0], dtype=np.int64)
+
+
 def encode_benchmark(benchmark: Benchmark, audio: pa.Table, tokenizer, tokenizer_fp: str | None,
                      dedup: bool = True, cache_dir: str | Path | None = None,
                      memo: dict | None = None, show_progress: bool = False,
-                     threads: int | None = 1
-                     ) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+                     threads: int | None = 1, tokenizer_dir: str | Path | None = None,
+                     workers: int = 1) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
     """Units of the good and bad items (prefix units + ending units) and, per pair, how many of
     them are the shared prefix (the context that scoring conditions on but does not score).
+
     Prefix and ending are encoded separately, so a context shared by both items gets identical
-    units. Cached on disk when the tokenizer has a fingerprint (``tokenizer_fp``)."""
+    units; each distinct clip is encoded once (``memo``, keyed by the FLAC bytes, can carry over
+    between benchmarks), in ``workers`` processes when ``tokenizer_dir`` is given. Cached on
+    disk when the tokenizer has a fingerprint (``tokenizer_fp``)."""
     path = None
     if tokenizer_fp is not None:
         path = units_cache_path(benchmark, audio, tokenizer_fp, dedup, cache_dir)
@@ -194,26 +235,29 @@ def encode_benchmark(benchmark: Benchmark, audio: pa.Table, tokenizer, tokenizer
             return ([np.asarray(u, dtype=np.int64) for u in table["good"]],
                     [np.asarray(u, dtype=np.int64) for u in table["bad"]], table["context"])
     memo = {} if memo is None else memo
-
-    def encode(flac: bytes) -> np.ndarray:
-        if not flac:
-            return np.zeros(0, dtype=np.int64)
-        key = hashlib.sha1(flac).hexdigest()
-        if key not in memo:
-            units, _ = tokenizer.encode(read_audio(flac), dedup=dedup)
-            memo[key] = np.asarray(units, dtype=np.int64)
-        return memo[key]
-
     columns = audio.to_pydict()
-    good, bad, context = [], [], []
-    with progress_bar(f"tokenizing {benchmark.name}", total=len(columns["id"]), unit="pairs",
-                      enabled=show_progress) as advance, torch_threads(threads):
-        for prefix, g, b in zip(columns["prefix"], columns["good"], columns["bad"]):
-            p = encode(prefix)
-            good.append(_join(p, encode(g), dedup))
-            bad.append(_join(p, encode(b), dedup))
-            context.append(int(p.size))
+    todo: dict[str, bytes] = {}
+    for name in ("prefix", "good", "bad"):
+        for flac in columns[name]:
+            key = hashlib.sha1(flac).hexdigest()
+            if flac and key not in memo:
+                todo[key] = flac
+    with progress_bar(f"tokenizing {benchmark.name}", total=len(todo), unit="clips",
+                      enabled=show_progress) as advance:
+        for key, units in zip(todo, _encode_clips(list(todo.values()), tokenizer, tokenizer_dir,
+                                                  dedup, threads, workers)):
+            memo[key] = units
             advance()
+
+    def units(flac: bytes) -> np.ndarray:
+        return memo[hashlib.sha1(flac).hexdigest()] if flac else np.zeros(0, dtype=np.int64)
+
+    good, bad, context = [], [], []
+    for prefix, g, b in zip(columns["prefix"], columns["good"], columns["bad"]):
+        p = units(prefix)
+        good.append(_join(p, units(g), dedup))
+        bad.append(_join(p, units(b), dedup))
+        context.append(int(p.size))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         int_list = pa.list_(pa.int32())
