@@ -13,11 +13,12 @@ result in units:
 
 * lexical: real words from the training text (4-9 letters, 1-3 syllables, in the CMU dictionary)
   and one wuggy nonword each, matched as wuggy's classic mode does (same syllable/segment
-  structure, hence the same number of phonemes; transition frequencies by concentric search, 2/3
-  subsyllabic overlap). A nonword is never a CMU word in sound or spelling, nor its own word
-  (checked when the list is generated and again here). Both are spoken from their phonemes,
-  with the word's stress pattern. The list is generated once (``lexicon.write_lexical_asset``)
-  and shipped, because wuggy's search is time-bounded.
+  structure, so nearly always the same number of phonemes; transition frequencies by concentric
+  search, 2/3 subsyllabic overlap), sampled with :func:`balanced_sample` for the few that differ.
+  A nonword is never a CMU word in sound or spelling, nor its own word (checked when the list is
+  generated and again here). Both are spoken from their phonemes, with the word's stress
+  pattern. The list is generated once (``lexicon.write_lexical_asset``) and shipped, because
+  wuggy's search is time-bounded.
 * syntactic: BLiMP minimal pairs, ``n_per_phenomenon`` from each of the 67 phenomena, chosen so
   that the length differences (bad minus good, in phonemes) are as symmetric as the pool allows
   (:func:`balanced_sample`): the good item is the shorter one as often as the longer one.
@@ -110,24 +111,21 @@ def _assets():
     return resources.files("speechlm.eval") / "assets"
 
 
-def _sample(n_total: int, n: int | None, seed: int) -> list[int]:
-    """Sorted indices of a seeded sample (all of them when ``n`` is None or too large)."""
-    if n is None or n >= n_total:
-        return list(range(n_total))
-    return sorted(np.random.default_rng(seed).permutation(n_total)[:n].tolist())
-
-
 def lexical_benchmark(n: int | None = 1000, seed: int = 0) -> Benchmark:
-    """sWUGGY-like word/nonword pairs from the shipped wuggy list (see module docstring).
+    """sWUGGY-like word/nonword pairs from the shipped wuggy list (see module docstring), sampled
+    balanced in length (wuggy matches segments by written length, so an affricate can stand for
+    a two-consonant cluster and a few nonwords are a phoneme shorter or longer than their word).
 
     Raises DataError naming the row when a nonword of the list is a dictionary word.
     """
-    from speechlm.eval.lexicon import nonword_problem, stress_position, to_espeak
+    from speechlm.eval.lexicon import nonword_problem, split_ipa, stress_position, to_espeak
 
     asset = _assets() / "lexical_pairs.jsonl"
     rows = [json.loads(line) for line in asset.read_text(encoding="utf-8").splitlines() if line]
+    deltas = [len(split_ipa(r["nonword_ipa"].replace("-", "")))
+              - len(split_ipa(r["word_ipa"].replace("-", ""))) for r in rows]
     pairs = []
-    for i in _sample(len(rows), n, seed):
+    for i in balanced_sample([deltas], n, seed)[0]:
         row = rows[i]
         problem = nonword_problem(row["word"], row["nonword_ipa"], row["nonword_spelling"])
         if problem:
