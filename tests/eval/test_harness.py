@@ -65,6 +65,33 @@ def test_harness_scores_the_good_item_as_good_on_speech(tmp_path, pairs_file):
         assert (entry["accuracy"], entry["accuracy_mean"], entry["ties"]) == (expected, expected, 0)
 
 
+STORIES = Benchmark("story", "story-1", (
+    Pair("s0", "He smiled.", "The sea froze.", prefix="Tom won the prize. He was happy."),
+    Pair("s1", "She ran home.", "A cat sang.", prefix="It began to rain. Ann had no coat."),
+))
+
+
+def test_speech_story_scores_only_the_ending(tmp_path):
+    """Spoken path with a shared context: the oracle decides, and only the ending's units are
+    scored (counted here from the rendered clips, frames without dedup)."""
+    lm, tok = fake_speech_lm(16), EnergyTokenizer(16)
+    config = EvalConfig(cache_dir=str(tmp_path / "cache"), show_progress=False, reference=False,
+                        dedup=False)
+    audio = render_audio(STORIES, heldout_voices(), config.cache_dir).to_pydict()
+
+    def units(flac) -> list[int]:
+        return tok.encode(read_audio(flac), dedup=False)[0].tolist()
+
+    endings = {w: [units(f) for f in audio[w]] for w in ("good", "bad")}
+    for which, expected in (("good", 1.0), ("bad", 0.0)):
+        preferred = [lm.encode_units(units(p) + e) for p, e in zip(audio["prefix"], endings[which])]
+        entry = evaluate_lm(_oracle_lm(lm, preferred), [STORIES], config, tmp_path / "m",
+                            tok)["benchmarks"]["story"]
+        assert (entry["accuracy"], entry["accuracy_mean"]) == (expected, expected)
+    lengths = [len(e) for e in endings["good"] + endings["bad"]]
+    assert entry["mean_tokens"] == sum(lengths) / len(lengths)
+
+
 def _char_text_lm(vocab_size: int = 40):
     lm = fake_speech_lm(vocab_size)
     return SimpleNamespace(model=lm.model, vocab=lm.vocab, kind="text", tokenizer_dir=None,
@@ -74,13 +101,10 @@ def _char_text_lm(vocab_size: int = 40):
 def test_harness_scores_only_the_continuation_of_a_story(tmp_path):
     """Text path with a shared context: the good item wins for an LM that prefers it, loses for
     one that prefers the bad item, and only ending tokens are scored (their mean count)."""
-    bench = Benchmark("story", "story-1", (
-        Pair("s0", "He smiled.", "The sea froze.", prefix="Tom won the prize. He was happy."),
-        Pair("s1", "She ran home.", "A cat sang.", prefix="It began to rain. Ann had no coat."),
-    ))
+    bench = STORIES
     lm = _char_text_lm()
     config = EvalConfig(show_progress=False, reference=False)
-    for which, expected in (("good", 1.0), (("bad"), 0.0)):
+    for which, expected in (("good", 1.0), ("bad", 0.0)):
         preferred = [lm.encode_text(p.text(which)) for p in bench.pairs]
         oracle = SimpleNamespace(**{**vars(lm), "model": PreferenceModel(preferred, 42)})
         entry = evaluate_lm(oracle, [bench], config, tmp_path / "m")["benchmarks"]["story"]

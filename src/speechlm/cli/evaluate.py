@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="BLiMP pairs per phenomenon (67 phenomena; default "
                         f"{sizes.syntactic_per_phenomenon})")
     parser.add_argument("--storycloze-n", type=int, default=sizes.storycloze,
-                        help=f"stories for tStoryCloze and sStoryCloze (default {sizes.storycloze})")
+                        help="stories for tStoryCloze and sStoryCloze (default "
+                        f"{sizes.storycloze})")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the untrained reference (halves scoring time)")
     parser.add_argument("--json", action="store_true", help="print results.json to stdout")
@@ -68,15 +69,15 @@ def _eval(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from speechlm.eval.report import format_entry
+
     table = Table(title=f"{args.model} ({results['kind']} LM)")
-    for column in ("benchmark", "accuracy", "95% CI", "n", "acc (mean/token)", "untrained"):
+    for column in ("benchmark", "n", "accuracy [95% CI]", "per token", "untrained [95% CI]"):
         table.add_column(column, justify="left" if column == "benchmark" else "right")
     for name, e in results["benchmarks"].items():
         ref = e.get("untrained")
-        table.add_row(name, f"{e['accuracy']:.3f}", f"[{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}]",
-                      str(e["n"]), f"{e['accuracy_mean']:.3f}",
-                      f"{ref['accuracy']:.3f} [{ref['ci95'][0]:.3f}, {ref['ci95'][1]:.3f}]"
-                      if ref else "–")
+        table.add_row(name, str(e["n"]), format_entry(e), f"{e['accuracy_mean']:.3f}",
+                      format_entry(ref) if ref else "–")
     Console().print(table)
     print(f"wrote {args.out}/results.json, report.md, index.html ({results['seconds']:.1f} s)")
     return 0

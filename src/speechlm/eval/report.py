@@ -15,7 +15,8 @@ import numpy as np
 CHANCE = 0.5
 
 
-def _fmt(entry: dict) -> str:
+def format_entry(entry: dict) -> str:
+    """``accuracy [lo, hi]`` of a benchmark entry."""
     lo, hi = entry["ci95"]
     return f"{entry['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]"
 
@@ -61,7 +62,7 @@ def markdown_table(models: dict[str, dict]) -> str:
         cells = []
         for r in models.values():
             e = r.get(name)
-            cells.append(_fmt(e) + f" (n={e['n']})" if e else "–")
+            cells.append(format_entry(e) + f" (n={e['n']})" if e else "–")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -103,8 +104,9 @@ def _groups_section(benchmarks: dict) -> str:
     for name, entry in benchmarks.items():
         if "groups" not in entry:
             continue
-        rows = "".join(f"<tr><td style='text-align:left'>{html.escape(g)}</td><td>{_fmt(e)}</td>"
-                       f"<td>{e['n']}</td></tr>" for g, e in entry["groups"].items())
+        rows = "".join(f"<tr><td style='text-align:left'>{html.escape(g)}</td>"
+                       f"<td>{format_entry(e)}</td><td>{e['n']}</td></tr>"
+                       for g, e in entry["groups"].items())
         parts.append(f"<h3>{html.escape(name)} by group</h3><table><tr><th>group</th>"
                      f"<th>accuracy [95% CI]</th><th>n</th></tr>{rows}</table>")
     return "".join(parts)
@@ -143,7 +145,7 @@ def write_eval_report(results: dict, out_dir: str | Path) -> Path:
           "![accuracy](accuracy.png)", ""]
     for bench, entry in results["benchmarks"].items():
         for g, e in entry.get("groups", {}).items():
-            md.append(f"- {bench} / {g}: {_fmt(e)} (n={e['n']})")
+            md.append(f"- {bench} / {g}: {format_entry(e)} (n={e['n']})")
     (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     body = (f"<p>model <code>{html.escape(results['model'])}</code> ({results['kind']}), "
             f"tokenizer <code>{html.escape(str(results.get('tokenizer')))}</code></p>"
