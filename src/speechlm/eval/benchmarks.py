@@ -28,7 +28,8 @@ result in units:
   sentence from the *same* book, from another paragraph at least 20 sentences away, preferring one
   that shares a content word with the context (same topic and style, hence harder). Either
   distractor has the ending's phoneme count when one exists, else the nearest, longer and
-  shorter in turn (length matched, and what is left balanced).
+  shorter in turn (length matched, and what is left balanced); among those, one with the
+  ending's pauses, final mark and word count (:func:`_shape`).
 * pairs: any BLiMP-format JSONL file (``sentence_good``, ``sentence_bad``; optional ``UID``);
   its lengths are the user's responsibility.
 """
@@ -275,23 +276,37 @@ def _content_words(sentence: str) -> set[str]:
     return {w for w in re.findall(r"[a-z]+", sentence.lower()) if len(w) > 3 and w not in _STOP}
 
 
-def _nearest(candidates: list[str], phones: dict[str, int], length: int, longer: bool,
+def _shape(sentence: str) -> tuple[int, int, str, int]:
+    """What decides a spoken sentence's length: phonemes, pauses (``,;:``), the final mark
+    (intonation) and words."""
+    from speechlm.eval.lexicon import phone_count
+
+    return (phone_count(sentence), len(re.findall(r"[,;:]", sentence)), sentence[-1],
+            len(sentence.split()))
+
+
+def _nearest(candidates: list[str], shapes: dict[str, tuple], target: tuple, longer: bool,
              rng: np.random.Generator) -> str:
-    """The candidate closest to ``length`` phonemes; at equal distance a longer one when
-    ``longer`` (else a shorter one), so that what length difference is left falls on both sides
-    equally often across stories; then a seeded random one."""
-    gaps = [phones[c] - length for c in candidates]
-    best = min(abs(gap) for gap in gaps)
-    near = [c for c, gap in zip(candidates, gaps) if abs(gap) == best]
-    near = [c for c in near if (phones[c] > length) == longer] or near
+    """The candidate closest to ``target`` (a :func:`_shape`): fewest phonemes apart, then the
+    same pauses and final mark, then the fewest words apart; among those a longer one when
+    ``longer`` (else a shorter one), so that what difference is left falls on both sides equally
+    often across stories; then a seeded random one."""
+    phones, pauses, mark, words = target
+
+    def distance(c: str) -> tuple[int, int, int]:
+        p, q, m, w = shapes[c]
+        return abs(p - phones), abs(q - pauses) + (m != mark), abs(w - words)
+
+    gaps = [distance(c) for c in candidates]
+    best = min(gaps)
+    near = [c for c, gap in zip(candidates, gaps) if gap == best]
+    near = [c for c in near if (shapes[c][0] > phones) == longer] or near
     return near[int(rng.integers(len(near)))]
 
 
 def storycloze_benchmarks(n: int | None = 100, seed: int = 0,
                           text_dir: str | Path | None = None) -> tuple[Benchmark, Benchmark]:
     """(tstorycloze, sstorycloze) over the same stories and true endings (see module docstring)."""
-    from speechlm.eval.lexicon import phone_count
-
     folder = Path(text_dir) if text_dir else Path(str(_assets() / "stories"))
     books = sorted(folder.glob("*.txt"))
     if len(books) < 2:
@@ -319,21 +334,21 @@ def storycloze_benchmarks(n: int | None = 100, seed: int = 0,
         chosen.append(int(idx))
         if n is not None and len(chosen) >= n:
             break
-    phones = {s[1]: phone_count(s[1]) for usable in flat for s in usable}
-    content = {sentence: _content_words(sentence) for sentence in phones}
+    shapes = {s[1]: _shape(s[1]) for usable in flat for s in usable}
+    content = {sentence: _content_words(sentence) for sentence in shapes}
     t_pairs, s_pairs = [], []
     for k, idx in enumerate(sorted(chosen)):
         b, pos, context, ending = stories[idx]
-        length, longer = phone_count(ending), k % 2 == 0
+        target, longer = shapes[ending], k % 2 == 0
         others = [s[1] for ob, usable in enumerate(flat) if ob != b for s in usable
                   if s[1] != ending]
-        random_ending = _nearest(others, phones, length, longer, rng)
+        random_ending = _nearest(others, shapes, target, longer, rng)
         same_book = [s[1] for s in flat[b] if abs(s[0] - pos) >= 20 and s[1] != ending]
         topic = _content_words(context)
         overlapping = [s for s in same_book if content[s] & topic]
-        same_topic = _nearest(overlapping, phones, length, longer, rng) if overlapping else None
-        if same_topic is None or abs(phones[same_topic] - length) > 1:
-            same_topic = _nearest(same_book, phones, length, longer, rng)
+        same_topic = _nearest(overlapping, shapes, target, longer, rng) if overlapping else None
+        if same_topic is None or abs(shapes[same_topic][0] - target[0]) > 1:
+            same_topic = _nearest(same_book, shapes, target, longer, rng)
         sid = f"{books[b].stem}-{pos:05d}"
         t_pairs.append(Pair(id=sid, good=ending, bad=random_ending, group=books[b].stem,
                             prefix=context))
