@@ -110,7 +110,8 @@ def check(bench, lms, tokenizer, tok_dir: Path, voices, config, memo: dict) -> d
     outcomes, seeds = [], []
     for lm in lms:
         scores = sequence_logprobs(lm.model, ids.good + ids.bad, config.max_batch_tokens,
-                                   context_length(lm), starts=ids.good_starts + ids.bad_starts)
+                                   context_length(lm), starts=ids.good_starts + ids.bad_starts,
+                                   threads=config.workers)
         outcome = compare(scores[:len(ids.good)], scores[len(ids.good):], "sum", identical)
         acc, ci = accuracy_ci(outcome)
         seeds.append({"accuracy": round(acc, 4), "ci95": [round(ci[0], 4), round(ci[1], 4)],

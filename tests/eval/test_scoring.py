@@ -24,6 +24,7 @@ def test_logprobs_match_hand_computation_and_batching():
         got = sequence_logprobs(model, seqs, max_batch_tokens=budget)
         assert [g.n_tokens for g in got] == [len(s) - 1 for s in seqs]
         np.testing.assert_allclose([g.total for g in got], expected, rtol=1e-5)
+        assert sequence_logprobs(model, seqs, max_batch_tokens=budget, threads=3) == got
 
 
 def test_known_answer_pairs():

@@ -35,7 +35,7 @@ class EvalConfig:
     max_batch_tokens: int = 16384
     show_progress: bool = True
     tokenize_threads: int | None = 1   # torch threads per process tokenizing benchmark audio
-    workers: int = 2                   # processes speaking and tokenizing benchmark audio
+    workers: int = 2                   # processes speaking and tokenizing, threads scoring
     reference: bool = True             # also score an untrained model of the same architecture
 
 
@@ -140,7 +140,8 @@ def untrained_copy(lm, seed: int):
 def _score(model, ids: PairIds, groups: list[str], lm, config: EvalConfig) -> dict:
     return score_pairs(model, ids.good, ids.bad, groups, window=context_length(lm),
                        max_batch_tokens=config.max_batch_tokens, seed=config.seed,
-                       good_starts=ids.good_starts, bad_starts=ids.bad_starts)
+                       good_starts=ids.good_starts, bad_starts=ids.bad_starts,
+                       threads=config.workers)
 
 
 def evaluate_lm(lm, benchmarks: list[Benchmark], config: EvalConfig, model_dir: str | Path,
