@@ -2,13 +2,20 @@
 
 The model is the ``tiny`` preset Llama over 100 units and the tokenizer an ssl-tiny encoder with
 100 centroids, both with random weights: the same architectures, hence the same cost, as the
-trained demo models. ``value`` is a cold run (espeak audio + tokenizing + scoring); ``baseline``
-is the same suite again in the same process with the audio/unit cache warm (scoring only), which
-is what a second model sharing the tokenizer pays. Writes benchmarks/results/eval_suite.json.
+trained demo models. ``value`` is a cold run at the default sizes (espeak audio + tokenizing +
+scoring the model and its untrained reference); ``baseline`` is the same suite again in the same
+process with the audio/unit cache warm (scoring only), which is what a second model sharing the
+tokenizer pays. Both also record CPU seconds (this process, its threads and every worker
+process): on a shared machine wall time grows with the other jobs, CPU time hardly does, and on
+2 idle cores the wall time is at most about the CPU time. Writes
+benchmarks/results/eval_suite.json.
 """
 
 from __future__ import annotations
 
+import multiprocessing.forkserver
+import os
+import resource
 import sys
 import tempfile
 import time
@@ -20,12 +27,12 @@ from common import write_result  # noqa: E402
 BUDGET_S = 180.0
 
 
-def tiny_model_and_tokenizer(root: Path) -> tuple[Path, Path]:
+def random_ssl_tokenizer(root: Path) -> Path:
+    """An ssl-tiny tokenizer with random encoder weights and 100 random centroids: the demo
+    tokenizer's architecture and cost, no training."""
     import numpy as np
     import torch
 
-    from speechlm.lm.model import build_model, model_config, save_speech_lm
-    from speechlm.lm.vocab import SpeechVocab
     from speechlm.tokenizers.semantic.extractors import SslTinyExtractor
     from speechlm.tokenizers.semantic.kmeans import KMeansQuantizer
     from speechlm.tokenizers.semantic.ssl_tiny import SslTiny, SslTinyConfig
@@ -37,11 +44,35 @@ def tiny_model_and_tokenizer(root: Path) -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
     quantizer = KMeansQuantizer(rng.normal(size=(100, config.dim)), np.zeros(config.dim),
                                 np.ones(config.dim))
-    tok_dir = UnitTokenizer(extractor, quantizer).save(root / "tok")
+    return UnitTokenizer(extractor, quantizer).save(root / "tok")
+
+
+def tiny_model_and_tokenizer(root: Path) -> tuple[Path, Path]:
+    from speechlm.lm.model import build_model, model_config, save_speech_lm
+    from speechlm.lm.vocab import SpeechVocab
+
+    tok_dir = random_ssl_tokenizer(root)
     vocab = SpeechVocab.for_units(100)
     model = build_model(model_config("tiny", vocab), seed=0)
     model_dir = save_speech_lm(root / "lm", model, vocab, "speech", str(tok_dir))
     return model_dir, tok_dir
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children, including the forkserver's
+    workers (the forkserver is stopped so that it and the workers it reaped are counted)."""
+    multiprocessing.forkserver._forkserver._stop()
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(fn) -> tuple[object, float, float]:
+    """(result, wall seconds, CPU seconds) of ``fn()``."""
+    cpu, start = cpu_seconds(), time.perf_counter()
+    result = fn()
+    wall = time.perf_counter() - start
+    return result, wall, cpu_seconds() - cpu
 
 
 def main() -> None:
@@ -50,24 +81,27 @@ def main() -> None:
     from speechlm.eval.harness import EvalConfig, evaluate
 
     torch.set_num_threads(2)
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model_dir, _ = tiny_model_and_tokenizer(root)
         config = EvalConfig(cache_dir=str(root / "cache"), show_progress=False)
-        start = time.perf_counter()
-        cold = evaluate(model_dir, config, root / "out")
-        cold_s = time.perf_counter() - start
-        start = time.perf_counter()
-        evaluate(model_dir, config, root / "out2")
-        warm_s = time.perf_counter() - start
+        cold, cold_s, cold_cpu = timed(lambda: evaluate(model_dir, config, root / "out"))
+        _, warm_s, warm_cpu = timed(lambda: evaluate(model_dir, config, root / "out2"))
     per = {name: {"n": e["n"], "seconds": e["seconds"], "mean_tokens": round(e["mean_tokens"], 1)}
            for name, e in cold["benchmarks"].items()}
     path = write_result("eval_suite", {"suite": list(config.suite), "sizes": vars(config.sizes),
-                                       "model": "tiny preset, 100 units", "tokenizer": "ssl-tiny"},
+                                       "model": "tiny preset, 100 units", "tokenizer": "ssl-tiny",
+                                       "untrained_reference": config.reference,
+                                       "workers": config.workers},
                         round(cold_s, 1), round(warm_s, 1),
                         "seconds (cold cache); baseline = warm cache, scoring only",
-                        budget_s=BUDGET_S, within_budget=cold_s <= BUDGET_S, benchmarks=per)
-    print(f"spoken suite: {cold_s:.1f} s cold, {warm_s:.1f} s warm (budget {BUDGET_S:.0f} s); "
+                        cold_cpu_s=round(cold_cpu, 1), warm_cpu_s=round(warm_cpu, 1),
+                        load_average_1min=[round(load, 1), round(os.getloadavg()[0], 1)],
+                        budget_s=BUDGET_S, within_budget_wall=cold_s <= BUDGET_S,
+                        within_budget_cpu=cold_cpu <= BUDGET_S, benchmarks=per)
+    print(f"spoken suite: {cold_s:.1f} s cold ({cold_cpu:.1f} CPU s), {warm_s:.1f} s warm "
+          f"({warm_cpu:.1f} CPU s); budget {BUDGET_S:.0f} s; load average {load:.1f}; "
           f"wrote {path}")
     for name, row in per.items():
         print(f"  {name}: n={row['n']} {row['seconds']} s, {row['mean_tokens']} tokens/item")

@@ -1,3 +1,6 @@
+import json
+import logging
+
 import pytest
 
 from speechlm.core.errors import DataError
@@ -43,8 +46,8 @@ def test_duplicate_ids_and_bad_split(tmp_path):
     writer.add(make_utt(0))
     with pytest.raises(DataError, match="duplicate utterance id"):
         writer.add(make_utt(0))
-    with pytest.raises(DataError, match="split 'test'"):
-        writer.add(make_utt(1, split="test"))
+    with pytest.raises(DataError, match="split 'dev'"):
+        writer.add(make_utt(1, split="dev"))
 
 
 def test_missing_or_unfinished_corpus(tmp_path):
@@ -53,3 +56,37 @@ def test_missing_or_unfinished_corpus(tmp_path):
     (tmp_path / "empty" / "data").mkdir(parents=True)
     with pytest.raises(DataError, match="no parquet shards"):
         Corpus(tmp_path / "empty")
+
+
+def test_test_split_round_trip(tmp_path, caplog):
+    writer = CorpusWriter(tmp_path / "c", {"name": "c"})
+    for i, split in enumerate(("train", "valid", "test", "heldout")):
+        writer.add(make_utt(i, split))
+    corpus = writer.close()
+    assert corpus.meta["version"] == 2
+    assert [u.id for u in corpus.utterances("test")] == ["u2"]
+    assert {s: v["utterances"] for s, v in corpus.stats()["splits"].items()} == \
+        {"train": 1, "valid": 1, "test": 1, "heldout": 1}
+    with caplog.at_level(logging.WARNING, logger="speechlm.data.corpus"):
+        Corpus(tmp_path / "c")
+    assert caplog.text == ""
+
+
+def test_corpus_without_test_split_loads_with_a_warning(tmp_path, caplog):
+    """A version-1 corpus (made before the test split existed) keeps working: its test split
+    is empty and opening it says so."""
+    writer = CorpusWriter(tmp_path / "old", {"name": "old"})
+    for i, split in enumerate(("train", "train", "valid", "heldout")):
+        writer.add(make_utt(i, split))
+    writer.close()
+    meta_path = tmp_path / "old" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["version"] = 1
+    del meta["stats"]["splits"]["test"]
+    meta_path.write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING, logger="speechlm.data.corpus"):
+        corpus = Corpus(tmp_path / "old")
+    assert "has no 'test' split" in caplog.text and str(tmp_path / "old") in caplog.text
+    assert len(corpus) == 4 and list(corpus.utterances("test")) == []
+    assert corpus.table("test", ["id"]).num_rows == 0
+    assert corpus.validate()["splits"]["test"]["utterances"] == 0

@@ -85,3 +85,18 @@ def test_librispeech_layout(tmp_path):
     assert next(iter(corpus)).text.startswith("CHAPTER ONE")
     rejects = (out / "rejects.jsonl").read_text()
     assert "103-1240-0009" in rejects and "trans.txt" in rejects
+
+
+def test_import_assigns_valid_and_test_splits(tmp_path):
+    from speechlm.data.importers import import_corpus
+
+    spk = tmp_path / "src" / "bob"
+    spk.mkdir(parents=True)
+    for i in range(6):
+        sf.write(spk / f"u{i}.wav", tone(0.3, freq=150 + 20 * i), 16_000)
+        (spk / f"u{i}.txt").write_text(f"utterance {i}")
+    result = import_corpus(tmp_path / "src", tmp_path / "c", "wavtxt", valid_every=3, test_every=3,
+                           show_progress=False)
+    splits = {u.id: u.split for u in result.corpus}
+    assert splits == {"bob-u0": "train", "bob-u1": "test", "bob-u2": "valid",
+                      "bob-u3": "train", "bob-u4": "test", "bob-u5": "valid"}

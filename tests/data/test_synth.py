@@ -65,3 +65,25 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "corpus directory not found" in err
     assert "Traceback" not in err
+
+
+def test_train_voices_are_split_into_train_valid_test():
+    """Held-out voices stay in heldout; training voices go to valid and test by one draw each, so
+    adding the test split left the valid split of a seed as it was."""
+    from itertools import islice
+
+    from speechlm.data.synth import _tasks
+
+    train, heldout = pick_voices(4, 1, seed=0)
+    sentences = [f"Sentence number {i} is here." for i in range(50)]
+
+    def splits(test_fraction):
+        return [t.split for t in islice(_tasks(sentences, train, heldout, 0, 0.1, test_fraction,
+                                               0.0), 2000)]
+
+    with_test, without = splits(0.1), splits(0.0)
+    assert [s == "valid" for s in with_test] == [s == "valid" for s in without]
+    assert "test" not in without
+    counts = {s: with_test.count(s) for s in ("train", "valid", "test", "heldout")}
+    assert counts["heldout"] == 400  # every 5th task: the one held-out voice
+    assert 120 <= counts["valid"] <= 200 and 120 <= counts["test"] <= 200

@@ -1,9 +1,10 @@
 import json
+from importlib import resources
 
 import pytest
 
 from speechlm.core.errors import DataError
-from speechlm.eval import lexicon
+from speechlm.eval import benchmarks, lexicon
 from speechlm.eval.benchmarks import (build_suite, lexical_benchmark, pairs_benchmark,
                                       read_pairs_file, storycloze_benchmarks, syntactic_benchmark)
 
@@ -17,29 +18,97 @@ def test_builders_are_deterministic_for_a_seed():
         assert a.version
 
 
-def test_lexical_pairs_are_word_vs_nonword():
-    bench = lexical_benchmark(60, 0)
-    cmu = lexicon.load_cmudict()
-    assert len(bench.pairs) == 60
+def _shipped_rows() -> list[dict]:
+    asset = resources.files("speechlm.eval") / "assets" / "lexical_pairs.jsonl"
+    return [json.loads(line) for line in asset.read_text(encoding="utf-8").splitlines() if line]
+
+
+def test_no_shipped_nonword_is_a_word():
+    """Every shipped nonword differs from its word and is no CMU word, in spelling or in sound
+    (pronunciation variants included)."""
+    words, sounds = lexicon.cmu_words_and_sounds()
+    rows = _shipped_rows()
+    assert len(rows) >= 1000
+    for row in rows:
+        spelling = row["nonword_spelling"]
+        word_sound, sound = (row[k].replace("-", "") for k in ("word_ipa", "nonword_ipa"))
+        assert spelling != row["word"] and sound != word_sound, row
+        assert spelling not in words and sound not in sounds, row
+        assert row["word"] in words
+
+
+def test_lexical_pairs_are_word_vs_nonword_balanced_in_length():
+    bench = lexical_benchmark(1000, 0)
+    words, _ = lexicon.cmu_words_and_sounds()
+    assert len(bench.pairs) == 1000
     for pair in bench.pairs:
-        assert pair.good in cmu
+        assert pair.good in words and pair.bad not in words and pair.bad != pair.good
         assert pair.good_speech.startswith("[[") and pair.bad_speech.startswith("[[")
         assert pair.good_speech != pair.bad_speech
+    # wuggy matches segments by written length: a few nonwords differ by a phoneme, balanced
+    rows = _shipped_rows()
+    deltas = [len(lexicon.split_ipa(row["nonword_ipa"].replace("-", "")))
+              - len(lexicon.split_ipa(row["word_ipa"].replace("-", "")))
+              for row in (rows[int(p.id.removeprefix("lex-"))] for p in bench.pairs)]
+    assert sum(d < 0 for d in deltas) == sum(d > 0 for d in deltas) > 10
 
 
-def test_syntactic_groups_by_phenomenon():
-    bench = syntactic_benchmark(5, 0)
-    assert len(bench.groups) == 12 and len(bench.pairs) == 60
+def test_nonword_check_rejects_words_in_sound_or_spelling():
+    assert "spelled like its word" in lexicon.nonword_problem("sham", "ʃɑm", "sham")
+    assert "sounds like its word" in lexicon.nonword_problem("coat", "koʊt", "cote")
+    assert "CMU dictionary word" in lexicon.nonword_problem("coat", "loʊt", "lot")
+    assert "pronunciation of a CMU" in lexicon.nonword_problem("bat", "kæt", "kadd")
+    # "read" has two pronunciations; the second (ɹɛd) is a word too
+    assert "pronunciation of a CMU" in lexicon.nonword_problem("reed", "ɹɛd", "rhedd")
+    assert lexicon.nonword_problem("abroad", "ʌ-bɹuk", "ubrook") is None
+
+
+def test_a_dictionary_word_in_the_asset_fails_the_build(tmp_path, monkeypatch):
+    (tmp_path / "lexical_pairs.jsonl").write_text(json.dumps(
+        {"word": "coat", "word_ipa": "koʊt", "nonword_ipa": "loʊt", "nonword_spelling": "lot",
+         "overlap_ratio": "2/3"}) + "\n")
+    monkeypatch.setattr(benchmarks, "_assets", lambda: tmp_path)
+    with pytest.raises(DataError, match=r"lexical_pairs.jsonl:1: not a nonword \('lot' is a CMU"):
+        lexical_benchmark(None)
+
+
+def _length_signs(bench) -> tuple[int, int]:
+    """(pairs whose good item has fewer phonemes, pairs whose good item has more)."""
+    deltas = [lexicon.phone_count(p.bad) - lexicon.phone_count(p.good) for p in bench.pairs]
+    return sum(d > 0 for d in deltas), sum(d < 0 for d in deltas)
+
+
+def test_syntactic_samples_every_phenomenon_balanced_in_length():
+    bench = syntactic_benchmark(8, 0)
+    assert len(bench.groups) == 67 and len(bench.pairs) == 536
+    assert all(sum(p.group == g for p in bench.pairs) == 8 for g in bench.groups)
     assert all(p.good != p.bad for p in bench.pairs)
+    shorter, longer = _length_signs(bench)
+    assert shorter == longer > 50
 
 
-def test_storycloze_variants_share_stories():
-    t, s = storycloze_benchmarks(30, 0)
-    assert len(t.pairs) == len(s.pairs) == 30
+def test_balanced_sample_offsets_one_sided_groups():
+    # group 0: the bad item is always 3 phonemes longer; group 1 offers both signs
+    deltas = [[3] * 10, [-3] * 6 + [0] * 6 + [2] * 6]
+    picks = benchmarks.balanced_sample(deltas, 4, seed=0)
+    chosen = [deltas[g][i] for g, idx in enumerate(picks) for i in idx]
+    assert [len(idx) for idx in picks] == [4, 4] and sorted(chosen) == [-3] * 4 + [3] * 4
+    assert benchmarks.balanced_sample(deltas, None, 0) == [list(range(10)), list(range(18))]
+    assert benchmarks.balanced_sample(deltas, 4, 0) == picks
+
+
+def test_storycloze_variants_share_stories_and_match_lengths():
+    t, s = storycloze_benchmarks(60, 0)
+    assert len(t.pairs) == len(s.pairs) == 60
     for tp, sp in zip(t.pairs, s.pairs):
         assert (tp.id, tp.prefix, tp.good) == (sp.id, sp.prefix, sp.good)
         assert tp.bad != tp.good and sp.bad != sp.good
         assert tp.text("good").startswith(tp.prefix)
+    for bench in (t, s):
+        gaps = [abs(lexicon.phone_count(p.bad) - lexicon.phone_count(p.good)) for p in bench.pairs]
+        assert sum(g <= 1 for g in gaps) >= 55
+        shorter, longer = _length_signs(bench)
+        assert abs(shorter - longer) <= 3
 
 
 def test_syllabify_and_espeak_mapping():

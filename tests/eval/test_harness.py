@@ -1,14 +1,17 @@
 import json
+from itertools import product
 from types import SimpleNamespace
 
 import pytest
 
 from speechlm.cli import main
 from speechlm.core.errors import CheckpointError
-from speechlm.eval.benchmarks import pairs_benchmark
+from speechlm.data.audio import read_audio
+from speechlm.eval.benchmarks import Benchmark, Pair, pairs_benchmark
 from speechlm.eval.harness import EvalConfig, check_vocab, evaluate_lm
 from speechlm.eval.report import write_demo_report, write_eval_report
-from speechlm.eval.testing import EnergyTokenizer, fake_speech_lm
+from speechlm.eval.spoken import heldout_voices, render_audio
+from speechlm.eval.testing import EnergyTokenizer, PreferenceModel, fake_speech_lm
 
 
 @pytest.fixture
@@ -23,24 +26,97 @@ def pairs_file(tmp_path):
 
 def test_speech_path_with_cache(tmp_path, pairs_file):
     lm, tok = fake_speech_lm(8), EnergyTokenizer(8)
-    config = EvalConfig(cache_dir=str(tmp_path / "cache"), show_progress=False)
+    tok_dir = tmp_path / "tok"
+    tok_dir.mkdir()
+    (tok_dir / "config.json").write_text('{"units": 8}')
+    config = EvalConfig(cache_dir=str(tmp_path / "cache"), show_progress=False, reference=False)
     bench = pairs_benchmark(pairs_file)
-    first = evaluate_lm(lm, [bench], config, tmp_path / "model", tok, None)
+    first = evaluate_lm(lm, [bench], config, tmp_path / "model", tok, str(tok_dir))
     entry = first["benchmarks"]["pairs:pairs"]
     assert entry["n"] == 3 and 0 <= entry["accuracy"] <= 1 and len(entry["ci95"]) == 2
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert any(n.endswith(".audio.parquet") for n in cached)
-    assert any("-units-custom-dedup" in n for n in cached)
-    again = evaluate_lm(lm, [bench], config, tmp_path / "model", tok, None)
+    assert sum(n.endswith(".audio.parquet") for n in cached) == 1
+    assert sum(n.endswith(".units.parquet") for n in cached) == 1
+    again = evaluate_lm(lm, [bench], config, tmp_path / "model", tok, str(tok_dir))
     assert again["benchmarks"]["pairs:pairs"]["accuracy"] == entry["accuracy"]
 
 
+def _oracle_lm(lm, preferred: list[list[int]]):
+    return SimpleNamespace(**{**vars(lm), "model": PreferenceModel(preferred, lm.vocab.n_units + 2)})
+
+
+def test_harness_scores_the_good_item_as_good_on_speech(tmp_path, pairs_file):
+    """An LM that prefers the good items must score 1.0 and one that prefers the bad items 0.0.
+    The preferred ids are built here from the rendered audio, not by the harness."""
+    lm, tok = fake_speech_lm(16), EnergyTokenizer(16)
+    bench = pairs_benchmark(pairs_file)
+    config = EvalConfig(cache_dir=str(tmp_path / "cache"), show_progress=False, reference=False)
+    audio = render_audio(bench, heldout_voices(), config.cache_dir).to_pydict()
+
+    def ids(which: str) -> list[list[int]]:
+        return [lm.encode_units(tok.encode(read_audio(flac))[0].tolist()) for flac in audio[which]]
+
+    good, bad = ids("good"), ids("bad")
+    # the oracle cannot tell a sequence from a longer one it begins: the data must have none
+    assert not any(x == y[:len(x)] for x, y in [*product(good, bad), *product(bad, good)])
+    for preferred, expected in ((good, 1.0), (bad, 0.0)):
+        result = evaluate_lm(_oracle_lm(lm, preferred), [bench], config, tmp_path / "m", tok)
+        entry = result["benchmarks"]["pairs:pairs"]
+        assert (entry["accuracy"], entry["accuracy_mean"], entry["ties"]) == (expected, expected, 0)
+
+
+STORIES = Benchmark("story", "story-1", (
+    Pair("s0", "He smiled.", "The sea froze.", prefix="Tom won the prize. He was happy."),
+    Pair("s1", "She ran home.", "A cat sang.", prefix="It began to rain. Ann had no coat."),
+))
+
+
+def test_speech_story_scores_only_the_ending(tmp_path):
+    """Spoken path with a shared context: the oracle decides, and only the ending's units are
+    scored (counted here from the rendered clips, frames without dedup)."""
+    lm, tok = fake_speech_lm(16), EnergyTokenizer(16)
+    config = EvalConfig(cache_dir=str(tmp_path / "cache"), show_progress=False, reference=False,
+                        dedup=False)
+    audio = render_audio(STORIES, heldout_voices(), config.cache_dir).to_pydict()
+
+    def units(flac) -> list[int]:
+        return tok.encode(read_audio(flac), dedup=False)[0].tolist()
+
+    endings = {w: [units(f) for f in audio[w]] for w in ("good", "bad")}
+    for which, expected in (("good", 1.0), ("bad", 0.0)):
+        preferred = [lm.encode_units(units(p) + e) for p, e in zip(audio["prefix"], endings[which])]
+        entry = evaluate_lm(_oracle_lm(lm, preferred), [STORIES], config, tmp_path / "m",
+                            tok)["benchmarks"]["story"]
+        assert (entry["accuracy"], entry["accuracy_mean"]) == (expected, expected)
+    lengths = [len(e) for e in endings["good"] + endings["bad"]]
+    assert entry["mean_tokens"] == sum(lengths) / len(lengths)
+
+
+def _char_text_lm(vocab_size: int = 40):
+    lm = fake_speech_lm(vocab_size)
+    return SimpleNamespace(model=lm.model, vocab=lm.vocab, kind="text", tokenizer_dir=None,
+                           encode_text=lambda t: [0] + [2 + ord(c) % vocab_size for c in t])
+
+
+def test_harness_scores_only_the_continuation_of_a_story(tmp_path):
+    """Text path with a shared context: the good item wins for an LM that prefers it, loses for
+    one that prefers the bad item, and only ending tokens are scored (their mean count)."""
+    bench = STORIES
+    lm = _char_text_lm()
+    config = EvalConfig(show_progress=False, reference=False)
+    for which, expected in (("good", 1.0), ("bad", 0.0)):
+        preferred = [lm.encode_text(p.text(which)) for p in bench.pairs]
+        oracle = SimpleNamespace(**{**vars(lm), "model": PreferenceModel(preferred, 42)})
+        entry = evaluate_lm(oracle, [bench], config, tmp_path / "m")["benchmarks"]["story"]
+        assert (entry["accuracy"], entry["accuracy_mean"]) == (expected, expected)
+    endings = [len(" " + p.good) for p in bench.pairs] + [len(" " + p.bad) for p in bench.pairs]
+    assert entry["mean_tokens"] == sum(endings) / len(endings)
+
+
 def test_text_path(tmp_path, pairs_file):
-    lm = fake_speech_lm(40)
-    text_lm = SimpleNamespace(model=lm.model, vocab=lm.vocab, kind="text", tokenizer_dir=None,
-                              encode_text=lambda t: [0] + [2 + ord(c) % 40 for c in t])
-    result = evaluate_lm(text_lm, [pairs_benchmark(pairs_file)], EvalConfig(show_progress=False),
-                         tmp_path / "m")
+    text_lm = _char_text_lm()
+    result = evaluate_lm(text_lm, [pairs_benchmark(pairs_file)],
+                         EvalConfig(show_progress=False, reference=False), tmp_path / "m")
     assert result["benchmarks"]["pairs:pairs"]["modality"] == "text"
 
 
@@ -110,6 +186,9 @@ def test_eval_cli_writes_one_entry_per_benchmark(tmp_path, pairs_file, capsys):
     results = json.loads((out / "results.json").read_text())
     assert list(results) == ["pairs:pairs"]
     assert results["pairs:pairs"]["n"] == 3 and {"accuracy", "ci95"} <= results["pairs:pairs"].keys()
+    untrained = results["pairs:pairs"]["untrained"]  # the reference row: same architecture
+    assert set(untrained) == {"accuracy", "ci95", "accuracy_mean", "ci95_mean"}
+    assert "untrained (same architecture)" in (out / "report.md").read_text()
     run = json.loads((out / "run.json").read_text())
     assert run["kind"] == "text" and run["model"] == str(model.resolve())
     assert (out / "index.html").is_file() and (out / "report.md").is_file()

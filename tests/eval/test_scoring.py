@@ -24,6 +24,7 @@ def test_logprobs_match_hand_computation_and_batching():
         got = sequence_logprobs(model, seqs, max_batch_tokens=budget)
         assert [g.n_tokens for g in got] == [len(s) - 1 for s in seqs]
         np.testing.assert_allclose([g.total for g in got], expected, rtol=1e-5)
+        assert sequence_logprobs(model, seqs, max_batch_tokens=budget, threads=3) == got
 
 
 def test_known_answer_pairs():
@@ -72,3 +73,33 @@ def test_sliding_window_scores_every_token_once():
         got = sequence_logprobs(model, [seq, seq[:3]], window=window, max_batch_tokens=8)
         assert got[0].n_tokens == len(seq) - 1 and got[1].n_tokens == 2
         assert got[0].total == pytest.approx(full.total, rel=1e-5)
+
+
+def test_only_tokens_from_start_are_scored():
+    """A StoryCloze item scores its ending alone: the sum and the count cover positions >= start,
+    with or without a sliding window."""
+    model = known_model()
+    seq = [0, 1, 2, 1, 3, 3, 2, 1, 2]
+    for start in (1, 3, 6, len(seq)):
+        expected = model.logprob(seq[start - 1:])  # a bigram: the same transitions from start on
+        for window in (None, 3, 4):
+            got = sequence_logprobs(model, [seq], window=window, starts=[start])[0]
+            assert got.n_tokens == len(seq) - start
+            assert got.total == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    with pytest.raises(ValueError, match="outside"):
+        sequence_logprobs(model, [seq], starts=[0])
+
+
+def test_per_token_mean_is_over_the_continuation():
+    """An unlikely shared context drags the short good item's whole-sequence mean below the long
+    bad item's; over the endings alone the good item has the higher mean. score_pairs compares
+    the endings when given where they start."""
+    model = known_model()
+    context = [0, 1, 3, 1, 3, 1, 3]            # 1 -> 3 is unlikely under the model
+    good, bad = context + [1, 2], context + [0] * 8
+    whole = score_pairs(model, [good], [bad])
+    ending = score_pairs(model, [good], [bad], good_starts=[len(context)],
+                         bad_starts=[len(context)])
+    assert (whole["accuracy_mean"], ending["accuracy_mean"]) == (0.0, 1.0)
+    assert whole["accuracy"] == ending["accuracy"] == 1.0  # sums: the shared context cancels
+    assert (whole["mean_tokens"], ending["mean_tokens"]) == ((8 + 14) / 2, (2 + 8) / 2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from speechlm.eval.benchmarks import SuiteSizes
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -12,8 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Score a model on spoken (speech LMs) or text (text LMs) minimal pairs: "
         "lexical (word vs wuggy nonword), syntactic (BLiMP), storycloze (tStoryCloze-like random "
         "ending and sStoryCloze-like same-topic ending), and any BLiMP-format JSONL file. "
-        "Accuracy compares summed log-likelihoods (ties 0.5) with a 95%% bootstrap interval. "
-        "Writes OUT/results.json, OUT/report.md and OUT/index.html.")
+        "Accuracy compares summed log-likelihoods (ties 0.5) with a 95%% bootstrap interval; an "
+        "untrained model of the same architecture is scored beside it as the check (the "
+        "benchmarks are built so that it sits at chance). "
+        "Writes OUT/results.json, OUT/run.json, OUT/report.md and OUT/index.html.")
     parser.add_argument("--model", required=True, help="model directory (speechlm train / text-lm)")
     parser.add_argument("--tokenizer", default=None,
                         help="speech tokenizer directory (default: the one the model records)")
@@ -32,18 +36,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="benchmark sampling seed (default 0)")
     parser.add_argument("--no-dedup", action="store_true",
                         help="score one unit per frame instead of run-length deduplicated units")
-    parser.add_argument("--lexical-n", type=int, default=200, help="lexical pairs (default 200)")
-    parser.add_argument("--syntactic-n", type=int, default=12,
-                        help="BLiMP pairs per phenomenon (12 phenomena; default 12)")
-    parser.add_argument("--storycloze-n", type=int, default=60,
-                        help="stories for tStoryCloze and sStoryCloze (default 60)")
+    sizes = SuiteSizes()
+    parser.add_argument("--lexical-n", type=int, default=sizes.lexical,
+                        help=f"lexical pairs (default {sizes.lexical})")
+    parser.add_argument("--syntactic-n", type=int, default=sizes.syntactic_per_phenomenon,
+                        help="BLiMP pairs per phenomenon (67 phenomena; default "
+                        f"{sizes.syntactic_per_phenomenon})")
+    parser.add_argument("--storycloze-n", type=int, default=sizes.storycloze,
+                        help="stories for tStoryCloze and sStoryCloze (default "
+                        f"{sizes.storycloze})")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the untrained reference (halves scoring time)")
     parser.add_argument("--json", action="store_true", help="print results.json to stdout")
     parser.set_defaults(handler=_eval)
 
 
 def _eval(args: argparse.Namespace) -> int:
     from speechlm.core.errors import ConfigError
-    from speechlm.eval.benchmarks import SuiteSizes
     from speechlm.eval.harness import EvalConfig, evaluate
 
     suite = tuple(s.strip() for s in args.suite.split(",") if s.strip())
@@ -51,7 +60,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise ConfigError("--suite is empty and no --pairs file was given: nothing to evaluate")
     config = EvalConfig(suite=suite, pairs_files=tuple(args.pairs), tokenizer_dir=args.tokenizer,
                         corpus_dir=args.corpus, cache_dir=args.cache, seed=args.seed,
-                        dedup=not args.no_dedup,
+                        dedup=not args.no_dedup, reference=not args.no_reference,
                         sizes=SuiteSizes(args.lexical_n, args.syntactic_n, args.storycloze_n))
     results = evaluate(args.model, config, args.out)
     if args.json:
@@ -60,12 +69,15 @@ def _eval(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from speechlm.eval.report import format_entry
+
     table = Table(title=f"{args.model} ({results['kind']} LM)")
-    for column in ("benchmark", "accuracy", "95% CI", "n", "acc (mean/token)"):
+    for column in ("benchmark", "n", "accuracy [95% CI]", "per token", "untrained [95% CI]"):
         table.add_column(column, justify="left" if column == "benchmark" else "right")
     for name, e in results["benchmarks"].items():
-        table.add_row(name, f"{e['accuracy']:.3f}", f"[{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}]",
-                      str(e["n"]), f"{e['accuracy_mean']:.3f}")
+        ref = e.get("untrained")
+        table.add_row(name, str(e["n"]), format_entry(e), f"{e['accuracy_mean']:.3f}",
+                      format_entry(ref) if ref else "–")
     Console().print(table)
     print(f"wrote {args.out}/results.json, report.md, index.html ({results['seconds']:.1f} s)")
     return 0

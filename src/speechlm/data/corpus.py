@@ -6,6 +6,12 @@ Layout of a corpus directory::
     DIR/data/<split>-00000.parquet utterance records (audio as FLAC bytes)
     DIR/rejects.jsonl              (importers) every skipped input file with its reason
 
+Splits: ``train``; ``valid`` (training voices or speakers, other utterances: choose checkpoints
+and settings on it); ``test`` (the same, disjoint from both: report figures on it, once the
+choices are made); ``heldout`` (voices or speakers never in training: the held-out-voice
+benchmarks and tokenizer metrics). Corpora written before format version 2 have no ``test``
+split; they still load, with a warning, and their ``test`` split is empty.
+
 Shards are plain parquet, so ``datasets.load_dataset("parquet", data_files=...)`` reads them too
 (decode the ``audio`` bytes with :func:`speechlm.data.audio.read_audio`).
 """
@@ -13,6 +19,7 @@ Shards are plain parquet, so ``datasets.load_dataset("parquet", data_files=...)`
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -26,8 +33,10 @@ from speechlm.core.errors import DataError
 from speechlm.core.files import read_json
 from speechlm.data.audio import SAMPLE_RATE, read_audio
 
-CORPUS_VERSION = 1
-SPLITS = ("train", "valid", "heldout")
+log = logging.getLogger(__name__)
+
+CORPUS_VERSION = 2  # 2: the ``test`` split
+SPLITS = ("train", "valid", "test", "heldout")
 
 Alignment = list[tuple[str, float, float]]
 
@@ -165,6 +174,10 @@ class Corpus:
             raise DataError(f"{self.root}: no parquet shards under data/ (not a speechlm corpus)")
         self.meta = _meta if _meta is not None else read_json(
             self.root / "meta.json", missing="missing (corpus was not finished writing)")
+        if _meta is None and int(self.meta.get("version", 1)) < 2:
+            log.warning("%s: corpus format version %s has no 'test' split (figures meant for "
+                        "'test' have no data; re-create the corpus to get one)", self.root,
+                        self.meta.get("version", 1))
 
     def _shards_for(self, split: str | None) -> list[Path]:
         if split is not None and split not in SPLITS:

@@ -67,10 +67,23 @@ def _wavtxt(src: Path) -> Iterator[Candidate]:
         yield Candidate(path, utt_id, speaker, text, f"no transcript file {transcript.name}")
 
 
+def _split(i: int, heldout: bool, valid_every: int, test_every: int) -> str:
+    if heldout:
+        return "heldout"
+    if i % valid_every == valid_every - 1:
+        return "valid"
+    return "test" if i % test_every == test_every // 2 else "train"
+
+
 def import_corpus(src: str | Path, out_dir: str | Path, fmt: str, max_seconds: float = 60.0,
-                  heldout_speakers: int = 0, valid_every: int = 20, seed: int = 0,
-                  show_progress: bool = True) -> ImportResult:
-    """Convert ``src`` to a speechlm corpus at ``out_dir`` (mono, 16 kHz, FLAC in parquet)."""
+                  heldout_speakers: int = 0, valid_every: int = 20, test_every: int = 20,
+                  seed: int = 0, show_progress: bool = True) -> ImportResult:
+    """Convert ``src`` to a speechlm corpus at ``out_dir`` (mono, 16 kHz, FLAC in parquet).
+
+    Speakers in ``heldout`` aside, file ``i`` (in sorted order) goes to ``valid`` when
+    ``i % valid_every == valid_every - 1``, else to ``test`` when ``i % test_every ==
+    test_every // 2``, else to ``train``.
+    """
     src, out_dir = Path(src), Path(out_dir)
     if not src.is_dir():
         raise DataError(f"{src}: source folder not found")
@@ -101,8 +114,7 @@ def import_corpus(src: str | Path, out_dir: str | Path, fmt: str, max_seconds: f
             except AudioError as err:
                 rejects.append({"path": str(cand.path), "reason": str(err).split(": ", 1)[-1]})
                 continue
-            split = "heldout" if cand.speaker in heldout else \
-                ("valid" if i % valid_every == valid_every - 1 else "train")
+            split = _split(i, cand.speaker in heldout, valid_every, test_every)
             writer.add(Utterance(id=cand.utt_id, speaker=cand.speaker, text=cand.text,
                                  sample_rate=SAMPLE_RATE, duration=samples.size / SAMPLE_RATE,
                                  audio=encode_flac(samples), split=split))

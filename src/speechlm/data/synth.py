@@ -135,7 +135,7 @@ def _synthesize(espeak: Espeak, task: _Task) -> Utterance:
 
 
 def _tasks(sentences: list[str], train: list[Voice], heldout: list[Voice], seed: int,
-           valid_fraction: float, noise_std: float,
+           valid_fraction: float, test_fraction: float, noise_std: float,
            styles: tuple[str, ...] = ()) -> Iterator[_Task]:
     rng = np.random.default_rng(seed + 1)
     style_rng = np.random.default_rng([seed, 2])  # its own stream: no styles = same corpus as before
@@ -143,8 +143,10 @@ def _tasks(sentences: list[str], train: list[Voice], heldout: list[Voice], seed:
     order = rng.permutation(len(sentences))
     for i, idx in enumerate(itertools.cycle(order)):
         voice, split = voices[i % len(voices)]
-        if split == "train" and rng.random() < valid_fraction:
-            split = "valid"
+        if split == "train":  # one draw, as before the test split: [0, v) valid, [v, v+t) test
+            draw = rng.random()
+            split = "valid" if draw < valid_fraction else \
+                "test" if draw < valid_fraction + test_fraction else "train"
         speaker = speaker_id(voice)
         voice, text = jittered(voice, rng), sentences[idx]
         style = styles[style_rng.integers(len(styles))] if styles else None
@@ -156,10 +158,11 @@ def _tasks(sentences: list[str], train: list[Voice], heldout: list[Voice], seed:
 
 def synthesize_corpus(out_dir: str | Path, hours: float = 0.25, voices: int = 12,
                       heldout_voices: int = 3, seed: int = 0, text: str | Path | None = None,
-                      workers: int = 2, valid_fraction: float = 0.05, noise_std: float = 3e-3,
-                      chunk_size: int = 16, show_progress: bool = True,
+                      workers: int = 2, valid_fraction: float = 0.05, test_fraction: float = 0.05,
+                      noise_std: float = 3e-3, chunk_size: int = 16, show_progress: bool = True,
                       styles: Sequence[str] | None = None) -> Corpus:
-    """Synthesize about ``hours`` of speech; ``valid_fraction`` of train-voice utterances go to valid.
+    """Synthesize about ``hours`` of speech; ``valid_fraction`` of train-voice utterances go to
+    valid and ``test_fraction`` to test (see :mod:`speechlm.data.corpus` for the splits).
 
     Utterances are made ``chunk_size`` at a time, each chunk in a fresh process, so the audio
     depends only on the seed (not on ``workers``); see :func:`in_fresh_processes`. ``styles``
@@ -179,12 +182,13 @@ def synthesize_corpus(out_dir: str | Path, hours: float = 0.25, voices: int = 12
     meta = {"name": Path(out_dir).name, "generator": "espeak-ng synth",
             "params": {"hours": hours, "voices": voices, "heldout_voices": heldout_voices,
                        "seed": seed, "text": [str(f) for f in files], "noise_std": noise_std,
+                       "valid_fraction": valid_fraction, "test_fraction": test_fraction,
                        **({"styles": list(styles)} if styles else {})},
             "train_voices": [v.name for v in train], "heldout_voices": [v.name for v in heldout]}
     writer = CorpusWriter(out_dir, meta)
     target = hours * 3600.0
     total = 0.0
-    tasks = _tasks(sentences, train, heldout, seed, valid_fraction, noise_std, styles)
+    tasks = _tasks(sentences, train, heldout, seed, valid_fraction, test_fraction, noise_std, styles)
     with progress_bar("synthesizing", total=target, unit="s audio",
                       enabled=show_progress) as advance:
         while total < target:  # bounded rounds: Pool.imap would drain an endless iterator

@@ -5,20 +5,33 @@ has a text form (scored by text LMs) and a spoken form (what espeak reads; nonwo
 espeak phoneme input). :mod:`speechlm.eval.spoken` renders them with held-out voices and caches
 the audio.
 
-Construction (see docs/eval.md):
+Construction (see docs/eval.md). Summed log-likelihood favours the item with fewer units, so
+an untrained model would score above chance wherever the good item tends to be the shorter one.
+Every builder therefore controls length, measured in phonemes (:func:`lexicon.phone_count`;
+spoken duration and unit counts follow it), and ``benchmarks/untrained_chance.py`` checks the
+result in units:
 
 * lexical: real words from the training text (4-9 letters, 1-3 syllables, in the CMU dictionary)
   and one wuggy nonword each, matched as wuggy's classic mode does (same syllable/segment
-  structure, transition frequencies by concentric search, 2/3 subsyllabic overlap, not a word).
-  Both are spoken from their phonemes, with the word's stress pattern. The list is generated once
-  (``lexicon.write_lexical_asset``) and shipped, because wuggy's search is time-bounded.
-* syntactic: BLiMP minimal pairs, ``n_per_phenomenon`` from each of 12 shipped phenomena.
+  structure, so nearly always the same number of phonemes; transition frequencies by concentric
+  search, 2/3 subsyllabic overlap), sampled with :func:`balanced_sample` for the few that differ.
+  A nonword is never a CMU word in sound or spelling, nor its own word (checked when the list is
+  generated and again here). Both are spoken from their phonemes, with the word's stress
+  pattern. The list is generated once (``lexicon.write_lexical_asset``) and shipped, because
+  wuggy's search is time-bounded.
+* syntactic: BLiMP minimal pairs, ``n_per_phenomenon`` from each of the 67 phenomena, chosen so
+  that the length differences (bad minus good, in phonemes) are as symmetric as the pool allows
+  (:func:`balanced_sample`): the good item is the shorter one as often as the longer one.
 * storycloze: three consecutive sentences inside one paragraph of a public-domain book that is
   not in the training text; the first two are the context and the third the true ending.
-  ``tstorycloze`` pairs it with a random sentence from a *different* book; ``sstorycloze`` with a
+  ``tstorycloze`` pairs it with a sentence from a *different* book; ``sstorycloze`` with a
   sentence from the *same* book, from another paragraph at least 20 sentences away, preferring one
-  that shares a content word with the context (same topic and style, hence harder).
-* pairs: any BLiMP-format JSONL file (``sentence_good``, ``sentence_bad``; optional ``UID``).
+  that shares a content word with the context (same topic and style, hence harder). Either
+  distractor has the ending's phoneme count when one exists, else the nearest, longer and
+  shorter in turn (length matched, and what is left balanced); among those, one with the
+  ending's pauses, final mark and word count (:func:`_shape`).
+* pairs: any BLiMP-format JSONL file (``sentence_good``, ``sentence_bad``; optional ``UID``);
+  its lengths are the user's responsibility.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,9 +48,9 @@ import numpy as np
 
 from speechlm.core.errors import DataError
 
-LEXICAL_VERSION = "lexical-1"
-SYNTACTIC_VERSION = "syntactic-1"
-STORYCLOZE_VERSION = "storycloze-1"
+LEXICAL_VERSION = "lexical-2"
+SYNTACTIC_VERSION = "syntactic-2"
+STORYCLOZE_VERSION = "storycloze-2"
 PAIRS_VERSION = "pairs-1"
 SUITES = ("lexical", "syntactic", "storycloze")
 _ALLOWED = re.compile(r"^[A-Z][A-Za-z ,;:'.!?-]*[.!?]$")
@@ -98,22 +112,25 @@ def _assets():
     return resources.files("speechlm.eval") / "assets"
 
 
-def _sample(n_total: int, n: int | None, seed: int) -> list[int]:
-    """Sorted indices of a seeded sample (all of them when ``n`` is None or too large)."""
-    if n is None or n >= n_total:
-        return list(range(n_total))
-    return sorted(np.random.default_rng(seed).permutation(n_total)[:n].tolist())
+def lexical_benchmark(n: int | None = 1000, seed: int = 0) -> Benchmark:
+    """sWUGGY-like word/nonword pairs from the shipped wuggy list (see module docstring), sampled
+    balanced in length (wuggy matches segments by written length, so an affricate can stand for
+    a two-consonant cluster and a few nonwords are a phoneme shorter or longer than their word).
 
+    Raises DataError naming the row when a nonword of the list is a dictionary word.
+    """
+    from speechlm.eval.lexicon import nonword_problem, split_ipa, stress_position, to_espeak
 
-def lexical_benchmark(n: int | None = 200, seed: int = 0) -> Benchmark:
-    """sWUGGY-like word/nonword pairs from the shipped wuggy list (see module docstring)."""
-    from speechlm.eval.lexicon import stress_position, to_espeak
-
-    rows = [json.loads(line) for line in
-            (_assets() / "lexical_pairs.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    asset = _assets() / "lexical_pairs.jsonl"
+    rows = [json.loads(line) for line in asset.read_text(encoding="utf-8").splitlines() if line]
+    deltas = [len(split_ipa(r["nonword_ipa"].replace("-", "")))
+              - len(split_ipa(r["word_ipa"].replace("-", ""))) for r in rows]
     pairs = []
-    for i in _sample(len(rows), n, seed):
+    for i in balanced_sample([deltas], n, seed)[0]:
         row = rows[i]
+        problem = nonword_problem(row["word"], row["nonword_ipa"], row["nonword_spelling"])
+        if problem:
+            raise DataError(f"{asset}:{i + 1}: not a nonword ({problem})")
         word_syl, non_syl = row["word_ipa"].split("-"), row["nonword_ipa"].split("-")
         stress = stress_position(word_syl)
         pairs.append(Pair(id=f"lex-{i:04d}", good=row["word"], bad=row["nonword_spelling"],
@@ -122,22 +139,77 @@ def lexical_benchmark(n: int | None = 200, seed: int = 0) -> Benchmark:
     return Benchmark("lexical", LEXICAL_VERSION, tuple(pairs), {"n": n, "seed": seed})
 
 
-def syntactic_benchmark(n_per_phenomenon: int | None = 12, seed: int = 0,
-                        blimp_dir: str | Path | None = None) -> Benchmark:
-    """sBLIMP-like pairs: ``n_per_phenomenon`` BLiMP pairs from each phenomenon file.
+LENGTH_CLIP = 4  # phonemes; larger length differences share one bin when balancing
 
-    ``blimp_dir`` (e.g. a full BLiMP checkout) replaces the 12 phenomena shipped in the package.
+
+def balanced_sample(deltas: list[list[int]], n: int | None, seed: int) -> list[list[int]]:
+    """Indices of ``n`` items from each group, chosen so that the items' length differences
+    (bad minus good) are as symmetric around 0 as the pools allow.
+
+    Starts from a seeded random sample per group, then swaps selected for unselected items of the
+    same group while a swap makes the histogram of differences (clipped to +-``LENGTH_CLIP``) more
+    symmetric; a phenomenon whose bad item is always shorter is offset by others. With ``n`` None
+    (or a pool no larger than ``n``) the whole pool is taken and nothing is balanced.
     """
+    rng = np.random.default_rng(seed)
+    orders = [rng.permutation(len(d)).tolist() for d in deltas]
+    if n is None:
+        return [sorted(order) for order in orders]
+    bins = [[max(-LENGTH_CLIP, min(LENGTH_CLIP, int(x))) for x in d] for d in deltas]
+    chosen = [order[:n] for order in orders]
+    spare = [order[n:] for order in orders]
+    hist = Counter(bins[g][i] for g, picked in enumerate(chosen) for i in picked)
+
+    def asymmetry() -> int:
+        return sum(abs(hist[k] - hist[-k]) for k in range(1, LENGTH_CLIP + 1))
+
+    current = asymmetry()
+    while current > 0:
+        best = None  # (asymmetry after the swap, group, position in chosen, position in spare)
+        for g in range(len(deltas)):
+            tried = set()
+            for a_pos, i in enumerate(chosen[g]):
+                for b_pos, j in enumerate(spare[g]):
+                    a, b = bins[g][i], bins[g][j]
+                    if a == b or (a, b) in tried:
+                        continue
+                    tried.add((a, b))
+                    hist[a] -= 1
+                    hist[b] += 1
+                    after = asymmetry()
+                    hist[a] += 1
+                    hist[b] -= 1
+                    if after < current and (best is None or after < best[0]):
+                        best = (after, g, a_pos, b_pos)
+        if best is None:
+            break
+        current, g, a_pos, b_pos = best
+        i, j = chosen[g][a_pos], spare[g][b_pos]
+        hist[bins[g][i]] -= 1
+        hist[bins[g][j]] += 1
+        chosen[g][a_pos], spare[g][b_pos] = j, i
+    return [sorted(picked) for picked in chosen]
+
+
+def syntactic_benchmark(n_per_phenomenon: int | None = 8, seed: int = 0,
+                        blimp_dir: str | Path | None = None) -> Benchmark:
+    """sBLIMP-like pairs: ``n_per_phenomenon`` BLiMP pairs from each phenomenon file, balanced in
+    length across the benchmark (:func:`balanced_sample`).
+
+    ``blimp_dir`` (e.g. a full BLiMP checkout) replaces the 67 phenomena shipped in the package
+    (50 pairs each).
+    """
+    from speechlm.eval.lexicon import phone_count
+
     folder = Path(blimp_dir) if blimp_dir else Path(str(_assets() / "blimp"))
     files = sorted(folder.glob("*.jsonl"))
     if not files:
         raise DataError(f"{folder}: no BLiMP .jsonl files")
-    pairs: list[Pair] = []
-    for k, path in enumerate(files):
-        rows = read_pairs_file(path)
-        for i in _sample(len(rows), n_per_phenomenon, seed + k):
-            pairs.append(rows[i])
-    return Benchmark("syntactic", SYNTACTIC_VERSION, tuple(pairs),
+    pools = [read_pairs_file(path) for path in files]
+    deltas = [[phone_count(p.bad) - phone_count(p.good) for p in pool] for pool in pools]
+    picks = balanced_sample(deltas, n_per_phenomenon, seed)
+    pairs = tuple(pool[i] for pool, picked in zip(pools, picks) for i in picked)
+    return Benchmark("syntactic", SYNTACTIC_VERSION, pairs,
                      {"n_per_phenomenon": n_per_phenomenon, "seed": seed,
                       "phenomena": [f.stem for f in files]})
 
@@ -204,7 +276,35 @@ def _content_words(sentence: str) -> set[str]:
     return {w for w in re.findall(r"[a-z]+", sentence.lower()) if len(w) > 3 and w not in _STOP}
 
 
-def storycloze_benchmarks(n: int | None = 60, seed: int = 0,
+def _shape(sentence: str) -> tuple[int, int, str, int]:
+    """What decides a spoken sentence's length: phonemes, pauses (``,;:``), the final mark
+    (intonation) and words."""
+    from speechlm.eval.lexicon import phone_count
+
+    return (phone_count(sentence), len(re.findall(r"[,;:]", sentence)), sentence[-1],
+            len(sentence.split()))
+
+
+def _nearest(candidates: list[str], shapes: dict[str, tuple], target: tuple, longer: bool,
+             rng: np.random.Generator) -> str:
+    """The candidate closest to ``target`` (a :func:`_shape`): fewest phonemes apart, then the
+    same pauses and final mark, then the fewest words apart; among those a longer one when
+    ``longer`` (else a shorter one), so that what difference is left falls on both sides equally
+    often across stories; then a seeded random one."""
+    phones, pauses, mark, words = target
+
+    def distance(c: str) -> tuple[int, int, int]:
+        p, q, m, w = shapes[c]
+        return abs(p - phones), abs(q - pauses) + (m != mark), abs(w - words)
+
+    gaps = [distance(c) for c in candidates]
+    best = min(gaps)
+    near = [c for c, gap in zip(candidates, gaps) if gap == best]
+    near = [c for c in near if (shapes[c][0] > phones) == longer] or near
+    return near[int(rng.integers(len(near)))]
+
+
+def storycloze_benchmarks(n: int | None = 100, seed: int = 0,
                           text_dir: str | Path | None = None) -> tuple[Benchmark, Benchmark]:
     """(tstorycloze, sstorycloze) over the same stories and true endings (see module docstring)."""
     folder = Path(text_dir) if text_dir else Path(str(_assets() / "stories"))
@@ -215,10 +315,10 @@ def storycloze_benchmarks(n: int | None = 60, seed: int = 0,
     flat: list[list[tuple[int, str]]] = []  # per book: (position, sentence) of usable sentences
     for b, path in enumerate(books):
         position, usable = 0, []
-        for para_index, para in enumerate(_paragraph_sentences(path.read_text(encoding="utf-8"))):
+        for para in _paragraph_sentences(path.read_text(encoding="utf-8")):
             for j, sentence in enumerate(para):
                 if sentence is not None:
-                    usable.append((position, sentence, para_index))
+                    usable.append((position, sentence))
                 if j >= 2 and None not in para[j - 2:j + 1]:
                     stories.append((b, position, f"{para[j - 2]} {para[j - 1]}", sentence))
                 position += 1
@@ -234,21 +334,21 @@ def storycloze_benchmarks(n: int | None = 60, seed: int = 0,
         chosen.append(int(idx))
         if n is not None and len(chosen) >= n:
             break
+    shapes = {s[1]: _shape(s[1]) for usable in flat for s in usable}
+    content = {sentence: _content_words(sentence) for sentence in shapes}
     t_pairs, s_pairs = [], []
-    for idx in sorted(chosen):
+    for k, idx in enumerate(sorted(chosen)):
         b, pos, context, ending = stories[idx]
-        n_words = len(ending.split())
-
-        def close(candidates):  # similar length, deterministic pick
-            near = [c for c in candidates if abs(len(c[1].split()) - n_words) <= 3] or candidates
-            return near[int(rng.integers(len(near)))][1]
-
-        others = [s for ob, usable in enumerate(flat) if ob != b for s in usable]
-        random_ending = close(others)
-        same_book = [s for s in flat[b] if abs(s[0] - pos) >= 20 and s[1] != ending]
+        target, longer = shapes[ending], k % 2 == 0
+        others = [s[1] for ob, usable in enumerate(flat) if ob != b for s in usable
+                  if s[1] != ending]
+        random_ending = _nearest(others, shapes, target, longer, rng)
+        same_book = [s[1] for s in flat[b] if abs(s[0] - pos) >= 20 and s[1] != ending]
         topic = _content_words(context)
-        overlapping = [s for s in same_book if _content_words(s[1]) & topic]
-        same_topic = close(overlapping or same_book)
+        overlapping = [s for s in same_book if content[s] & topic]
+        same_topic = _nearest(overlapping, shapes, target, longer, rng) if overlapping else None
+        if same_topic is None or abs(shapes[same_topic][0] - target[0]) > 1:
+            same_topic = _nearest(same_book, shapes, target, longer, rng)
         sid = f"{books[b].stem}-{pos:05d}"
         t_pairs.append(Pair(id=sid, good=ending, bad=random_ending, group=books[b].stem,
                             prefix=context))
@@ -261,11 +361,12 @@ def storycloze_benchmarks(n: int | None = 60, seed: int = 0,
 
 @dataclass(frozen=True)
 class SuiteSizes:
-    """Default benchmark sizes: moderate, so the spoken suite of a tiny model takes minutes."""
+    """Default benchmark sizes: 95% intervals of about +-0.03 (lexical), +-0.04 (syntactic) and
+    +-0.1 (storycloze) while the spoken suite of a tiny model stays within 3 minutes cold."""
 
-    lexical: int | None = 200
-    syntactic_per_phenomenon: int | None = 12
-    storycloze: int | None = 60
+    lexical: int | None = 1000
+    syntactic_per_phenomenon: int | None = 8
+    storycloze: int | None = 100
 
 
 def build_suite(suite: list[str] | tuple[str, ...], pairs_files: list[str | Path] = (),

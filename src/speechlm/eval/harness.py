@@ -1,7 +1,10 @@
 """`speechlm eval`: score one model on a suite of benchmarks and write results + report.
 
 A speech LM hears the spoken benchmarks through its speech tokenizer (recorded in the model
-directory, or ``--tokenizer``); a text LM reads the text versions of the same pairs.
+directory, or ``--tokenizer``); a text LM reads the text versions of the same pairs. Every
+benchmark entry also holds the score of an untrained model of the same architecture on the same
+token ids (``untrained``): the benchmarks are built so that it sits at chance, and a trained
+model is read against it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,20 @@ class EvalConfig:
     sizes: SuiteSizes = field(default_factory=SuiteSizes)
     max_batch_tokens: int = 16384
     show_progress: bool = True
-    tokenize_threads: int | None = 1   # torch threads while tokenizing benchmark audio
+    tokenize_threads: int | None = 1   # torch threads per process tokenizing benchmark audio
+    workers: int = 2                   # processes speaking and tokenizing, threads scoring
+    reference: bool = True             # also score an untrained model of the same architecture
+
+
+@dataclass(frozen=True)
+class PairIds:
+    """One benchmark's items as token ids for one LM, and where scoring starts in each (after
+    BOS, or after the shared context of a StoryCloze item)."""
+
+    good: list[list[int]]
+    bad: list[list[int]]
+    good_starts: list[int]
+    bad_starts: list[int]
 
 
 def context_length(lm) -> int | None:
@@ -59,43 +75,80 @@ def check_vocab(lm, tokenizer, model_dir, tokenizer_dir) -> None:
     check_units(lm, tokenizer.vocab_size, model_dir, tokenizer_dir)
 
 
+def _text_item(lm, pair, which: str) -> tuple[list[int], int]:
+    """BOS + BPE ids of one item, and the position after its context's tokens (1 without one)."""
+    ids = lm.encode_text(pair.text(which))
+    if not pair.prefix:
+        return ids, 1
+    context = lm.encode_text(pair.prefix)
+    shared = next((k for k, (a, b) in enumerate(zip(context, ids)) if a != b), len(context))
+    return ids, max(1, min(shared, len(ids)))
+
+
 def benchmark_ids(lm, benchmark: Benchmark, config: EvalConfig, tokenizer=None,
-                  tok_key: str | None = None, voices=None, memo: dict | None = None
-                  ) -> tuple[list[list[int]], list[list[int]]]:
+                  tokenizer_fp: str | None = None, voices=None, memo: dict | None = None,
+                  tokenizer_dir: str | None = None) -> PairIds:
     """Token id sequences (BOS + tokens) of the good and bad items for this LM."""
     if lm.kind == "text":
-        return ([lm.encode_text(p.text("good")) for p in benchmark.pairs],
-                [lm.encode_text(p.text("bad")) for p in benchmark.pairs])
+        good = [_text_item(lm, p, "good") for p in benchmark.pairs]
+        bad = [_text_item(lm, p, "bad") for p in benchmark.pairs]
+        return PairIds([g for g, _ in good], [b for b, _ in bad], [s for _, s in good],
+                       [s for _, s in bad])
     from speechlm.eval.spoken import encode_benchmark, render_audio
 
-    audio = render_audio(benchmark, voices, config.cache_dir, config.show_progress)
-    good, bad = encode_benchmark(benchmark, audio, tokenizer, tok_key, config.dedup,
-                                 config.cache_dir, memo, config.show_progress,
-                                 config.tokenize_threads)
-    return ([lm.encode_units(u.tolist()) for u in good], [lm.encode_units(u.tolist()) for u in bad])
+    audio = render_audio(benchmark, voices, config.cache_dir, config.show_progress,
+                         config.workers)
+    good, bad, context = encode_benchmark(benchmark, audio, tokenizer, tokenizer_fp, config.dedup,
+                                          config.cache_dir, memo, config.show_progress,
+                                          config.tokenize_threads, tokenizer_dir, config.workers)
+    starts = [len(lm.encode_units(g[:c].tolist())) for g, c in zip(good, context)]
+    return PairIds([lm.encode_units(u.tolist()) for u in good],
+                   [lm.encode_units(u.tolist()) for u in bad], starts, list(starts))
+
+
+def untrained_copy(lm, seed: int):
+    """The LM's architecture with fresh random weights (seeded), in eval mode."""
+    from speechlm.lm.model import build_model
+
+    return build_model(lm.model.config, seed=seed).eval()
+
+
+def _score(model, ids: PairIds, groups: list[str], lm, config: EvalConfig) -> dict:
+    return score_pairs(model, ids.good, ids.bad, groups, window=context_length(lm),
+                       max_batch_tokens=config.max_batch_tokens, seed=config.seed,
+                       good_starts=ids.good_starts, bad_starts=ids.bad_starts,
+                       threads=config.workers)
 
 
 def evaluate_lm(lm, benchmarks: list[Benchmark], config: EvalConfig, model_dir: str | Path,
                 tokenizer=None, tokenizer_dir: str | None = None) -> dict:
-    """Score a loaded LM on built benchmarks; returns the results dict (see :func:`evaluate`)."""
-    tok_key = voices = None
+    """Score a loaded LM on built benchmarks; returns the results dict (see :func:`evaluate`).
+
+    With ``config.reference`` each entry gets ``untrained``: accuracy, interval and per-token
+    variant of an untrained copy (:func:`untrained_copy`, seed ``config.seed``) on the same ids.
+    """
+    tok_fp = voices = None
     if lm.kind != "text":
-        from speechlm.eval.spoken import heldout_voices, tokenizer_key
+        from speechlm.eval.spoken import heldout_voices, tokenizer_fingerprint
 
         if tokenizer is None:
             tokenizer, tokenizer_dir = resolve_tokenizer(lm, model_dir, config.tokenizer_dir)
         else:
             check_vocab(lm, tokenizer, model_dir, tokenizer_dir)
-        tok_key = tokenizer_key(tokenizer_dir) if tokenizer_dir else "custom"
+        tok_fp = tokenizer_fingerprint(tokenizer_dir) if tokenizer_dir else None
         voices = heldout_voices(config.corpus_dir)
+    reference = untrained_copy(lm, config.seed) if config.reference else None
     memo: dict = {}
     results = {}
     for bench in benchmarks:
         start = time.perf_counter()
-        good, bad = benchmark_ids(lm, bench, config, tokenizer, tok_key, voices, memo)
-        summary = score_pairs(lm.model, good, bad, [p.group for p in bench.pairs],
-                              window=context_length(lm), max_batch_tokens=config.max_batch_tokens,
-                              seed=config.seed)
+        ids = benchmark_ids(lm, bench, config, tokenizer, tok_fp, voices, memo, tokenizer_dir)
+        groups = [p.group for p in bench.pairs]
+        summary = _score(lm.model, ids, groups, lm, config)
+        if reference is not None:
+            untrained = _score(reference, ids, groups, lm, config)
+            summary["untrained"] = {k: untrained[k] for k in
+                                    ("accuracy", "ci95", "accuracy_mean", "ci95_mean")}
         summary.update({"version": bench.version, "fingerprint": bench.fingerprint(),
                         "modality": "text" if lm.kind == "text" else "speech",
                         "seconds": round(time.perf_counter() - start, 2)})
@@ -104,6 +157,7 @@ def evaluate_lm(lm, benchmarks: list[Benchmark], config: EvalConfig, model_dir: 
                  *summary["ci95"], summary["n"])
     return {"model": str(Path(model_dir).resolve()), "kind": lm.kind,
             "tokenizer": tokenizer_dir, "dedup": config.dedup, "seed": config.seed,
+            "reference": f"untrained, seed {config.seed}" if config.reference else None,
             "benchmarks": results}
 
 

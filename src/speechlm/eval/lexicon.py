@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import random
+import re
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -60,17 +61,74 @@ def cmudict_path() -> Path:
 
 
 @lru_cache(maxsize=2)
-def load_cmudict(path: str | None = None) -> dict[str, tuple[str, ...]]:
-    """word -> ARPAbet phones (first pronunciation; variants like ``read(2)`` are skipped)."""
-    entries: dict[str, tuple[str, ...]] = {}
+def _cmu_entries(path: str | None = None) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Every (word, ARPAbet phones) line of the dictionary, pronunciation variants included
+    (``read(2)`` -> ``read``), stress digits removed."""
+    entries = []
     for line in Path(path or cmudict_path()).read_text(encoding="utf-8").splitlines():
         parts = line.split()
-        if len(parts) < 2 or "(" in parts[0] or not parts[0].isalpha():
+        if len(parts) < 2:
             continue
         phones = tuple(p.rstrip("012") for p in parts[1:])
-        if all(p in ARPA_IPA for p in phones) and any(p in VOWELS for p in phones):
-            entries.setdefault(parts[0].lower(), phones)
+        if all(p in ARPA_IPA for p in phones):
+            entries.append((parts[0].split("(")[0].lower(), phones))
+    return tuple(entries)
+
+
+@lru_cache(maxsize=2)
+def load_cmudict(path: str | None = None) -> dict[str, tuple[str, ...]]:
+    """word -> ARPAbet phones (alphabetic words, first pronunciation, at least one vowel)."""
+    entries: dict[str, tuple[str, ...]] = {}
+    for word, phones in _cmu_entries(path):
+        if word.isalpha() and any(p in VOWELS for p in phones):
+            entries.setdefault(word, phones)
     return entries
+
+
+@lru_cache(maxsize=2)
+def cmu_words_and_sounds(path: str | None = None) -> tuple[frozenset[str], frozenset[str]]:
+    """(every spelling, every pronunciation as plain IPA) in the dictionary, variants included:
+    what a nonword must never be."""
+    entries = _cmu_entries(path)
+    return (frozenset(w for w, _ in entries),
+            frozenset("".join(ARPA_IPA[p] for p in phones) for _, phones in entries))
+
+
+@lru_cache(maxsize=1)
+def _phone_counts() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for word, phones in _cmu_entries():
+        counts.setdefault(word, len(phones))
+    return counts
+
+
+def phone_count(text: str) -> int:
+    """How many phonemes ``text`` has (CMU dictionary; letters for unknown words): the length
+    proxy that benchmark builders balance, since spoken duration and unit counts follow it."""
+    counts = _phone_counts()
+    total = 0
+    for word in re.findall(r"[a-z']+", text.lower()):
+        word = word.strip("'")
+        total += counts.get(word, len(word.replace("'", "")))
+    return total
+
+
+def nonword_problem(word: str, nonword_ipa: str, spelling: str) -> str | None:
+    """Why a candidate nonword (IPA syllables joined by '-', and its text spelling) is not a
+    nonword for ``word``, or None when it is one: identical to the word, or a dictionary word in
+    sound or in spelling."""
+    words, sounds = cmu_words_and_sounds()
+    sound = nonword_ipa.replace("-", "")
+    if spelling == word.lower():
+        return f"spelled like its word {word!r}"
+    word_phones = load_cmudict().get(word.lower())
+    if word_phones is not None and sound == "".join(ARPA_IPA[p] for p in word_phones):
+        return f"sounds like its word {word!r}"
+    if spelling in words:
+        return f"{spelling!r} is a CMU dictionary word"
+    if sound in sounds:
+        return f"/{sound}/ is the pronunciation of a CMU dictionary word"
+    return None
 
 
 def syllabify(phones: tuple[str, ...]) -> list[tuple[tuple[str, ...], str, tuple[str, ...]]]:
@@ -195,16 +253,20 @@ class Nonword:
     word: str              # the real word (spelling)
     word_ipa: str          # syllables joined with '-'
     nonword_ipa: str       # wuggy's match, same syllable/segment structure
+    spelling: str          # the nonword's text form (:func:`respell`)
     overlap_ratio: str     # wuggy's subsyllabic overlap with the word (e.g. "2/3")
 
 
 def generate_nonwords(words: list[str], plugin_dir: str | Path, seed: int = 0,
-                      max_search_time: float = 4.0) -> list[Nonword]:
+                      max_search_time: float = 4.0, candidates: int = 5) -> list[Nonword]:
     """One wuggy nonword per word, matched as wuggy's classic mode does (segment lengths,
     transition frequencies by concentric search, 2/3 subsyllabic overlap, not a real word).
 
-    wuggy shuffles with the global ``random`` module; we seed it and restore its state. Words with
-    no match inside ``max_search_time`` are skipped (logged).
+    wuggy proposes up to ``candidates`` matches, best first; the first one that is a nonword in
+    sound *and* in spelling (:func:`nonword_problem`: wuggy's lexicon holds first pronunciations
+    only, and the respelling can hit another word) is kept. wuggy shuffles with the global
+    ``random`` module; we seed it and restore its state. Words with no acceptable match inside
+    ``max_search_time`` are skipped (logged).
     """
     from wuggy import WuggyGenerator
 
@@ -218,18 +280,22 @@ def generate_nonwords(words: list[str], plugin_dir: str | Path, seed: int = 0,
             if generator.lookup_reference_segments(word) is None:
                 log.info("skip %r: not in the CMU lexicon", word)
                 continue
-            matches = generator.generate_classic([word], ncandidates_per_sequence=1,
+            matches = generator.generate_classic([word], ncandidates_per_sequence=candidates,
                                                  max_search_time_per_sequence=max_search_time,
                                                  output_mode="syllabic")
-            if not matches:
-                log.info("skip %r: wuggy found no nonword in %.1f s", word, max_search_time)
-                continue
-            match = matches[0]
-            segments = match["segments"]
-            out.append(Nonword(word=word, word_ipa="-".join(s.replace(":", "")
-                                                            for s in segments.split("-")),
-                               nonword_ipa=match["pseudoword"],
-                               overlap_ratio=str(match["statistics"]["overlap_ratio"])))
+            for match in matches:
+                ipa = match["pseudoword"]
+                problem = nonword_problem(word, ipa, respell(ipa))
+                if problem is None:
+                    word_ipa = "-".join(s.replace(":", "") for s in match["segments"].split("-"))
+                    out.append(Nonword(word=word, word_ipa=word_ipa, nonword_ipa=ipa,
+                                       spelling=respell(ipa),
+                                       overlap_ratio=str(match["statistics"]["overlap_ratio"])))
+                    break
+                log.info("reject %s for %r: %s", ipa, word, problem)
+            else:
+                log.info("skip %r: no acceptable nonword among %d in %.1f s", word, len(matches),
+                         max_search_time)
     finally:
         random.setstate(state)
     return out
@@ -239,7 +305,6 @@ def select_words(text_files: list[Path], n: int, seed: int = 0, min_count: int =
     """``n`` real words for sWUGGY-like pairs: lowercase words of 4-9 letters seen at least
     ``min_count`` times in ``text_files`` (the training text), in the CMU dictionary, 1-3
     syllables. Sampled with ``seed`` from the sorted candidates, so the choice is deterministic."""
-    import re
     from collections import Counter
 
     import numpy as np
@@ -277,11 +342,13 @@ def write_lexical_asset(path: str | Path, n: int, seed: int, plugin_dir: str | P
 
     words = select_words(text_files, n, seed)
     rows = generate_nonwords(words, plugin_dir, seed)
-    with open(path, "w", encoding="utf-8") as handle:
+    tmp = Path(path).with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps({"word": row.word, "word_ipa": row.word_ipa,
                                      "nonword_ipa": row.nonword_ipa,
-                                     "nonword_spelling": respell(row.nonword_ipa),
+                                     "nonword_spelling": row.spelling,
                                      "overlap_ratio": row.overlap_ratio},
                                     ensure_ascii=False) + "\n")
+    tmp.replace(path)
     return len(rows)

@@ -15,7 +15,8 @@ import numpy as np
 CHANCE = 0.5
 
 
-def _fmt(entry: dict) -> str:
+def format_entry(entry: dict) -> str:
+    """``accuracy [lo, hi]`` of a benchmark entry."""
     lo, hi = entry["ci95"]
     return f"{entry['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]"
 
@@ -61,7 +62,7 @@ def markdown_table(models: dict[str, dict]) -> str:
         cells = []
         for r in models.values():
             e = r.get(name)
-            cells.append(_fmt(e) + f" (n={e['n']})" if e else "–")
+            cells.append(format_entry(e) + f" (n={e['n']})" if e else "–")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -103,32 +104,53 @@ def _groups_section(benchmarks: dict) -> str:
     for name, entry in benchmarks.items():
         if "groups" not in entry:
             continue
-        rows = "".join(f"<tr><td style='text-align:left'>{html.escape(g)}</td><td>{_fmt(e)}</td>"
-                       f"<td>{e['n']}</td></tr>" for g, e in entry["groups"].items())
+        rows = "".join(f"<tr><td style='text-align:left'>{html.escape(g)}</td>"
+                       f"<td>{format_entry(e)}</td><td>{e['n']}</td></tr>"
+                       for g, e in entry["groups"].items())
         parts.append(f"<h3>{html.escape(name)} by group</h3><table><tr><th>group</th>"
                      f"<th>accuracy [95% CI]</th><th>n</th></tr>{rows}</table>")
     return "".join(parts)
 
 
+REFERENCE = "untrained (same architecture)"
+
+
+def with_reference(name: str, benchmarks: dict) -> dict[str, dict]:
+    """``{name: benchmarks}`` plus the untrained reference column when the entries carry one."""
+    models = {name: benchmarks}
+    reference = {b: dict(e["untrained"], n=e["n"]) for b, e in benchmarks.items()
+                 if e.get("untrained")}
+    if reference:
+        models[REFERENCE] = reference
+    return models
+
+
 def write_eval_report(results: dict, out_dir: str | Path) -> Path:
-    """``report.md`` + ``index.html`` + ``accuracy.png`` for one model's results."""
+    """``report.md`` + ``index.html`` + ``accuracy.png`` for one model's results, next to its
+    untrained reference when it was scored."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     name = Path(results["model"]).name
-    bar_chart({name: results["benchmarks"]}, out / "accuracy.png", f"{name}: pairwise accuracy")
+    models = with_reference(name, results["benchmarks"])
+    bar_chart(models, out / "accuracy.png", f"{name}: pairwise accuracy")
+    note = ("Accuracy compares summed log-likelihoods of the scored tokens (a StoryCloze item's "
+            "ending, not its context; ties count 0.5); brackets give a 95% bootstrap interval. "
+            "Chance is 0.5.")
+    if REFERENCE in models:
+        note += (f" The `{REFERENCE}` column is the check: the benchmarks are built so that it "
+                 "sits at chance; read the model against it.")
     md = [f"# Evaluation of `{name}`", "",
           f"kind: {results['kind']}, tokenizer: {results.get('tokenizer')}, "
-          f"dedup: {results.get('dedup')}", "", markdown_table({name: results["benchmarks"]}), "",
-          "Accuracy compares summed log-likelihoods (ties count 0.5); brackets give a 95% "
-          "bootstrap interval. Chance is 0.5.", "", "![accuracy](accuracy.png)", ""]
+          f"dedup: {results.get('dedup')}", "", markdown_table(models), "", note, "",
+          "![accuracy](accuracy.png)", ""]
     for bench, entry in results["benchmarks"].items():
         for g, e in entry.get("groups", {}).items():
-            md.append(f"- {bench} / {g}: {_fmt(e)} (n={e['n']})")
+            md.append(f"- {bench} / {g}: {format_entry(e)} (n={e['n']})")
     (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     body = (f"<p>model <code>{html.escape(results['model'])}</code> ({results['kind']}), "
             f"tokenizer <code>{html.escape(str(results.get('tokenizer')))}</code></p>"
-            + _html_table({name: results["benchmarks"]}) + "<img src='accuracy.png' alt='accuracy'>"
-            + _groups_section(results["benchmarks"]))
+            + _html_table(models) + f"<p>{html.escape(note)}</p>"
+            + "<img src='accuracy.png' alt='accuracy'>" + _groups_section(results["benchmarks"]))
     (out / "index.html").write_text(_page(f"speechlm eval: {name}", body), encoding="utf-8")
     return out / "index.html"
 

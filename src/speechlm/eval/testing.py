@@ -1,5 +1,6 @@
 """Tiny in-code fakes for eval tests (as lhotse.testing.dummies): a bigram LM with an inspectable
-table and a training-free energy tokenizer. Not used by the library itself."""
+table, an oracle LM that prefers given sequences, and a training-free energy tokenizer. Not used
+by the library itself."""
 
 from __future__ import annotations
 
@@ -23,6 +24,30 @@ class BigramModel(torch.nn.Module):
     def logprob(self, seq: list[int]) -> float:
         lp = torch.log_softmax(self.table, dim=-1)
         return float(sum(lp[a, b] for a, b in zip(seq[:-1], seq[1:])))
+
+
+class PreferenceModel(torch.nn.Module):
+    """A causal LM that knows some sequences: after any prefix of one of them it puts (almost)
+    all probability on their next tokens, and on nothing else. Those sequences score about 0 and
+    any other sequence at least ``margin`` nats lower, in sum and in per-token mean alike, so a
+    harness must rank them first: accuracy 1.0 when they are the good items, 0.0 when the bad."""
+
+    def __init__(self, preferred: list[list[int]], vocab_size: int, margin: float = 30.0) -> None:
+        super().__init__()
+        self.follow: dict[tuple[int, ...], set[int]] = {}
+        for seq in preferred:
+            for t in range(1, len(seq)):
+                self.follow.setdefault(tuple(seq[:t]), set()).add(int(seq[t]))
+        self.vocab_size, self.margin = vocab_size, margin
+        self.config = SimpleNamespace(max_position_embeddings=4096)
+
+    def forward(self, input_ids: torch.Tensor):
+        logits = torch.zeros(*input_ids.shape, self.vocab_size)  # (B, T, V)
+        for b, row in enumerate(input_ids.tolist()):
+            for t in range(len(row)):
+                for token in self.follow.get(tuple(row[:t + 1]), ()):
+                    logits[b, t, token] = self.margin
+        return SimpleNamespace(logits=logits)
 
 
 class FakeVocab:
