@@ -42,7 +42,8 @@ def vocoder(tok_dir):
     from speechlm.vocoder.unit_vocoder import UnitVocoder
 
     torch.manual_seed(0)
-    voc = UnitVocoder(VocoderConfig(vocab_size=16, dim=32, layers=1, voc_dim=32, voc_layers=1),
+    voc = UnitVocoder(VocoderConfig(vocab_size=16, dim=32, encoder_layers=1,
+                                    decoder_layers=1, voc_dim=32, voc_layers=1),
                       ["spk"], str(tok_dir)).eval()
     voc.mean_durations.copy_(torch.arange(16) % 3 + 1)
     return voc

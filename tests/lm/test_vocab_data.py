@@ -38,11 +38,11 @@ def test_packing_is_deterministic_and_eos_separated():
     seqs = [np.arange(n) for n in (5, 7, 3, 9, 6)]
     a = PackedExamples(_examples(seqs), seq_len=8, seed=1)
     b = PackedExamples(_examples(seqs), seq_len=8, seed=1)
-    assert a.blocks_per_epoch == (5 + 7 + 3 + 9 + 6 + 5) // 8
+    assert a.blocks_per_epoch == (5 + 7 + 3 + 9 + 6 + 2 * 5) // 8  # BOS + units + EOS each
     assert np.array_equal(a.blocks(0, 7).input_ids, b.blocks(0, 7).input_ids)  # crosses into epoch 1
     epoch = a.blocks(0, a.blocks_per_epoch)
     flat = epoch.input_ids.flatten().tolist()
-    assert flat.count(2) >= 3 and 0 not in flat  # EOS between utterances, no padding
+    assert flat.count(2) >= 3 and flat.count(1) >= 3 and 0 not in flat  # BOS/EOS, no padding
     assert np.array_equal(epoch.labels, epoch.input_ids) and epoch.loss_weights is None
     assert not np.array_equal(epoch.input_ids, a.blocks(a.blocks_per_epoch, a.blocks_per_epoch).input_ids)
 
@@ -54,4 +54,4 @@ def test_empty_and_mismatched_data(units_dir):
     with pytest.raises(DataError, match="train: row 0: units id 1[0-9] outside 0..4.*different tokenizers"):
         get_builder("pretrain", space).examples(TokenDataset(units_dir).streams("train"), "train")
     batch = eval_blocks(_examples([[1, 2, 3]]), seq_len=8, pad_id=0)
-    assert batch.input_ids.shape == (1, 8) and batch.labels[0].tolist() == [5, 6, 7, 2] + [-100] * 4
+    assert batch.input_ids.shape == (1, 8) and batch.labels[0].tolist() == [1, 5, 6, 7, 2] + [-100] * 3

@@ -38,7 +38,8 @@ def model_and_vocoder(tiny_corpus, tmp_path_factory):
     model = save_speech_lm(root / "lm", build_model(tiny_lm_config(vocab), 3), vocab, "speech",
                            str(tok))
     torch.manual_seed(0)
-    voc = UnitVocoder(VocoderConfig(vocab_size=16, dim=32, layers=1, voc_dim=32, voc_layers=1),
+    voc = UnitVocoder(VocoderConfig(vocab_size=16, dim=32, encoder_layers=1,
+                                    decoder_layers=1, voc_dim=32, voc_layers=1),
                       ["spk"], str(tok)).eval()
     voc.mean_durations.copy_(torch.arange(16) % 3 + 1)
     return model, voc.save(root / "voc")
