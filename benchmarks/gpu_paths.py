@@ -35,7 +35,8 @@ def run(cmd: list[str], timeout: float) -> dict:
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                  [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])})
         rc, out = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as err:
         rc, out = 124, f"timeout after {timeout} s: {(err.stdout or b'')[-2000:]!r}"
