@@ -85,13 +85,15 @@ def untrained_lms(seeds: list[int]) -> list:
     import yaml
 
     from speechlm.lm.model import SpeechLM, build_model, model_config
+    from speechlm.lm.modeldir import ModelMeta
     from speechlm.lm.vocab import SpeechVocab
 
     recipe = yaml.safe_load(RECIPE.read_text())
     vocab = SpeechVocab.for_units(int(recipe["tokenizer_units"]))
     config = model_config(recipe["preset"], vocab)
-    return [SpeechLM(build_model(config, seed=s).eval(), vocab, "speech", None, Path("untrained"),
-                     {"seq_len": int(recipe["seq_len"])}) for s in seeds]
+    meta = ModelMeta.single("speech", seq_len=int(recipe["seq_len"]))
+    return [SpeechLM(build_model(config, seed=s).eval(), vocab, meta, Path("untrained"))
+            for s in seeds]
 
 
 def check(bench, lms, tokenizer, tok_dir: Path, voices, config, memo: dict) -> dict:
