@@ -90,10 +90,15 @@ MUTANTS = (
     Mutant("shipped-nonword-is-a-word", "a shipped nonword is a CMU word (lot, thin, shook, ...)",
            LEXICAL_ASSET, '"nonword_spelling": "', '"nonword_spelling": "lot", "x": "',
            ("tests/eval/test_benchmarks.py::test_no_shipped_nonword_is_a_word",)),
-    Mutant("storycloze-length-unmatched", "StoryCloze distractors matched only within a few "
-           "words, the longer preferred",
+    Mutant("storycloze-matched-by-words", "StoryCloze distractors matched in words, not in "
+           "phonemes", "src/speechlm/eval/benchmarks.py",
+           "return abs(p - phones), abs(q - pauses) + (m != mark), abs(w - words)",
+           "return abs(w - words), abs(q - pauses) + (m != mark), abs(p - phones)",
+           ("tests/eval/test_benchmarks.py::test_storycloze_variants_share_stories_and_match_lengths",)),
+    Mutant("storycloze-topic-before-length", "the shared-content-word preference wins over length",
            "src/speechlm/eval/benchmarks.py",
-           "target, longer = shapes[ending], k % 2 == 0", "target, longer = shapes[ending], True",
+           "if same_topic is None or abs(shapes[same_topic][0] - target[0]) > 1:",
+           "if same_topic is None:",
            ("tests/eval/test_benchmarks.py::test_storycloze_variants_share_stories_and_match_lengths",)),
     Mutant("syntactic-unbalanced", "syntactic pairs sampled without length balancing",
            "src/speechlm/eval/benchmarks.py", "    current = asymmetry()\n    while current > 0:",
