@@ -224,7 +224,7 @@ def write_demo_report(report: dict, out_dir: str | Path, runs: dict[str, str | P
     gen = report.get("generation") or {}
     if gen:
         body.append("<h2>Continuations</h2><p>Each model continues spoken prompts of held-out "
-                    "voices; audio is vocoded, transcribed with pocketsphinx and scored.</p>")
+                    "voices; audio is vocoded, transcribed with Whisper tiny.en and scored.</p>")
         metric_names = sorted({k for g in gen.values() for k in g.get("metrics", {})})
         head = "".join(f"<th>{html.escape(k)}</th>" for k in metric_names)
         rows = "".join(f"<tr><th>{html.escape(m)}</th>" + "".join(
