@@ -142,7 +142,9 @@ def train_run(cfg: MatrixConfig, recipe: str, seed: int) -> dict:
               "tok_s": round(statistics.median(rates)) if rates else None,
               "best_valid_loss": best["best_valid_loss"], "best_step": best["best_step"],
               "last_valid_loss": best.get("last_valid_loss"), "test_loss": best.get("test_loss"),
-              "final_model": best.get("final_model")}
+              "final_model": best.get("final_model"),
+              "valid_curve": [[r["step"], round(r["valid_loss"], 4)] for r in rows
+                              if "valid_loss" in r]}
     record.write_text(json.dumps(result, indent=2))
     return result
 
