@@ -237,12 +237,15 @@ def markdown(result: dict) -> str:
     lines = [f"Recipe matrix: {', '.join(config['recipes'])} x seeds {config['seeds']} "
              f"(`{config['command']}`). Mean over seeds [95 % t interval over seeds].", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    references: dict[str, list[str]] = {}  # identical untrained rows (same architecture): one
     for name, row in summary["recipes"].items():
         lines.append(f"| {name} | " + " | ".join(_cell(row["benchmarks"][b]) for b in benches)
                      + f" | {_cell(row['best_valid_loss'])} | {_cell(row['test_loss'])} | "
                      + (f"{row['tok_s']['mean']:.0f}" if row["tok_s"] else "–") + " |")
-        lines.append(f"| untrained ({name} arch.) | "
-                     + " | ".join(_cell(row["untrained"][b]) for b in benches) + " | – | – | – |")
+        references.setdefault(" | ".join(_cell(row["untrained"][b]) for b in benches),
+                              []).append(name)
+    for cells, names in references.items():
+        lines.append(f"| untrained ({', '.join(names)} arch.) | {cells} | – | – | – |")
     lines += ["", "Paired differences (same seed), mean [95 % t interval]:", "",
               "| contrast | " + " | ".join(benches) + " | best valid loss |",
               "|" + "---|" * (len(benches) + 2)]

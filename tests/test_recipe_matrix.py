@@ -64,5 +64,10 @@ def test_summary_pairs_seeds_and_the_table_shows_every_row():
     table = markdown({"summary": summary, "config": {"recipes": list(cfg.recipes),
                                                      "seeds": [0, 1, 2], "command": "x"}})
     for row in ("| gslm-tiny | 0.560", "| untrained (twist-tiny arch.) | 0.490",
+                "| untrained (gslm-tiny arch.) | 0.500",
                 "| twist-tiny - gslm-tiny | 0.050 [0.050, 0.050]"):
         assert row in table
+    same = {"gslm-tiny": runs["gslm-tiny"], "twist-tiny": {s: _run(0.6, 0.50, 1.9) for s in range(3)}}
+    table = markdown({"summary": summarize(cfg, same), "config": {
+        "recipes": list(cfg.recipes), "seeds": [0, 1, 2], "command": "x"}})
+    assert "| untrained (gslm-tiny, twist-tiny arch.) | 0.500" in table  # one row when identical
