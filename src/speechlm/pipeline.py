@@ -93,6 +93,38 @@ def ensure_text_lm(cfg: TrainConfig) -> Path:
                          progress=cfg.progress)
 
 
+def ensure_codec_tokens(cfg: TrainConfig, progress: bool = True) -> Path:
+    """The codec token dataset at ``tokens_dir``; build corpus, semantic tokenizer (when the
+    recipe names one) and codec when missing, then encode the corpus."""
+    tokens = Path(cfg.tokens_dir)
+    if (tokens / "meta.json").is_file():
+        return tokens
+    corpus, codec = Path(cfg.corpus_dir), Path(cfg.codec_dir)
+    if not (corpus / "meta.json").is_file():
+        from speechlm.data.synth import synthesize_corpus
+
+        log.warning("corpus %s missing: synthesizing %.2f h", corpus, cfg.corpus_hours)
+        synthesize_corpus(corpus, hours=cfg.corpus_hours, voices=cfg.corpus_voices, seed=0,
+                          show_progress=progress)
+    tok = Path(cfg.tokenizer_dir) if cfg.tokenizer_dir else None
+    if tok is not None and not (tok / "config.json").is_file():
+        from speechlm.tokenizers import train_tokenizer
+
+        log.warning("tokenizer %s missing: training %s", tok, cfg.tokenizer_features)
+        train_tokenizer(corpus, tok, features=cfg.tokenizer_features, units=cfg.tokenizer_units,
+                        seed=0)
+    if not (codec / "config.json").is_file():
+        from speechlm.tokenizers.codec.train import CodecTrainConfig, train_codec
+
+        log.warning("codec %s missing: training one (default budget, distilled from %s)", codec, tok)
+        train_codec(corpus, codec, CodecTrainConfig(distill=str(tok) if tok else None),
+                    show_progress=progress)
+    from speechlm.lm.codec.data import build_codec_dataset
+
+    log.warning("codec token dataset %s missing: encoding %s", tokens, corpus)
+    return build_codec_dataset(corpus, codec, tokens, tok, progress=progress)
+
+
 def prepare_inputs(cfg: TrainConfig, source: str = "config") -> None:
     """Check, then build whatever of the recipe's inputs is missing (rank 0 only under DDP)."""
     from accelerate import PartialState
@@ -102,6 +134,11 @@ def prepare_inputs(cfg: TrainConfig, source: str = "config") -> None:
     check_units_tokenizer(cfg, source)
     state = PartialState(cpu=not torch.cuda.is_available())
     with state.main_process_first():  # only rank 0 builds; the others then find the outputs
+        if cfg.codec_dir:
+            if not cfg.tokens_dir:
+                raise ConfigError(f"{source}: codec_dir needs tokens_dir (the codec token dataset)")
+            ensure_codec_tokens(cfg, cfg.progress)
+            return
         if cfg.tokens_dir is None or not (Path(cfg.tokens_dir) / "meta.json").is_file():
             ensure_units(cfg, cfg.progress)
         ensure_tokens(cfg, source)
