@@ -190,19 +190,34 @@ def main() -> None:
                  "codec_resynthesis": {"wer": wer_of(refs, resynth, transcribe),
                                        **similarity(resynth, evals, embed)}}
     results = {"baselines": baselines, "valle": {}, "layouts": {}, "hierarchy": {}}
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+
+    def save(done: str) -> Path:
+        """(Re)write the JSON after each section, so a cut-short run keeps what it measured."""
+        valle_wer = [v["wer"] for v in results["valle"].values()] or [float("nan")]
+        return write_result(args.name, config, float(np.mean(valle_wer)),
+                            baselines["codec_resynthesis"]["wer"],
+                            "Whisper WER of VALL-E TTS on held-out voices (mean over seeds); "
+                            "baseline = codec resynthesis of the ground truth", codec=str(codec.path),
+                            completed=done, **results)
+
     for seed in args.seeds:
         results["valle"][f"seed{seed}"] = tts_metrics(CodecGenerator(runs[f"valle-s{seed}"]), evals,
                                                       args, embed, transcribe)
+    save("valle")
     for lay in LAYOUTS:
-        gen = CodecGenerator(runs[f"codec-{lay}"])
+        run = runs[f"codec-{lay}"]
+        gen = CodecGenerator(run)
         results["layouts"][lay] = {"tts": tts_metrics(gen, evals, args, embed, transcribe),
                                    "continuation": continuation_metrics(gen, evals, args, embed, transcribe),
-                                   "train_tok_s": train_tok_s(runs[f"codec-{lay}"]),
-                                   "best_valid_loss": json.loads((runs[f"codec-{lay}"] / "best.json").read_text())["best_valid_loss"]}
+                                   "train_tok_s": train_tok_s(run),
+                                   "best_valid_loss": json.loads((run / "best.json").read_text())["best_valid_loss"]}
+        save(f"layouts up to {lay}")
     ds = CodecDataset(args.work / "codec-tokens")
     T = float(np.mean([r.codes.shape[1] for r in ds.records("train")]))
     K = ds.meta["n_codebooks"]
     results["hierarchy"] = {
+        "mean_frames_per_utterance": T, "n_codebooks": K,
         "audiolm": {"stages": 3, "continuation": continuation_metrics(
             CodecGenerator(runs["audiolm"]), evals, args, embed, transcribe),
             "sequence_steps_per_utterance": {"semantic": T, "coarse (units prefix + delay codes)": 2 * T + 1,
@@ -210,12 +225,7 @@ def main() -> None:
         "mixed_single_stage": {"stages": 1, "model": "codec-delay",
                                "continuation": results["layouts"]["delay"]["continuation"],
                                "sequence_steps_per_utterance": {"delay over K codebooks": T + K - 1}}}
-    valle_wer = [v["wer"] for v in results["valle"].values()]
-    path = write_result(args.name, {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                        float(np.mean(valle_wer)), baselines["codec_resynthesis"]["wer"],
-                        "Whisper WER of VALL-E TTS on held-out voices (mean over seeds); baseline = "
-                        "codec resynthesis of the ground truth", codec=str(codec.path),
-                        mean_frames_per_utterance=T, n_codebooks=K, **results)
+    path = save("all")
     plot(results, RESULTS / f"{args.name}.png")
     print(path)
 

@@ -101,7 +101,7 @@ class CodecGenerator:
             raise ConfigError(f"{self.path}: not a TTS model (it reads no phonemes; trained for "
                               f"{self.kind} tasks {tasks})")
         chunks = split_sentences(text) if text and text.strip() else [text]
-        phonemes = [self.phonemes(chunk, f"text {chunk[:40]!r}") for chunk in chunks]
+        phonemes = [ph for chunk in chunks for ph in self._fitting(chunk)]
         prompt_codes = self.prompt_codes(prompt, prompt_seconds, source)
         start, parts = time.perf_counter(), []
         for i, ph in enumerate(phonemes):
@@ -109,6 +109,23 @@ class CodecGenerator:
         lm_seconds = time.perf_counter() - start
         codes = np.concatenate(parts, axis=1)
         return Generated(self.codec.decode(codes), codes, lm_seconds)
+
+    def _fitting(self, chunk: str) -> list[list[int]]:
+        """Phonemes of ``chunk``, split at word boundaries until each piece's estimated frames
+        fit the model's context with at least one second of prompt."""
+        ph = self.phonemes(chunk, f"text {chunk[:40]!r}")
+        ar = self.models["ar"]
+        space, limit = ar.space, ar.model.config.max_position_embeddings
+        per_frame = space.layout.n_steps(100) / 100
+        budget = int((limit - 1 - len(ph) - 4) / per_frame) - space.layout.n_steps(1) - \
+            int(self.codec.frame_rate)
+        words = chunk.split()
+        fpp = float(ar.spec.extra["frames_per_phoneme"])
+        if (3 if self.kind == "valle" else 1) * LengthModel(fpp).frames(len(ph)) <= budget \
+                or len(words) < 2:
+            return [ph]
+        half = len(words) // 2
+        return self._fitting(" ".join(words[:half])) + self._fitting(" ".join(words[half:]))
 
     def _tts_chunk(self, phonemes: list[int], prompt: np.ndarray, temperature: float,
                    top_k: int | None, seed: int) -> np.ndarray:
