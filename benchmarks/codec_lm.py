@@ -36,38 +36,47 @@ LAYOUTS = ("flatten", "parallel", "delay", "depth")
 CONTINUE_SECONDS = 2.0
 
 
-def train(name: str, config: str, work: Path, args, *extra: str) -> Path:
+def finished(out: Path) -> bool:
+    return (out / "speechlm.json").is_file() or (out / "tts.json").is_file()
+
+
+def train(name: str, config: str, work: Path, args, *extra: str):
+    """Start training ``name`` (a Popen), or None when its run dir exists (done, or being trained
+    by another invocation of this script: then it is waited for)."""
     out = work / "bench" / name
-    if (out / "speechlm.json").is_file() or (out / "tts.json").is_file():
-        return out
+    if out.exists() or Path(f"{out}.log").exists():
+        return None
     cmd = [sys.executable, "-m", "speechlm", "train", "--config", str(RECIPES / config),
            f"max_steps={args.steps}", f"batch_size={args.batch}", f"output_dir={out}",
            f"corpus_dir={work}/corpus", f"tokenizer_dir={work}/tok-whisper", f"codec_dir={work}/codec",
            f"tokens_dir={work}/codec-tokens", "progress=false", "plot=false", "threads=1",
            f"save_every={args.steps}", f"eval_every={max(1, args.steps // 2)}", *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(f"{out}.log", "w")), out
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(f"{out}.log", "w"))
 
 
 def train_all(work: Path, args) -> dict[str, Path]:
+    """Train the runs the requested ``--parts`` need, ``--jobs`` at a time; returns their dirs."""
     (work / "bench").mkdir(parents=True, exist_ok=True)
-    plan = [(f"valle-s{s}", "valle-tiny.yaml", f"seed={s}") for s in args.seeds]
-    plan += [(f"codec-{lay}", f"codec-{lay}-tiny.yaml", "seed=0") for lay in LAYOUTS]
-    plan += [("audiolm", "audiolm-tiny.yaml", "seed=0")]
-    runs, running = {}, []
+    plan = []
+    if "valle" in args.parts:
+        plan += [(f"valle-s{s}", "valle-tiny.yaml", f"seed={s}") for s in args.seeds]
+    if "layouts" in args.parts:
+        plan += [(f"codec-{lay}", f"codec-{lay}-tiny.yaml", "seed=0") for lay in LAYOUTS]
+    if "hierarchy" in args.parts:
+        plan += [("audiolm", "audiolm-tiny.yaml", "seed=0"), ("codec-delay", "codec-delay-tiny.yaml", "seed=0")]
+    running = []
     for name, config, seed in plan:
-        while len(running) >= args.jobs:
-            running = [(p, n) for p, n in running if p.poll() is None]
+        while len([p for p in running if p.poll() is None]) >= args.jobs:
             time.sleep(2)
-        started = train(name, config, work, args, seed)
-        if isinstance(started, Path):
-            runs[name] = started
-            continue
-        proc, out = started
-        runs[name] = out
-        running.append((proc, name))
-    for proc, name in running:
-        if proc.wait() != 0:
-            raise SystemExit(f"training {name} failed: see {work}/bench/{name}.log")
+        proc = train(name, config, work, args, seed)
+        if proc is not None:
+            running.append(proc)
+    runs = {name: work / "bench" / name for name, _, _ in plan}
+    while not all(finished(out) for out in runs.values()):
+        failed = [p for p in running if p.poll() not in (None, 0)]
+        if failed:
+            raise SystemExit(f"a training run failed: see the logs in {work}/bench")
+        time.sleep(5)
     return runs
 
 
@@ -169,7 +178,10 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--name", default="codec_lm")
+    parser.add_argument("--parts", default="valle,layouts,hierarchy",
+                        help="comma-separated sections to train (or wait for) and evaluate")
     args = parser.parse_args()
+    args.parts = args.parts.split(",")
 
     import torch
 
@@ -182,7 +194,7 @@ def main() -> None:
     torch.set_num_threads(1)
     embed = speaker_encoder().embed
     evals = items(args.work, args.items)
-    codec = CodecGenerator(runs["codec-delay"]).codec
+    codec = CodecGenerator(next(iter(runs.values()))).codec
     resynth = [codec.decode(codec.encode(it["audio"])) for it in evals]
     refs = [it["text"] for it in evals]
     baselines = {"original": {"wer": wer_of(refs, [it["audio"] for it in evals], transcribe),
@@ -194,18 +206,19 @@ def main() -> None:
 
     def save(done: str) -> Path:
         """(Re)write the JSON after each section, so a cut-short run keeps what it measured."""
-        valle_wer = [v["wer"] for v in results["valle"].values()] or [float("nan")]
-        return write_result(args.name, config, float(np.mean(valle_wer)),
+        tts_wer = [v["wer"] for v in results["valle"].values()] or \
+            [v["tts"]["wer"] for v in results["layouts"].values()] or [1.0]
+        return write_result(args.name, config, float(np.mean(tts_wer)),
                             baselines["codec_resynthesis"]["wer"],
-                            "Whisper WER of VALL-E TTS on held-out voices (mean over seeds); "
-                            "baseline = codec resynthesis of the ground truth", codec=str(codec.path),
+                            "Whisper WER of TTS on held-out voices (mean over VALL-E seeds, else over "
+                            "layouts); baseline = codec resynthesis of the ground truth", codec=str(codec.path),
                             completed=done, **results)
 
-    for seed in args.seeds:
+    for seed in args.seeds if "valle" in args.parts else []:
         results["valle"][f"seed{seed}"] = tts_metrics(CodecGenerator(runs[f"valle-s{seed}"]), evals,
                                                       args, embed, transcribe)
     save("valle")
-    for lay in LAYOUTS:
+    for lay in LAYOUTS if "layouts" in args.parts else []:
         run = runs[f"codec-{lay}"]
         gen = CodecGenerator(run)
         results["layouts"][lay] = {"tts": tts_metrics(gen, evals, args, embed, transcribe),
@@ -213,6 +226,8 @@ def main() -> None:
                                    "train_tok_s": train_tok_s(run),
                                    "best_valid_loss": json.loads((run / "best.json").read_text())["best_valid_loss"]}
         save(f"layouts up to {lay}")
+    if "hierarchy" not in args.parts:
+        return finish(save("all requested parts"), results, args)
     ds = CodecDataset(args.work / "codec-tokens")
     T = float(np.mean([r.codes.shape[1] for r in ds.records("train")]))
     K = ds.meta["n_codebooks"]
@@ -223,10 +238,15 @@ def main() -> None:
             "sequence_steps_per_utterance": {"semantic": T, "coarse (units prefix + delay codes)": 2 * T + 1,
                                              "fine (NAR, one pass per codebook)": T}},
         "mixed_single_stage": {"stages": 1, "model": "codec-delay",
-                               "continuation": results["layouts"]["delay"]["continuation"],
+                               "continuation": continuation_metrics(
+                                   CodecGenerator(runs["codec-delay"]), evals, args, embed, transcribe),
                                "sequence_steps_per_utterance": {"delay over K codebooks": T + K - 1}}}
-    path = save("all")
-    plot(results, RESULTS / f"{args.name}.png")
+    finish(save("all requested parts"), results, args)
+
+
+def finish(path: Path, results: dict, args) -> None:
+    if results["layouts"]:
+        plot(results, RESULTS / f"{args.name}.png")
     print(path)
 
 
