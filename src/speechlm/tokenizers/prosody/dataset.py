@@ -124,3 +124,38 @@ def encode_corpus(corpus_dir: str | Path, out_dir: str | Path, prosody_dirs: lis
         "prosody_tokenizers": {t.kind: str(t.path) for t in toks}})
     log.info("wrote prosody streams %s into %s", {k: len(v) for k, v in records.items()}, out_dir)
     return path
+
+
+def parse_kinds(entries: list[str] | tuple[str, ...], source: str) -> dict[str, Path]:
+    """``["unit=DIR", "style=DIR"]`` (a recipe's ``prosody_tokenizers``) -> ``{kind: DIR}``."""
+    from speechlm.tokenizers.prosody.train import SCHEMAS
+
+    out: dict[str, Path] = {}
+    for entry in entries:
+        kind, _, folder = entry.partition("=")
+        kind = kind.strip()
+        if kind not in SCHEMAS or not folder.strip() or kind in out:
+            raise ConfigError(f"{source}: prosody_tokenizers entry {entry!r} must be KIND=DIR with "
+                              f"one of {sorted(SCHEMAS)} used once")
+        out[kind] = Path(folder.strip())
+    return out
+
+
+def build_prosody_dataset(corpus_dir: str | Path, unit_tokenizer: str | Path, out_dir: str | Path,
+                          entries: list[str] | tuple[str, ...], source: str = "config",
+                          show_progress: bool = True) -> Path:
+    """Train each ``KIND=DIR`` prosody tokenizer that is missing (with that kind's default
+    settings, on ``corpus_dir``), then write units + their streams to ``out_dir``."""
+    from speechlm.core.config import build_config
+    from speechlm.tokenizers.prosody.train import SCHEMAS, train_prosody_tokenizer
+
+    kinds = parse_kinds(entries, source)
+    for kind, folder in kinds.items():
+        if not (folder / "config.json").is_file():
+            log.warning("prosody tokenizer %s missing: training %s with its defaults", folder, kind)
+            values = {"corpus": str(corpus_dir), "out": str(folder)}
+            if kind == "unit":
+                values["unit_tokenizer"] = str(unit_tokenizer)
+            train_prosody_tokenizer(build_config(SCHEMAS[kind], values, source), show_progress)
+    return encode_corpus(corpus_dir, out_dir, list(kinds.values()), unit_tokenizer,
+                         show_progress=show_progress)

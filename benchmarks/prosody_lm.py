@@ -1,0 +1,127 @@
+"""pGSLM and SpiRit-LM-expressive tiny recipes vs the unit-only GSLM, same data and compute, seeds.
+
+One invocation trains ``gslm-tiny`` (baseline), ``pgslm-tiny`` and ``spiritlm-expressive-tiny``
+for every seed with the same step budget on the same styled corpus and unit tokenizer, evaluates
+each with ``speechlm eval --suite prosody`` (held-out voices; unit-only model: F0 of the
+continuation vocoded by the units-only vocoder; prosody models: F0 from their predicted F0 /
+pitch stream, audio by the F0-aware vocoder) and writes ``results/prosody_lm.json``.
+
+Inputs are built by ``--work``'s layout when missing (corpus with styles, mfcc unit tokenizer,
+prosody tokenizers, the two vocoders, the style classifier); see ``--help``. When
+``benchmarks/recipe_matrix.py`` lands on main, the same runs are rows of its matrix: pass these
+three recipe files and the ``prosody`` suite to it instead.
+
+    python benchmarks/prosody_lm.py --work work/pb --seeds 0 1 2 --steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import write_result
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = {"gslm": "gslm-tiny", "pgslm": "pgslm-tiny", "spiritlm": "spiritlm-expressive-tiny"}
+METRICS = ("logf0_min_mae", "f0_std", "f0_prompt_corr", "style_preservation")
+
+
+def train(recipe: str, work: Path, seed: int, steps: int) -> Path:
+    from speechlm.pipeline import train_from_config
+
+    out = work / "runs" / f"{recipe}-s{seed}"
+    if (out / "speechlm.json").is_file():
+        return out
+    common = [f"corpus_dir={work / 'corpus'}", f"tokenizer_dir={work / 'tok'}",
+              f"units_dir={work / 'units'}", f"output_dir={out}", f"seed={seed}",
+              f"max_steps={steps}", "progress=false", "tensorboard=false", "plot=false"]
+    if recipe == "pgslm":
+        common += [f"tokens_dir={work / 'tokens-pgslm'}",
+                   f"prosody_tokenizers=[unit={work / 'pros-unit'}]"]
+    if recipe == "spiritlm":
+        common += [f"tokens_dir={work / 'tokens-spiritlm'}",
+                   f"prosody_tokenizers=[pitch-vq={work / 'pros-pitch'},style={work / 'pros-style'}]"]
+    return train_from_config(REPO / "configs" / "recipes" / f"{RECIPES[recipe]}.yaml", common)
+
+
+def evaluate(recipe: str, run: Path, work: Path, prompts: int, samples: int) -> dict:
+    from speechlm.eval.prosody import ProsodyEvalConfig, evaluate_prosody
+
+    cached = run / "eval-prosody" / "results.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())["prosody"]
+    vocoder = work / ("voc-units" if recipe == "gslm" else "voc-f0")
+    cfg = ProsodyEvalConfig(str(work / "corpus"), vocoder_dir=str(vocoder),
+                            style_classifier=str(work / "style-clf"), prompts=prompts,
+                            samples=samples, show_progress=False)
+    entry = evaluate_prosody(run, cfg, run / "eval-prosody")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps({"prosody": entry}, indent=2))
+    return entry
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("work/prosody-lm"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--prompts", type=int, default=12)
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--name", default="prosody_lm")
+    parser.add_argument("--train-only", action="store_true",
+                        help="only train (runs are cached in WORK/runs; a later invocation "
+                        "reuses them, so seeds can train in parallel processes)")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    runs = {(seed, recipe): train(recipe, args.work, seed, args.steps)
+            for seed in args.seeds for recipe in RECIPES}
+    if args.train_only:
+        return
+    per_seed: dict[str, dict[str, dict]] = {r: {} for r in RECIPES}
+    for seed in args.seeds:
+        for recipe in RECIPES:
+            t0 = time.perf_counter()
+            run = runs[seed, recipe]
+            entry = evaluate(recipe, run, args.work, args.prompts, args.samples)
+            per_seed[recipe][str(seed)] = {m: entry[m] for m in METRICS} | {
+                "f0_source": entry["f0_source"], "best_valid_loss": json.loads(
+                    (run / "best.json").read_text()).get("best_valid_loss")}
+            print(f"seed {seed} {recipe}: " + ", ".join(
+                f"{m} {entry[m]['value']:.3f}" for m in METRICS if entry[m]["value"] is not None)
+                + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+    summary = {}
+    for recipe, seeds in per_seed.items():
+        summary[recipe] = {}
+        for m in METRICS:
+            values = [s[m]["value"] for s in seeds.values() if s[m]["value"] is not None]
+            summary[recipe][m] = {"mean": float(np.mean(values)) if values else None,
+                                  "per_seed": values}
+    wins = {
+        "pgslm_lower_logf0_min_mae": [per_seed["pgslm"][s]["logf0_min_mae"]["value"]
+                                      < per_seed["gslm"][s]["logf0_min_mae"]["value"]
+                                      for s in map(str, args.seeds)],
+        "pgslm_higher_f0_prompt_corr": [per_seed["pgslm"][s]["f0_prompt_corr"]["value"]
+                                        > per_seed["gslm"][s]["f0_prompt_corr"]["value"]
+                                        for s in map(str, args.seeds)],
+        "spiritlm_higher_style_preservation": [
+            per_seed["spiritlm"][s]["style_preservation"]["value"]
+            > per_seed["gslm"][s]["style_preservation"]["value"] for s in map(str, args.seeds)],
+    }
+    config = {"seeds": args.seeds, "steps": args.steps, "prompts": args.prompts,
+              "samples": args.samples, "recipes": RECIPES, "work": str(args.work),
+              "data": json.loads((args.work / "corpus" / "meta.json").read_text()).get("config")}
+    path = write_result(args.name, config, summary["pgslm"]["logf0_min_mae"]["mean"],
+                        summary["gslm"]["logf0_min_mae"]["mean"],
+                        "log-F0 min-MAE (nats, mean over seeds): pgslm-tiny (value) vs gslm-tiny "
+                        "(baseline); every metric of every recipe and seed below",
+                        summary=summary, per_seed=per_seed, wins=wins,
+                        seconds=round(time.perf_counter() - start, 1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
