@@ -38,7 +38,7 @@ def train(recipe: str, work: Path, seed: int, steps: int) -> Path:
         return out
     common = [f"corpus_dir={work / 'corpus'}", f"tokenizer_dir={work / 'tok'}",
               f"units_dir={work / 'units'}", f"output_dir={out}", f"seed={seed}",
-              f"max_steps={steps}", "progress=false", "tensorboard=false", "plot=false"]
+              f"max_steps={steps}", "seq_len=256", "batch_size=8", "progress=false", "tensorboard=false", "plot=false", "threads=1"]
     if recipe == "pgslm":
         common += [f"tokens_dir={work / 'tokens-pgslm'}",
                    f"prosody_tokenizers=[unit={work / 'pros-unit'}]"]

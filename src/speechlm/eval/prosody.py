@@ -11,6 +11,7 @@ Each continuation's F0 contour (50 Hz frames) comes from
   units' mean training durations;
 * otherwise (unit-only models) the vocoded continuation, measured with Praat like the reference.
 
+``stream_loss`` is the teacher-forced loss of each stream on the prompts' whole utterances.
 Metrics (pGSLM's and an STSP-like one), each with a 95 % interval (bootstrap over prompts, or
 Wilson for proportions): ``logf0_min_mae`` (mean over prompts of the smallest, over samples,
 mean |log F0 - log F0_ref| on frames voiced in both), ``f0_std`` (Hz, within a continuation),
@@ -223,6 +224,34 @@ def select_prompts(dataset: TokenDataset, corpus: Corpus, streams: list[str],
     return prompts
 
 
+def stream_losses(lm, records: list[np.ndarray]) -> dict[str, float]:
+    """Teacher-forced next-token loss (nats per token) of each stream over ``(K, T)`` records,
+    framed like training (``<bos> ... <eos>``) and cut to the model's training block."""
+    import torch
+
+    from speechlm.lm.sequences import sequence_frame, utterance_tokens
+
+    space = lm.space
+    before = len(sequence_frame(space.vocab)[0])
+    limit = (lm.spec.seq_len or 10**9) - before - 1 - max(space.layout.delays or (0,))
+    sums, counts = np.zeros(space.n_streams), np.zeros(space.n_streams)
+    for codes in records:
+        ids, stream = space.encode(codes[:, :limit])                       # (R, S)
+        framed = utterance_tokens(space.vocab, ids)                        # (R, S + framing)
+        where = np.full(framed.shape, -1)
+        where[:, before:before + ids.shape[1]] = stream
+        x = torch.from_numpy(framed)[None] if space.n_rows > 1 else torch.from_numpy(framed)
+        with torch.no_grad():
+            logits = lm.model(input_ids=x, use_cache=False).logits       # (1, [R,] S', V)
+        logp = torch.log_softmax(logits.float().reshape(framed.shape[0], framed.shape[1], -1)[:, :-1], -1)
+        nll = -logp.gather(-1, torch.from_numpy(framed[:, 1:])[..., None])[..., 0].numpy()
+        for k in range(space.n_streams):
+            hit = where[:, 1:] == k
+            sums[k] += nll[hit].sum()
+            counts[k] += hit.sum()
+    return {name: float(sums[k] / max(counts[k], 1)) for k, name in enumerate(space.streams)}
+
+
 def _f0_of_audio(audio: np.ndarray, f0_config: F0Config) -> np.ndarray:
     f0 = extract_f0(audio, f0_config)
     return unit_f0(f0, f0_config.hop_s, np.ones(audio.size // 320, np.int64), FRAME_RATE)
@@ -305,6 +334,10 @@ def evaluate_prosody(model_dir: str | Path, cfg: ProsodyEvalConfig, out_dir: str
                          "real_style": clf.predict(p.ref_audio) if clf and p.style else None,
                          "contours": contours, "prompt_f0": p.prompt_f0, "ref_f0": p.ref_f0})
     result = summarize(rows, cfg)
+    full = dataset.streams(cfg.split, streams)
+    ids = [r.id for r in dataset.split(cfg.split)]
+    chosen = {p.id for p in prompts}
+    result["stream_loss"] = stream_losses(lm, [c for i, c in zip(ids, full) if i in chosen])
     result.update({"model": str(Path(model_dir).resolve()), "streams": streams,
                    "f0_source": decoder.f0_source, "tokens_dir": str(Path(tokens_dir).resolve()),
                    "vocoder": cfg.vocoder_dir, "style_classifier": cfg.style_classifier,
