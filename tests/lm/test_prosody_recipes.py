@@ -148,6 +148,8 @@ def test_metric_arithmetic_on_hand_computed_cases():
     est = np.array([100.0 * np.e, 150.0, 0.0, 100.0])  # frames voiced in both: 0 and 3
     assert logf0_mae(est, ref) == pytest.approx(0.5)
     assert logf0_mae(np.zeros(4), ref) is None
-    assert pearson(np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.5]])) == pytest.approx(4.5 / np.sqrt(2 * 10.1667), abs=1e-4)
+    # x - 2 = (-1, 0, 1), y - 25/6 = (-13/6, -1/6, 14/6): r = 4.5 / sqrt(2 * 61/6)
+    r = pearson(np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.5]]))
+    assert r == pytest.approx(4.5 / np.sqrt(2 * 61 / 6))
     low, high = bootstrap_ci(np.array([1.0, 2.0, 3.0, 4.0]))
     assert 1.0 <= low <= 2.5 <= high <= 4.0
