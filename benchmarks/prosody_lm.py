@@ -53,7 +53,9 @@ def evaluate(recipe: str, run: Path, work: Path, prompts: int, samples: int) -> 
 
     cached = run / "eval-prosody" / "results.json"
     if cached.is_file():
-        return json.loads(cached.read_text())["prosody"]
+        entry = json.loads(cached.read_text())["prosody"]
+        if (entry["config"]["prompts"], entry["config"]["samples"]) == (prompts, samples):
+            return entry
     vocoder = work / ("voc-units" if recipe == "gslm" else "voc-f0")
     cfg = ProsodyEvalConfig(str(work / "corpus"), vocoder_dir=str(vocoder),
                             style_classifier=str(work / "style-clf"), prompts=prompts,
@@ -75,6 +77,9 @@ def main() -> None:
     parser.add_argument("--train-only", action="store_true",
                         help="only train (runs are cached in WORK/runs; a later invocation "
                         "reuses them, so seeds can train in parallel processes)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="train and evaluate (cached in WORK/runs/*/eval-prosody) without "
+                        "writing the JSON: run one process per seed, then once with all seeds")
     args = parser.parse_args()
     start = time.perf_counter()
     runs = {(seed, recipe): train(recipe, args.work, seed, args.steps)
@@ -93,6 +98,8 @@ def main() -> None:
             print(f"seed {seed} {recipe}: " + ", ".join(
                 f"{m} {entry[m]['value']:.3f}" for m in METRICS if entry[m]["value"] is not None)
                 + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if args.no_report:
+        return
     summary = {}
     for recipe, seeds in per_seed.items():
         summary[recipe] = {}

@@ -153,3 +153,39 @@ def test_metric_arithmetic_on_hand_computed_cases():
     assert r == pytest.approx(4.5 / np.sqrt(2 * 61 / 6))
     low, high = bootstrap_ci(np.array([1.0, 2.0, 3.0, 4.0]))
     assert 1.0 <= low <= 2.5 <= high <= 4.0
+
+
+def test_unit_only_baseline_is_measured_on_vocoded_audio(work, tmp_path):
+    from speechlm.vocoder.train import VocoderTrainConfig, train_vocoder
+
+    run = train_from_config(RECIPES / "gslm-tiny.yaml", overrides(work, "gslm", "tokens_dir=null"))
+    cfg = ProsodyEvalConfig(str(work / "corpus"), **_quick())
+    with pytest.raises(ConfigError, match="pass --vocoder"):
+        evaluate_prosody(run, cfg)
+    with pytest.raises(ConfigError, match="F0-aware vocoder needs a model that predicts F0"):
+        evaluate_prosody(run, ProsodyEvalConfig(str(work / "corpus"), vocoder_dir=str(work / "voc"),
+                                                **_quick()))
+    train_vocoder(VocoderTrainConfig(corpus=str(work / "corpus"), tokenizer=str(work / "tok"),
+                                     out=str(tmp_path / "voc"), steps=2, batch=2, dim=16, voc_dim=16,
+                                     encoder_layers=1, decoder_layers=1, voc_layers=1,
+                                     speaker_embedding=False, warmup_steps=1, tensorboard=False,
+                                     progress=False))
+    entry = evaluate_prosody(run, ProsodyEvalConfig(str(work / "corpus"),
+                                                    vocoder_dir=str(tmp_path / "voc"), **_quick()))
+    assert entry["f0_source"] == "vocoded continuation (Praat F0)" and entry["streams"] == ["units"]
+    assert set(entry["stream_loss"]) == {"units"}
+
+
+def test_a_retrained_pitch_tokenizer_does_not_pass_for_the_models_own(work, tmp_path):
+    from speechlm.tokenizers.prosody.saved import check_same, describe
+
+    record = describe(load_prosody_tokenizer(work / "pitch"))
+    check_same(record, load_prosody_tokenizer(work / "pitch"), "m")  # the same one passes
+    other = train_pitch_vq(work / "corpus", tmp_path / "p", steps=3, seed=1, show_progress=False,
+                           config=PitchVQConfig(codebook_size=8, channels=8, code_dim=4))
+    with pytest.raises(CheckpointError, match="other bins/weights"):
+        check_same(record, load_prosody_tokenizer(other), "m")
+    bigger = train_pitch_vq(work / "corpus", tmp_path / "p16", steps=3, show_progress=False,
+                            config=PitchVQConfig(codebook_size=16, channels=8, code_dim=4))
+    with pytest.raises(CheckpointError, match=r"streams \{'pitch': 8\}.*streams \{'pitch': 16\}"):
+        check_same(record, load_prosody_tokenizer(bigger), "m")
