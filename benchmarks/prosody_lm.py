@@ -51,13 +51,17 @@ def train(recipe: str, work: Path, seed: int, steps: int) -> Path:
 def evaluate(recipe: str, run: Path, work: Path, prompts: int, samples: int) -> dict:
     from speechlm.eval.prosody import ProsodyEvalConfig, evaluate_prosody
 
+    # gslm: F0 of the continuation vocoded by the units-only vocoder; pgslm: F0 from its F0 stream
+    # (no audio needed); spiritlm: F0 from its pitch stream, audio (for the style classifier) by
+    # the F0-aware vocoder
+    vocoder = {"gslm": work / "voc-units", "pgslm": None, "spiritlm": work / "voc-f0"}[recipe]
     cached = run / "eval-prosody" / "results.json"
     if cached.is_file():
         entry = json.loads(cached.read_text())["prosody"]
-        if (entry["config"]["prompts"], entry["config"]["samples"]) == (prompts, samples):
+        if (entry["config"]["prompts"], entry["config"]["samples"], entry["vocoder"]) == \
+                (prompts, samples, str(vocoder) if vocoder else None):
             return entry
-    vocoder = work / ("voc-units" if recipe == "gslm" else "voc-f0")
-    cfg = ProsodyEvalConfig(str(work / "corpus"), vocoder_dir=str(vocoder),
+    cfg = ProsodyEvalConfig(str(work / "corpus"), vocoder_dir=str(vocoder) if vocoder else None,
                             style_classifier=str(work / "style-clf"), prompts=prompts,
                             samples=samples, show_progress=False)
     entry = evaluate_prosody(run, cfg, run / "eval-prosody")
@@ -80,54 +84,69 @@ def main() -> None:
     parser.add_argument("--no-report", action="store_true",
                         help="train and evaluate (cached in WORK/runs/*/eval-prosody) without "
                         "writing the JSON: run one process per seed, then once with all seeds")
+    parser.add_argument("--available", action="store_true",
+                        help="train and evaluate nothing: report the cached evaluations that exist "
+                        "(the JSON lists what is missing)")
     args = parser.parse_args()
     start = time.perf_counter()
-    runs = {(seed, recipe): train(recipe, args.work, seed, args.steps)
-            for seed in args.seeds for recipe in RECIPES}
+    pairs = [(seed, recipe) for seed in args.seeds for recipe in RECIPES]
+    if args.available:
+        runs = {key: args.work / "runs" / f"{key[1]}-s{key[0]}" for key in pairs}
+    else:
+        runs = {(seed, recipe): train(recipe, args.work, seed, args.steps) for seed, recipe in pairs}
     if args.train_only:
         return
     per_seed: dict[str, dict[str, dict]] = {r: {} for r in RECIPES}
-    for seed in args.seeds:
-        for recipe in RECIPES:
-            t0 = time.perf_counter()
-            run = runs[seed, recipe]
-            entry = evaluate(recipe, run, args.work, args.prompts, args.samples)
-            per_seed[recipe][str(seed)] = {m: entry[m] for m in METRICS} | {
-                "f0_source": entry["f0_source"], "best_valid_loss": json.loads(
-                    (run / "best.json").read_text()).get("best_valid_loss")}
-            print(f"seed {seed} {recipe}: " + ", ".join(
-                f"{m} {entry[m]['value']:.3f}" for m in METRICS if entry[m]["value"] is not None)
-                + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+    missing = []
+    for seed, recipe in pairs:
+        t0, run = time.perf_counter(), runs[seed, recipe]
+        if args.available and not (run / "eval-prosody" / "results.json").is_file():
+            missing.append(f"{recipe}-s{seed}")
+            continue
+        entry = evaluate(recipe, run, args.work, args.prompts, args.samples)
+        per_seed[recipe][str(seed)] = {m: entry[m] for m in METRICS} | {
+            "f0_source": entry["f0_source"], "stream_loss": entry["stream_loss"],
+            "vocoder": entry["vocoder"],
+            "best_valid_loss": json.loads((run / "best.json").read_text()).get("best_valid_loss")}
+        print(f"seed {seed} {recipe}: " + ", ".join(
+            f"{m} {entry[m]['value']:.3f}" for m in METRICS if entry[m]["value"] is not None)
+            + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
     if args.no_report:
         return
-    summary = {}
-    for recipe, seeds in per_seed.items():
-        summary[recipe] = {}
-        for m in METRICS:
-            values = [s[m]["value"] for s in seeds.values() if s[m]["value"] is not None]
-            summary[recipe][m] = {"mean": float(np.mean(values)) if values else None,
-                                  "per_seed": values}
+    summary = {recipe: {m: {"mean": float(np.mean(v)) if v else None, "per_seed": v}
+                        for m in METRICS
+                        for v in [[s[m]["value"] for s in seeds.values() if s[m]["value"] is not None]]}
+               for recipe, seeds in per_seed.items()}
+
+    def compare(recipe: str, metric: str, better) -> dict[str, bool]:
+        """Per seed evaluated for both: does ``recipe`` beat gslm on ``metric``?"""
+        both = sorted(set(per_seed[recipe]) & set(per_seed["gslm"]))
+        return {s: bool(better(per_seed[recipe][s][metric], per_seed["gslm"][s][metric]))
+                for s in both if per_seed[recipe][s][metric]["value"] is not None
+                and per_seed["gslm"][s][metric]["value"] is not None}
+
     wins = {
-        "pgslm_lower_logf0_min_mae": [per_seed["pgslm"][s]["logf0_min_mae"]["value"]
-                                      < per_seed["gslm"][s]["logf0_min_mae"]["value"]
-                                      for s in map(str, args.seeds)],
-        "pgslm_higher_f0_prompt_corr": [per_seed["pgslm"][s]["f0_prompt_corr"]["value"]
-                                        > per_seed["gslm"][s]["f0_prompt_corr"]["value"]
-                                        for s in map(str, args.seeds)],
-        "spiritlm_higher_style_preservation": [
-            per_seed["spiritlm"][s]["style_preservation"]["value"]
-            > per_seed["gslm"][s]["style_preservation"]["value"] for s in map(str, args.seeds)],
+        "pgslm_lower_logf0_min_mae": compare("pgslm", "logf0_min_mae",
+                                             lambda a, b: a["value"] < b["value"]),
+        "pgslm_higher_f0_prompt_corr": compare("pgslm", "f0_prompt_corr",
+                                               lambda a, b: a["value"] > b["value"]),
+        "pgslm_f0_std_closer_to_real": compare(
+            "pgslm", "f0_std", lambda a, b: abs(a["value"] - a["reference"])
+            < abs(b["value"] - b["reference"])),
+        "spiritlm_higher_style_preservation": compare("spiritlm", "style_preservation",
+                                                      lambda a, b: a["value"] > b["value"]),
     }
     config = {"seeds": args.seeds, "steps": args.steps, "prompts": args.prompts,
               "samples": args.samples, "recipes": RECIPES, "work": str(args.work),
+              "overrides": "seq_len=256 batch_size=8 threads=1 for all three",
               "data": json.loads((args.work / "corpus" / "meta.json").read_text()).get("config")}
     path = write_result(args.name, config, summary["pgslm"]["logf0_min_mae"]["mean"],
                         summary["gslm"]["logf0_min_mae"]["mean"],
                         "log-F0 min-MAE (nats, mean over seeds): pgslm-tiny (value) vs gslm-tiny "
                         "(baseline); every metric of every recipe and seed below",
-                        summary=summary, per_seed=per_seed, wins=wins,
+                        summary=summary, per_seed=per_seed, wins=wins, missing=missing,
                         seconds=round(time.perf_counter() - start, 1))
-    print(f"wrote {path}")
+    print(f"wrote {path}" + (f" (missing: {', '.join(missing)})" if missing else ""))
 
 
 if __name__ == "__main__":
