@@ -6,12 +6,27 @@ each with ``speechlm eval --suite prosody`` (held-out voices; unit-only model: F
 continuation vocoded by the units-only vocoder; prosody models: F0 from their predicted F0 /
 pitch stream, audio by the F0-aware vocoder) and writes ``results/prosody_lm.json``.
 
-Inputs are built by ``--work``'s layout when missing (corpus with styles, mfcc unit tokenizer,
-prosody tokenizers, the two vocoders, the style classifier); see ``--help``. When
-``benchmarks/recipe_matrix.py`` lands on main, the same runs are rows of its matrix: pass these
-three recipe files and the ``prosody`` suite to it instead.
+Inputs in ``--work`` (W), built once with the CLI (what the committed figures used)::
 
-    python benchmarks/prosody_lm.py --work work/pb --seeds 0 1 2 --steps 200
+    speechlm corpus synth --out W/corpus --hours 0.3 --voices 12 --heldout-voices 4 --seed 0 \
+        --styles neutral,excited,sad,question,whisper
+    speechlm tokenizer train --corpus W/corpus --out W/tok --features mfcc --units 100
+    speechlm tokenize --tokenizer W/tok --corpus W/corpus --out W/units
+    speechlm prosody train unit --corpus W/corpus --out W/pros-unit --units-tokenizer W/tok
+    speechlm prosody train style --corpus W/corpus --out W/pros-style
+    speechlm prosody train pitch-vq --corpus W/corpus --out W/pros-pitch steps=300
+    speechlm prosody style-classifier --corpus W/corpus --out W/style-clf
+    V="--corpus W/corpus --tokenizer W/tok --units W/units --steps 200 threads=1 max_hours=0.12"
+    speechlm vocoder train $V --out W/voc-units     # units-only baseline
+    speechlm prosody vocoder $V --out W/voc-f0      # F0-aware
+
+The K = 3 token datasets (W/tokens-pgslm, W/tokens-spiritlm) are built by the pipeline from
+``prosody_tokenizers``. Training and evaluation are cached per run (W/runs/NAME-sSEED), so seeds
+can run in parallel processes (``--train-only``, ``--no-report``) before the one invocation that
+writes the JSON. When ``benchmarks/recipe_matrix.py`` lands on main, the same runs are rows of its
+matrix: pass these three recipe files and the ``prosody`` suite to it instead.
+
+    python benchmarks/prosody_lm.py --work W --seeds 0 1 2 --steps 80 --prompts 10 --samples 10
 """
 
 from __future__ import annotations

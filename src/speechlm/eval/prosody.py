@@ -54,6 +54,7 @@ class ProsodyEvalConfig:
     continuation_seconds: float = 2.0
     seed: int = 0
     plots: int = 4
+    threads: int = 1                     # torch threads (more only slow tiny models down)
     show_progress: bool = True
 
     def validate(self) -> None:
@@ -263,6 +264,13 @@ def evaluate_prosody(model_dir: str | Path, cfg: ProsodyEvalConfig, out_dir: str
                      ) -> dict:
     """Sample continuations of held-out prompts and score their prosody; returns the ``prosody``
     entry of ``results.json`` (and writes a contour plot into ``out_dir``)."""
+    from speechlm.core.threads import torch_threads
+
+    with torch_threads(cfg.threads):
+        return _evaluate(model_dir, cfg, out_dir)
+
+
+def _evaluate(model_dir: str | Path, cfg: ProsodyEvalConfig, out_dir: str | Path | None) -> dict:
     from speechlm.generation.sampling import generate_codes
     from speechlm.lm.model import load_speech_lm
     from speechlm.tokenizers.prosody.vocoder_stream import LOGF0, logf0_feature
