@@ -47,7 +47,7 @@ def ensure_corpus(cfg: TrainConfig, progress: bool = True) -> Path:
 
         log.warning("corpus %s missing: synthesizing %.2f h", corpus, cfg.corpus_hours)
         synthesize_corpus(corpus, hours=cfg.corpus_hours, voices=cfg.corpus_voices, seed=0,
-                          show_progress=progress)
+                          show_progress=progress, styles=cfg.corpus_styles)
     return corpus
 
 
@@ -85,9 +85,16 @@ def ensure_tokens(cfg: TrainConfig, source: str) -> Path:
     tokens = Path(cfg.tokens_dir)
     if (tokens / "meta.json").is_file():
         return tokens
+    if cfg.prosody_tokenizers:
+        from speechlm.tokenizers.prosody.dataset import build_prosody_dataset
+
+        log.warning("token dataset %s missing: adding prosody streams %s to %s", tokens,
+                    list(cfg.prosody_tokenizers), cfg.units_dir)
+        return build_prosody_dataset(cfg.corpus_dir, cfg.tokenizer_dir, tokens,
+                                     cfg.prosody_tokenizers, source, cfg.progress)
     if not cfg.derive_streams:
-        raise ConfigError(f"{source}: tokens_dir={tokens} does not exist and derive_streams is "
-                          "not set, so it cannot be built")
+        raise ConfigError(f"{source}: tokens_dir={tokens} does not exist and neither "
+                          "derive_streams nor prosody_tokenizers is set, so it cannot be built")
     from speechlm.tokenizers.tokens import derive_streams
 
     log.warning("token dataset %s missing: deriving %s from %s", tokens, list(cfg.derive_streams),

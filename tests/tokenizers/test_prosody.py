@@ -164,9 +164,12 @@ def test_cli_train_encode_eval(tiny_corpus, unit_tok, tmp_path, capsys):
     from speechlm.tokenizers.tokens import TokenDataset
 
     ds = TokenDataset(tmp_path / "ds")
-    assert [s["name"] for s in ds.meta["streams"]] == ["units", "duration", "f0"]
-    row = ds.table("heldout").to_pylist()[0]
-    assert len(row["units"]) == len(row["f0_tokens"]) == len(row["duration_tokens"])
+    assert ds.stream_names == ["units", "duration", "f0"]
+    assert ds.stream("f0").vocab_size == 17 and ds.stream("f0").tokenizer == str(out.resolve())
+    record = ds.split("heldout")[0]
+    utt = next(u for u in Corpus(tiny_corpus).utterances("heldout") if u.id == record.id)
+    p = tok.encode(utt.samples(), utt.speaker, units=(record.units, record.durations))
+    assert np.array_equal(ds.streams("heldout")[0], p.streams())
 
     capsys.readouterr()
     assert main(["prosody", "eval", "--tokenizer", str(out), "--corpus", str(tiny_corpus),

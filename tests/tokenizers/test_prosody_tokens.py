@@ -86,13 +86,21 @@ def test_one_token_dataset_holds_units_and_every_prosody_stream(tiny_corpus, pit
     out = encode_corpus(tiny_corpus, tmp_path / "ds", [pitch_tok, style_tok], units_dir=units,
                         splits=("heldout",), show_progress=False)
     ds = TokenDataset(out)
-    assert [(s["name"], s["frame_rate"]) for s in ds.meta["streams"]] == \
-        [("units", 50.0), ("pitch", 12.5), ("style", 1.0)]
-    record = ds.table("heldout").to_pylist()[0]
-    seconds = sum(record["durations"]) / 50
-    assert sum(record["pitch_durations"]) == -(-sum(record["durations"]) // 4)
-    assert abs(sum(record["style_durations"]) - seconds) <= 1
-    assert ds.units("heldout")[0].tolist() == record["units"]
+    assert [(s.name, s.kind, s.frame_rate) for s in ds.stream_specs] == \
+        [("units", "units", 50.0), ("pitch", "prosody", 50.0), ("style", "prosody", 50.0)]
+    assert ds.stream("pitch").tokenizer == str(pitch_tok) and "12.5 Hz" in ds.stream("pitch").derived
+    record = ds.split("heldout")[0]
+    codes = ds.streams("heldout")[0]
+    assert codes.shape == (3, record.units.size) and codes[1].max() < 16 and codes[2].max() < 4
+    # each unit carries the code of the pitch step / style window that holds its centre
+    utt = next(u for u in Corpus(tiny_corpus).utterances("heldout") if u.id == record.id)
+    tok = load_prosody_tokenizer(pitch_tok)
+    steps, _ = tok.encode(utt.samples(), utt.speaker, dedup=False)
+    centre_frames = np.cumsum(record.durations) - record.durations / 2
+    assert np.array_equal(record["pitch"], steps[np.minimum(centre_frames // 4, steps.size - 1).astype(int)])
+    styles, _ = load_prosody_tokenizer(style_tok).encode(utt.samples(), dedup=False)
+    assert set(record["style"].tolist()) <= set(styles.tolist()) and record["style"][0] == styles[0]
+    assert ds.units("heldout")[0].tolist() == record.units.tolist()
 
 
 def test_cli_train_pitch_and_style_and_encode_audio(tiny_corpus, tmp_path, capsys):

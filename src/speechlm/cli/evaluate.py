@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from speechlm.eval.benchmarks import SuiteSizes
 
@@ -47,8 +48,55 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"{sizes.storycloze})")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the untrained reference (halves scoring time)")
+    prosody = parser.add_argument_group(
+        "prosody suite", "--suite prosody: continuations of held-out prompts (needs --corpus); "
+        "log-F0 min-MAE, F0 std, prompt/continuation mean-F0 correlation, style preservation")
+    prosody.add_argument("--tokens", default=None,
+                         help="token dataset with the model's streams (default: its training one)")
+    prosody.add_argument("--vocoder", default=None,
+                         help="unit vocoder (units-only, or F0-aware from `speechlm prosody vocoder`)")
+    prosody.add_argument("--style-classifier", default=None,
+                         help="`speechlm prosody style-classifier` directory (style preservation)")
+    prosody.add_argument("--prompts", type=int, default=20, help="held-out prompts (default 20)")
+    prosody.add_argument("--samples", type=int, default=20,
+                         help="continuations per prompt (default 20)")
     parser.add_argument("--json", action="store_true", help="print results.json to stdout")
     parser.set_defaults(handler=_eval)
+
+
+def _prosody(args: argparse.Namespace) -> dict:
+    from speechlm.core.errors import ConfigError
+    from speechlm.eval.prosody import ProsodyEvalConfig, evaluate_prosody
+
+    if not args.corpus:
+        raise ConfigError("--suite prosody needs --corpus (its held-out audio and style labels)")
+    config = ProsodyEvalConfig(args.corpus, args.tokens, args.vocoder, args.style_classifier,
+                               prompts=args.prompts, samples=args.samples, seed=args.seed,
+                               show_progress=not args.json)
+    entry = evaluate_prosody(args.model, config, args.out)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps({**results, "prosody": entry}, indent=2), encoding="utf-8")
+    return entry
+
+
+def _print_prosody(args: argparse.Namespace, entry: dict) -> int:
+    if args.json:
+        print(json.dumps({"prosody": entry}, indent=2))
+        return 0
+    print(f"prosody ({entry['prompts']} prompts x {entry['samples']} samples; F0 from "
+          f"{entry['f0_source']}):")
+    for key in ("logf0_min_mae", "f0_std", "f0_prompt_corr", "style_preservation"):
+        e = entry[key]
+        if e.get("value") is None:
+            print(f"  {key:20s} -  {e.get('skipped', '')}")
+            continue
+        extra = "".join(f", {k} {e[k]:.3f}" for k in ("reference", "chance") if e.get(k) is not None)
+        print(f"  {key:20s} {e['value']:.3f} [{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}]{extra}")
+    print(f"wrote {args.out}/results.json and {entry.get('plot', 'no plot')}")
+    return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -56,6 +104,10 @@ def _eval(args: argparse.Namespace) -> int:
     from speechlm.eval.harness import EvalConfig, evaluate
 
     suite = tuple(s.strip() for s in args.suite.split(",") if s.strip())
+    prosody = _prosody(args) if "prosody" in suite else None
+    suite = tuple(s for s in suite if s != "prosody")
+    if prosody is not None and not suite and not args.pairs:
+        return _print_prosody(args, prosody)
     if not suite and not args.pairs:
         raise ConfigError("--suite is empty and no --pairs file was given: nothing to evaluate")
     config = EvalConfig(suite=suite, pairs_files=tuple(args.pairs), tokenizer_dir=args.tokenizer,
@@ -63,6 +115,10 @@ def _eval(args: argparse.Namespace) -> int:
                         dedup=not args.no_dedup, reference=not args.no_reference,
                         sizes=SuiteSizes(args.lexical_n, args.syntactic_n, args.storycloze_n))
     results = evaluate(args.model, config, args.out)
+    if prosody is not None:  # evaluate() rewrote results.json: add the prosody entry back
+        path = Path(args.out) / "results.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "prosody": prosody}, indent=2))
+        _print_prosody(args, prosody)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -60,6 +60,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true", help="print a JSON object")
     ev.set_defaults(handler=_eval)
 
+    voc = psub.add_parser("vocoder", help="train an F0-aware unit vocoder",
+                          description="Train the unit vocoder (speechlm vocoder train, same keys: "
+                          "--config FILE.yaml, flags, key=value) with one extra per-frame input, "
+                          "the log-F0 of each unit frame, so generated intonation is audible. "
+                          "Units-only vocoders stay the baseline.")
+    add_config_arguments(voc)
+    for flag, text in (("--corpus", "corpus directory"), ("--tokenizer", "unit tokenizer directory"),
+                       ("--units", "token dataset of that tokenizer (reuses its units)"),
+                       ("--out", "output vocoder directory")):
+        voc.add_argument(flag, default=None, help=text)
+    voc.add_argument("--steps", type=int, default=None, help="training steps (default 800)")
+    voc.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
+    voc.set_defaults(handler=_vocoder)
+
     cls = psub.add_parser("style-classifier", help="train the style classifier of a corpus",
                           description="Train a classifier of the corpus' style labels on pooled "
                           "prosodic/spectral features (train split) and report its accuracy on "
@@ -150,6 +164,18 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"  per-unit F0       median {result['unit_median_cents']:.1f} cents")
     if "voicing_accuracy" in result:
         print(f"  voicing accuracy  {100 * result['voicing_accuracy']:.1f}%")
+    return 0
+
+
+def _vocoder(args: argparse.Namespace) -> int:
+    from speechlm.core.config import config_from_args
+    from speechlm.tokenizers.prosody.vocoder_stream import LOGF0, LogF0Stream
+    from speechlm.vocoder.train import VocoderTrainConfig, train_vocoder
+
+    flags = {k: k for k in ("corpus", "tokenizer", "units", "out", "steps")}
+    cfg = config_from_args(VocoderTrainConfig, args, flags)
+    voc = train_vocoder(cfg, streams={LOGF0: LogF0Stream()}, resume=args.resume)
+    print(f"F0-aware vocoder {cfg.out}: streams {voc.streams}, {cfg.steps} steps")
     return 0
 
 

@@ -26,12 +26,15 @@ class TrainConfig:
     corpus_dir: str = "work/corpus"
     corpus_hours: float = 0.5
     corpus_voices: int = 12
+    corpus_styles: list[str] | None = None       # speaking styles of a synthesized corpus (labels)
     tokenizer_dir: str = "work/tokenizer"
     tokenizer_features: str = "ssl-tiny"
     tokenizer_units: int = 100
     units_dir: str = "work/units"
     tokens_dir: str | None = None                # multi-stream dataset to train on (else units_dir)
     derive_streams: list[str] | None = None      # build tokens_dir from units_dir + these streams
+    prosody_tokenizers: list[str] | None = None  # KIND=DIR (unit, pitch-vq, style): build tokens_dir
+                                                 # = units + their streams (trained when missing)
     text_lm_dir: str = "work/text-lm"
     text_lm_steps: int = 400
     output_dir: str = "runs/run"
@@ -53,6 +56,9 @@ class TrainConfig:
     tasks: list[str] | None = None               # tts | continue | semantic; several = one multitask model
     codebooks: int | None = None                 # the first n codebooks are modelled (default all)
     prompt_seconds: float = 3.0                  # TTS prompt crop in training (and the tts default)
+    sample_temperature: list[float] | None = None  # default sampling temperature per stream
+    sample_top_k: list[int] | None = None        # default top-k per stream (0: none); both are
+                                                 # saved with the model for generation/evaluation
     # optimization
     max_steps: int = 300
     seed: int = 0
@@ -129,6 +135,16 @@ class TrainConfig:
         if self.depth_layers < 0 or (self.depth_layers and self.layout == "flatten"):
             bad.append(f"depth_layers={self.depth_layers} must be >= 0, and needs a multi-row "
                        "layout (parallel, delay, coarse_first)")
-        if self.derive_streams and not self.tokens_dir:
-            bad.append("derive_streams needs tokens_dir (where the derived dataset goes)")
+        if (self.derive_streams or self.prosody_tokenizers) and not self.tokens_dir:
+            bad.append("derive_streams / prosody_tokenizers need tokens_dir (where the dataset goes)")
+        if self.derive_streams and self.prosody_tokenizers:
+            bad.append("set derive_streams or prosody_tokenizers, not both")
+        bad += [f"prosody_tokenizers entry {e!r} must be KIND=DIR"
+                for e in self.prosody_tokenizers or () if "=" not in e]
+        for key in ("sample_temperature", "sample_top_k"):
+            values = getattr(self, key)
+            if values is not None and min(values, default=0) < 0:
+                bad.append(f"{key}={list(values)} must be >= 0")
+            if values is not None and self.streams is not None and len(values) != len(self.streams):
+                bad.append(f"{key}={list(values)} needs one value per stream {list(self.streams)}")
         return bad

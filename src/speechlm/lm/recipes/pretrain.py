@@ -98,8 +98,10 @@ def build_model(cfg: TrainConfig, space: TokenSpace, source: str) -> torch.nn.Mo
     return model
 
 
-def run(cfg: TrainConfig, resume: bool = False, source: str = "config") -> Path:
-    """Train a speech LM on ``cfg.tokens_dir`` (or ``units_dir``); returns the run dir."""
+def run(cfg: TrainConfig, resume: bool = False, source: str = "config",
+        meta_extra: dict | None = None) -> Path:
+    """Train a speech LM on ``cfg.tokens_dir`` (or ``units_dir``); returns the run dir.
+    ``meta_extra`` adds what a recipe records in ``speechlm.json`` (and every checkpoint)."""
     seed_everything(cfg.seed)
     if cfg.kind != "speech":
         raise ConfigError(f"{source}: kind={cfg.kind!r}; use `speechlm text-lm train` for text LMs")
@@ -114,5 +116,7 @@ def run(cfg: TrainConfig, resume: bool = False, source: str = "config") -> Path:
                      cfg.seq_len, cfg.sequence, cfg.init, cfg.name,
                      extra={"units_dir": str(Path(data_dir).resolve()),
                             "text_lm_dir": str(Path(cfg.text_lm_dir).resolve())
-                            if cfg.init == "warm" else None})
+                            if cfg.init == "warm" else None,
+                            "sampling": {"temperature": cfg.sample_temperature, "top_k": cfg.sample_top_k},
+                            **(meta_extra or {})})
     return train_loop(cfg, model, ModelSpec(space.vocab, meta), data, resume=resume)

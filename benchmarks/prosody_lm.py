@@ -1,0 +1,168 @@
+"""pGSLM and SpiRit-LM-expressive tiny recipes vs the unit-only GSLM, same data and compute, seeds.
+
+One invocation trains ``gslm-tiny`` (baseline), ``pgslm-tiny`` and ``spiritlm-expressive-tiny``
+for every seed with the same step budget on the same styled corpus and unit tokenizer, evaluates
+each with ``speechlm eval --suite prosody`` (held-out voices; unit-only model: F0 of the
+continuation vocoded by the units-only vocoder; prosody models: F0 from their predicted F0 /
+pitch stream, audio by the F0-aware vocoder) and writes ``results/prosody_lm.json``.
+
+Inputs in ``--work`` (W), built once with the CLI (what the committed figures used)::
+
+    speechlm corpus synth --out W/corpus --hours 0.3 --voices 12 --heldout-voices 4 --seed 0 \
+        --styles neutral,excited,sad,question,whisper
+    speechlm tokenizer train --corpus W/corpus --out W/tok --features mfcc --units 100
+    speechlm tokenize --tokenizer W/tok --corpus W/corpus --out W/units
+    speechlm prosody train unit --corpus W/corpus --out W/pros-unit --units-tokenizer W/tok
+    speechlm prosody train style --corpus W/corpus --out W/pros-style
+    speechlm prosody train pitch-vq --corpus W/corpus --out W/pros-pitch steps=300
+    speechlm prosody style-classifier --corpus W/corpus --out W/style-clf
+    V="--corpus W/corpus --tokenizer W/tok --units W/units --steps 200 threads=1 max_hours=0.12"
+    speechlm vocoder train $V --out W/voc-units     # units-only baseline
+    speechlm prosody vocoder $V --out W/voc-f0      # F0-aware
+
+The K = 3 token datasets (W/tokens-pgslm, W/tokens-spiritlm) are built by the pipeline from
+``prosody_tokenizers``. Training and evaluation are cached per run (W/runs/NAME-sSEED), so seeds
+can run in parallel processes (``--train-only``, ``--no-report``) before the one invocation that
+writes the JSON. When ``benchmarks/recipe_matrix.py`` lands on main, the same runs are rows of its
+matrix: pass these three recipe files and the ``prosody`` suite to it instead.
+
+    python benchmarks/prosody_lm.py --work W --seeds 0 1 2 --steps 80 --prompts 10 --samples 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import write_result
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = {"gslm": "gslm-tiny", "pgslm": "pgslm-tiny", "spiritlm": "spiritlm-expressive-tiny"}
+METRICS = ("logf0_min_mae", "f0_std", "f0_prompt_corr", "style_preservation")
+
+
+def train(recipe: str, work: Path, seed: int, steps: int) -> Path:
+    from speechlm.pipeline import train_from_config
+
+    out = work / "runs" / f"{recipe}-s{seed}"
+    if (out / "speechlm.json").is_file():
+        return out
+    common = [f"corpus_dir={work / 'corpus'}", f"tokenizer_dir={work / 'tok'}",
+              f"units_dir={work / 'units'}", f"output_dir={out}", f"seed={seed}",
+              f"max_steps={steps}", "seq_len=256", "batch_size=8", "progress=false", "tensorboard=false", "plot=false", "threads=1"]
+    if recipe == "pgslm":
+        common += [f"tokens_dir={work / 'tokens-pgslm'}",
+                   f"prosody_tokenizers=[unit={work / 'pros-unit'}]"]
+    if recipe == "spiritlm":
+        common += [f"tokens_dir={work / 'tokens-spiritlm'}",
+                   f"prosody_tokenizers=[pitch-vq={work / 'pros-pitch'},style={work / 'pros-style'}]"]
+    return train_from_config(REPO / "configs" / "recipes" / f"{RECIPES[recipe]}.yaml", common)
+
+
+def evaluate(recipe: str, run: Path, work: Path, prompts: int, samples: int) -> dict:
+    from speechlm.eval.prosody import ProsodyEvalConfig, evaluate_prosody
+
+    # gslm: F0 of the continuation vocoded by the units-only vocoder; pgslm: F0 from its F0 stream
+    # (no audio needed); spiritlm: F0 from its pitch stream, audio (for the style classifier) by
+    # the F0-aware vocoder
+    vocoder = {"gslm": work / "voc-units", "pgslm": None, "spiritlm": work / "voc-f0"}[recipe]
+    cached = run / "eval-prosody" / "results.json"
+    if cached.is_file():
+        entry = json.loads(cached.read_text())["prosody"]
+        if (entry["config"]["prompts"], entry["config"]["samples"], entry["vocoder"]) == \
+                (prompts, samples, str(vocoder) if vocoder else None):
+            return entry
+    cfg = ProsodyEvalConfig(str(work / "corpus"), vocoder_dir=str(vocoder) if vocoder else None,
+                            style_classifier=str(work / "style-clf"), prompts=prompts,
+                            samples=samples, show_progress=False)
+    entry = evaluate_prosody(run, cfg, run / "eval-prosody")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps({"prosody": entry}, indent=2))
+    return entry
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("work/prosody-lm"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--prompts", type=int, default=12)
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--name", default="prosody_lm")
+    parser.add_argument("--train-only", action="store_true",
+                        help="only train (runs are cached in WORK/runs; a later invocation "
+                        "reuses them, so seeds can train in parallel processes)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="train and evaluate (cached in WORK/runs/*/eval-prosody) without "
+                        "writing the JSON: run one process per seed, then once with all seeds")
+    parser.add_argument("--available", action="store_true",
+                        help="train and evaluate nothing: report the cached evaluations that exist "
+                        "(the JSON lists what is missing)")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    pairs = [(seed, recipe) for seed in args.seeds for recipe in RECIPES]
+    if args.available:
+        runs = {key: args.work / "runs" / f"{key[1]}-s{key[0]}" for key in pairs}
+    else:
+        runs = {(seed, recipe): train(recipe, args.work, seed, args.steps) for seed, recipe in pairs}
+    if args.train_only:
+        return
+    per_seed: dict[str, dict[str, dict]] = {r: {} for r in RECIPES}
+    missing = []
+    for seed, recipe in pairs:
+        t0, run = time.perf_counter(), runs[seed, recipe]
+        if args.available and not (run / "eval-prosody" / "results.json").is_file():
+            missing.append(f"{recipe}-s{seed}")
+            continue
+        entry = evaluate(recipe, run, args.work, args.prompts, args.samples)
+        per_seed[recipe][str(seed)] = {m: entry[m] for m in METRICS} | {
+            "f0_source": entry["f0_source"], "stream_loss": entry["stream_loss"],
+            "vocoder": entry["vocoder"],
+            "best_valid_loss": json.loads((run / "best.json").read_text()).get("best_valid_loss")}
+        print(f"seed {seed} {recipe}: " + ", ".join(
+            f"{m} {entry[m]['value']:.3f}" for m in METRICS if entry[m]["value"] is not None)
+            + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if args.no_report:
+        return
+    summary = {recipe: {m: {"mean": float(np.mean(v)) if v else None, "per_seed": v}
+                        for m in METRICS
+                        for v in [[s[m]["value"] for s in seeds.values() if s[m]["value"] is not None]]}
+               for recipe, seeds in per_seed.items()}
+
+    def compare(recipe: str, metric: str, better) -> dict[str, bool]:
+        """Per seed evaluated for both: does ``recipe`` beat gslm on ``metric``?"""
+        both = sorted(set(per_seed[recipe]) & set(per_seed["gslm"]))
+        return {s: bool(better(per_seed[recipe][s][metric], per_seed["gslm"][s][metric]))
+                for s in both if per_seed[recipe][s][metric]["value"] is not None
+                and per_seed["gslm"][s][metric]["value"] is not None}
+
+    wins = {
+        "pgslm_lower_logf0_min_mae": compare("pgslm", "logf0_min_mae",
+                                             lambda a, b: a["value"] < b["value"]),
+        "pgslm_higher_f0_prompt_corr": compare("pgslm", "f0_prompt_corr",
+                                               lambda a, b: a["value"] > b["value"]),
+        "pgslm_f0_std_closer_to_real": compare(
+            "pgslm", "f0_std", lambda a, b: abs(a["value"] - a["reference"])
+            < abs(b["value"] - b["reference"])),
+        "spiritlm_higher_style_preservation": compare("spiritlm", "style_preservation",
+                                                      lambda a, b: a["value"] > b["value"]),
+    }
+    config = {"seeds": args.seeds, "steps": args.steps, "prompts": args.prompts,
+              "samples": args.samples, "recipes": RECIPES, "work": str(args.work),
+              "overrides": "seq_len=256 batch_size=8 threads=1 for all three",
+              "data": json.loads((args.work / "corpus" / "meta.json").read_text()).get("config")}
+    path = write_result(args.name, config, summary["pgslm"]["logf0_min_mae"]["mean"],
+                        summary["gslm"]["logf0_min_mae"]["mean"],
+                        "log-F0 min-MAE (nats, mean over seeds): pgslm-tiny (value) vs gslm-tiny "
+                        "(baseline); every metric of every recipe and seed below",
+                        summary=summary, per_seed=per_seed, wins=wins, missing=missing,
+                        seconds=round(time.perf_counter() - start, 1))
+    print(f"wrote {path}" + (f" (missing: {', '.join(missing)})" if missing else ""))
+
+
+if __name__ == "__main__":
+    main()
