@@ -43,6 +43,15 @@ def trained(tiny_corpus, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def mfcc_tokenizer(tiny_corpus, tmp_path_factory):
+    """The distillation teacher and the ABX/PNMI reference, trained once for the module."""
+    from speechlm.tokenizers import train_tokenizer
+
+    return train_tokenizer(tiny_corpus, tmp_path_factory.mktemp("tok") / "tok", features="mfcc", units=8,
+                           show_progress=False)
+
+
 def test_config_frame_rate_bitrate_and_validation():
     cfg = CodecConfig()
     assert cfg.hop == 320 and cfg.frame_rate == 50.0
@@ -165,10 +174,8 @@ def test_resume_reproduces_the_uninterrupted_run(trained, tiny_corpus, tmp_path,
                     show_progress=False)
 
 
-def test_semantic_distillation(tiny_corpus, tmp_path):
-    from speechlm.tokenizers import train_tokenizer
-
-    tok = train_tokenizer(tiny_corpus, tmp_path / "tok", features="mfcc", units=8, show_progress=False)
+def test_semantic_distillation(tiny_corpus, mfcc_tokenizer, tmp_path):
+    tok = mfcc_tokenizer
     out = train_codec(tiny_corpus, tmp_path / "codec", CodecTrainConfig(
         **{**TRAIN, "steps": 2, "distill": str(tok)}), show_progress=False)
     codec = load_codec(out)
@@ -311,12 +318,11 @@ def test_speaker_probe_separates_separable_features():
         speaker_probe({"x": voice[:10]}, speakers[:10])
 
 
-def test_evaluate_codec_reports_every_metric(trained, tiny_corpus, tmp_path):
+def test_evaluate_codec_reports_every_metric(trained, tiny_corpus, mfcc_tokenizer, tmp_path):
     from speechlm.eval.codec_metrics import evaluate_codec
-    from speechlm.tokenizers import train_tokenizer
     from speechlm.vocoder import VocoderTrainConfig, train_vocoder
 
-    tok = train_tokenizer(tiny_corpus, tmp_path / "tok", features="mfcc", units=8, show_progress=False)
+    tok = mfcc_tokenizer
     voc = tmp_path / "voc"
     train_vocoder(VocoderTrainConfig(corpus=str(tiny_corpus), tokenizer=str(tok), out=str(voc),
                                      steps=1, batch=2, dim=16, encoder_layers=1, decoder_layers=1,

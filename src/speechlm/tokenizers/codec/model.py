@@ -1,10 +1,15 @@
-"""A small SEANet/EnCodec-style neural codec at 16 kHz with residual vector quantization.
+"""A small neural codec at 16 kHz with residual vector quantization (EnCodec/SoundStream layout).
 
-Encoder: a 7-tap conv, then one block per stride (a residual unit, ELU, a strided conv that
-doubles the channels; EnCodec's layout), then a 3-tap conv to the latent ``dim``. Strides
-(4, 4, 4, 5) give one latent frame per 320 samples: **50 Hz**, the frame grid of the semantic
-tokenizers (frame ``j`` covers samples ``[320 j, 320 (j + 1))``), so codebook 1 can be distilled
-from their features frame by frame. The decoder mirrors it with transposed convs.
+Strides (4, 4, 4, 5) give one latent frame per 320 samples: **50 Hz**, the frame grid of the
+semantic tokenizers (frame ``j`` covers samples ``[320 j, 320 (j + 1))``), so codebook 1 can be
+distilled from their features frame by frame.
+
+Encoder (``encoder``): ``mel`` (default) reads a 100 Hz log-mel spectrogram through ConvNeXt
+blocks; ``seanet`` is EnCodec's waveform encoder (a residual unit and a strided conv per stride).
+Decoder (``decoder``): ``istft`` (default) is Vocos-style, ConvNeXt blocks at 50 Hz predicting STFT
+magnitude and phase; ``seanet`` mirrors the SEANet encoder with transposed convs. The defaults
+learn within CPU budgets, where the SEANet pair had passed nothing through after 500 steps
+(docs/codec.md).
 
 Quantizer: ``vector_quantize_pytorch.ResidualVQ`` (k-means initialisation, EMA codebook updates,
 dead-code restart, quantizer dropout so that the first k codebooks alone decode to audio), as in
