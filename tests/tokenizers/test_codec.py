@@ -94,8 +94,8 @@ def test_more_codebooks_reconstruct_training_audio_better(tiny_corpus, tmp_path)
     from speechlm.data.corpus import Corpus
     from speechlm.eval.codec_metrics import mel_distance
 
-    cfg = CodecTrainConfig(**{**TRAIN, "convnext_dim": 32, "steps": 60, "adv_start": 60, "batch": 4,
-                              "log_every": 60, "save_every": 60, "lr": 3e-3})
+    cfg = CodecTrainConfig(**{**TRAIN, "dim": 32, "codebook_size": 64, "convnext_dim": 32, "steps": 60,
+                              "adv_start": 60, "batch": 4, "log_every": 60, "save_every": 60, "lr": 3e-3})
     codec = load_codec(train_codec(tiny_corpus, tmp_path / "c", cfg, show_progress=False))
     clips = [u.samples() for _, u in zip(range(4), Corpus(tiny_corpus).utterances("train"))]
     distance = [np.mean([mel_distance(x, codec.decode(codec.encode(x)[:k])[: x.size]) for x in clips])
