@@ -339,5 +339,13 @@ def test_evaluate_codec_reports_every_metric(trained, tiny_corpus, mfcc_tokenize
     assert set(r["baselines"]) == {"unit_vocoder", "griffin_lim"}
     assert {"codebook1", "tokenizer_units"} <= set(r["semantic"])
     assert 0 <= r["semantic"]["codebook1"]["pnmi"] <= 1
-    assert r["speaker_probe"]["speakers"] == 3 and 0 <= r["speaker_probe"]["rest"] <= 1
+    from collections import Counter
+
+    from speechlm.data.corpus import Corpus
+
+    per_speaker = Counter(u.speaker for _, u in zip(range(6), Corpus(tiny_corpus).utterances("train")))
+    if len(per_speaker) >= 2 and min(per_speaker.values()) >= 2:
+        assert r["speaker_probe"]["speakers"] == len(per_speaker) and 0 <= r["speaker_probe"]["rest"] <= 1
+    else:  # the corpus' first 6 utterances cannot train a probe: said so, not a crash
+        assert "need 2+ speakers" in r["speaker_probe"]["skipped"]
     assert set(r["monotonic"]) == {"mel_distance", "si_snr", "wer_ratio"}
