@@ -30,11 +30,11 @@ def checks(plain: dict, distilled: dict) -> dict:
     """Issue 14's Must-show items as booleans, with the numbers they compare."""
     ks = [k for k in map(str, plain["codebooks_evaluated"]) if plain["bitrate"][k] <= MAX_BITRATE]
     k = ks[-1]
-    unit = plain["baselines"]["unit_vocoder"]
+    unit = plain.get("baselines", {}).get("unit_vocoder")  # None: run without --vocoder
     out = {"k_at_6kbps": int(k), "bitrate": plain["bitrate"][k],
-           "mel_distance_beats_unit_vocoder": plain["mel_distance"][k] < unit["mel_distance"],
+           "mel_distance_beats_unit_vocoder": unit and plain["mel_distance"][k] < unit["mel_distance"],
            "speaker_similarity_beats_unit_vocoder":
-               plain["speaker_similarity"][k] > unit["speaker_similarity"],
+               unit and plain["speaker_similarity"][k] > unit["speaker_similarity"],
            "wer_ratio_at_most_1.3": plain["wer_ratio"][k] <= 1.3,
            "quality_monotonic_in_codebooks": plain["monotonic"],
            "min_codebook_usage": min(plain["codebook_usage_per_codebook"]),
@@ -54,7 +54,8 @@ def main() -> None:
     parser.add_argument("--codec", required=True, help="codec trained without distillation")
     parser.add_argument("--distilled", required=True, help="codec trained with --distill TOK")
     parser.add_argument("--tokenizer", required=True, help="unit tokenizer (also the distillation teacher)")
-    parser.add_argument("--vocoder", required=True, help="unit vocoder trained on --tokenizer's units")
+    parser.add_argument("--vocoder", default=None, help="unit vocoder trained on --tokenizer's units "
+                        "(the baseline; without it the baseline checks are null)")
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="codec_quality")
@@ -67,12 +68,15 @@ def main() -> None:
                                tokenizer_dir=args.tokenizer, asr=None, threads=args.threads)
     result = checks(plain, distilled)
     k = str(result["k_at_6kbps"])
+    # baseline = the unit vocoder, or without one the codec's own first codebook
+    baseline, name = ((plain["baselines"]["unit_vocoder"]["mel_distance"], "unit vocoder") if args.vocoder
+                      else (plain["mel_distance"]["1"], "the same codec with 1 codebook"))
     path = write_result(
         args.name, {"corpus": str(Path(args.corpus).resolve()), "limit": args.limit,
                     "tokenizer": str(Path(args.tokenizer).resolve()),
-                    "vocoder": str(Path(args.vocoder).resolve())},
-        plain["mel_distance"][k], plain["baselines"]["unit_vocoder"]["mel_distance"],
-        f"mel distance at {k} codebooks ({plain['bitrate'][k]:.0f} bit/s); baseline = unit vocoder",
+                    "vocoder": str(Path(args.vocoder).resolve()) if args.vocoder else None},
+        plain["mel_distance"][k], baseline,
+        f"mel distance at {k} codebooks ({plain['bitrate'][k]:.0f} bit/s); baseline = {name}",
         checks=result, codec=plain, distilled=distilled, seconds=round(time.monotonic() - start, 1))
     print(f"wrote {path}")
     for key, value in result.items():

@@ -4,7 +4,9 @@
                                      [--name codec_speed]
 
 * RTF = wall seconds / audio seconds to encode and decode (all codebooks) 20 held-out
-  utterances, encode and decode also separately; the ratio is against the 0.05 target.
+  utterances, encode and decode also separately; the ratio is against the 0.05 target. The
+  SEANet encoder/decoder architecture of the first codec (``encoder=seanet decoder=seanet``,
+  untrained) is timed in the same process as a second reference (``seanet_baseline``).
 * Training: ``train_codec`` for ``--steps`` steps twice (reconstruction-only steps, then steps
   with the adversarial losses on), each a fresh run with the default config; steps/s of the loop
   and the projected wall time of the default ``codec train`` budget (1000 steps, adversarial
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 import sys
 import tempfile
 import time
@@ -71,8 +74,11 @@ def main() -> None:
         torch.manual_seed(0)
         codec = Codec(CodecModel(default.model_config()))
     clips = [u.samples() for _, u in zip(range(20), Corpus(args.corpus).utterances("heldout"))]
+    torch.manual_seed(0)
+    seanet = Codec(CodecModel(replace(default.model_config(), encoder="seanet", decoder="seanet")))
     with torch_threads(args.threads):
         speed = coding_rtf(codec, clips)
+        seanet_speed = coding_rtf(seanet, clips)
     phases, cpu_phases = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for phase, adv_start in (("reconstruction", args.steps), ("adversarial", 0)):
@@ -96,12 +102,14 @@ def main() -> None:
     path = write_result(args.name, config, speed["rtf"], 0.05,
                         "encode+decode wall s / audio s; baseline = the 0.05 target",
                         **{k: v for k, v in speed.items() if k != "rtf"},
+                        seanet_baseline=seanet_speed,
                         train_steps_per_second=phases,
                         train_steps_per_cpu_second=cpu_phases,
                         default_train_minutes_projected=round(projected, 2),
                         default_train_cpu_minutes_projected=round(projected_cpu, 2),
                         default_train_minutes_target=10.0)
-    print(f"encode+decode RTF {speed['rtf']:.4f} (target 0.05); training {phases['reconstruction']:.2f} "
+    print(f"encode+decode RTF {speed['rtf']:.4f} (CPU {speed['cpu_rtf']:.4f}; SEANet architecture "
+          f"{seanet_speed['rtf']:.4f}, CPU {seanet_speed['cpu_rtf']:.4f}; target 0.05); training {phases['reconstruction']:.2f} "
           f"steps/s (reconstruction), {phases['adversarial']:.2f} steps/s (adversarial); default "
           f"budget projected {projected:.1f} min wall, {projected_cpu:.1f} min of CPU time "
           f"(target 10); load {load:.1f}; wrote {path}")

@@ -22,7 +22,8 @@ from speechlm.tokenizers.codec.model import CodecConfig, CodecModel
 from speechlm.tokenizers.codec.train import CodecTrainConfig, UsageMeter, train_codec
 from tests.conftest import tone
 
-TINY = dict(channels=4, dim=16, codebooks=4, codebook_size=16, kmeans_iters=2)
+TINY = dict(channels=4, dim=16, codebooks=4, codebook_size=16, kmeans_iters=2, convnext_dim=16,
+            convnext_layers=1)
 TRAIN = dict(TINY, steps=4, batch=2, segment_seconds=0.2, adv_start=2, log_every=1, save_every=2,
              disc_filters=2)
 
@@ -40,6 +41,15 @@ def trained(tiny_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("codec") / "codec"
     train_codec(tiny_corpus, out, CodecTrainConfig(**TRAIN), show_progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def mfcc_tokenizer(tiny_corpus, tmp_path_factory):
+    """The distillation teacher and the ABX/PNMI reference, trained once for the module."""
+    from speechlm.tokenizers import train_tokenizer
+
+    return train_tokenizer(tiny_corpus, tmp_path_factory.mktemp("tok") / "tok", features="mfcc", units=8,
+                           show_progress=False)
 
 
 def test_config_frame_rate_bitrate_and_validation():
@@ -65,6 +75,32 @@ def test_encode_decode_shapes_and_codebook_prefixes():
     # decoding with more codebooks changes the output: each codebook adds its residual
     assert not np.allclose(codec.decode(codes[:1]), codec.decode(codes))
     assert codec.code_vectors(codes).shape == (4, 25, 16)
+
+
+@pytest.mark.parametrize("encoder,decoder", [("mel", "istft"), ("seanet", "seanet"), ("mel", "seanet")])
+def test_every_encoder_and_decoder_keeps_the_frame_grid(encoder, decoder):
+    model = CodecModel(CodecConfig(**{**TINY, "encoder": encoder, "decoder": decoder}))
+    model.train()
+    out = model(torch.randn(2, 1, 4 * 320) * 0.1, dropout_seed=0)
+    assert out.audio.shape == (2, 1, 4 * 320) and out.codes.shape == (2, 4, 4)
+    assert any("decoder='x'" in p for p in CodecConfig(decoder="x").validate())
+
+
+def test_more_codebooks_reconstruct_training_audio_better(tiny_corpus, tmp_path):
+    """Regression (issue 14): the first codec decoded every prefix of its codebooks to the same audio
+    (mel distance 0.922 at k = 1..8) because its waveform encoder had not learnt to pass anything
+    through in a CPU budget. A short run must already give a strictly better reconstruction of its
+    own training audio with each codebook added."""
+    from speechlm.data.corpus import Corpus
+    from speechlm.eval.codec_metrics import mel_distance
+
+    cfg = CodecTrainConfig(**{**TRAIN, "dim": 32, "codebook_size": 64, "convnext_dim": 32, "steps": 60,
+                              "adv_start": 60, "batch": 4, "log_every": 60, "save_every": 60, "lr": 3e-3})
+    codec = load_codec(train_codec(tiny_corpus, tmp_path / "c", cfg, show_progress=False))
+    clips = [u.samples() for _, u in zip(range(4), Corpus(tiny_corpus).utterances("train"))]
+    distance = [np.mean([mel_distance(x, codec.decode(codec.encode(x)[:k])[: x.size]) for x in clips])
+                for k in (1, 2, 3, 4)]
+    assert all(b < a for a, b in zip(distance, distance[1:])), distance
 
 
 def test_losses_on_hand_computed_cases():
@@ -138,10 +174,8 @@ def test_resume_reproduces_the_uninterrupted_run(trained, tiny_corpus, tmp_path,
                     show_progress=False)
 
 
-def test_semantic_distillation(tiny_corpus, tmp_path):
-    from speechlm.tokenizers import train_tokenizer
-
-    tok = train_tokenizer(tiny_corpus, tmp_path / "tok", features="mfcc", units=8, show_progress=False)
+def test_semantic_distillation(tiny_corpus, mfcc_tokenizer, tmp_path):
+    tok = mfcc_tokenizer
     out = train_codec(tiny_corpus, tmp_path / "codec", CodecTrainConfig(
         **{**TRAIN, "steps": 2, "distill": str(tok)}), show_progress=False)
     codec = load_codec(out)
@@ -216,7 +250,8 @@ def test_cli_round_trip_and_one_line_errors(trained, tmp_path, capsys):
 def test_cli_train_flags_and_config_file(tiny_corpus, tmp_path, capsys):
     cfg = tmp_path / "codec.yaml"
     cfg.write_text("channels: 4\ndim: 16\ncodebook_size: 8\nbatch: 2\nsegment_seconds: 0.2\n"
-                   "adv_start: 1\nlog_every: 1\nsave_every: 2\ndisc_filters: 2\nkmeans_iters: 2\n")
+                   "adv_start: 1\nlog_every: 1\nsave_every: 2\ndisc_filters: 2\nkmeans_iters: 2\n"
+                   "convnext_dim: 16\nconvnext_layers: 1\n")
     out = tmp_path / "c"
     assert cli(["codec", "train", "--corpus", str(tiny_corpus), "--out", str(out), "--config", str(cfg),
                 "--steps", "2", "--codebooks", "2", "lr=0.002"]) == 0
@@ -283,12 +318,11 @@ def test_speaker_probe_separates_separable_features():
         speaker_probe({"x": voice[:10]}, speakers[:10])
 
 
-def test_evaluate_codec_reports_every_metric(trained, tiny_corpus, tmp_path):
+def test_evaluate_codec_reports_every_metric(trained, tiny_corpus, mfcc_tokenizer, tmp_path):
     from speechlm.eval.codec_metrics import evaluate_codec
-    from speechlm.tokenizers import train_tokenizer
     from speechlm.vocoder import VocoderTrainConfig, train_vocoder
 
-    tok = train_tokenizer(tiny_corpus, tmp_path / "tok", features="mfcc", units=8, show_progress=False)
+    tok = mfcc_tokenizer
     voc = tmp_path / "voc"
     train_vocoder(VocoderTrainConfig(corpus=str(tiny_corpus), tokenizer=str(tok), out=str(voc),
                                      steps=1, batch=2, dim=16, encoder_layers=1, decoder_layers=1,
@@ -305,5 +339,13 @@ def test_evaluate_codec_reports_every_metric(trained, tiny_corpus, tmp_path):
     assert set(r["baselines"]) == {"unit_vocoder", "griffin_lim"}
     assert {"codebook1", "tokenizer_units"} <= set(r["semantic"])
     assert 0 <= r["semantic"]["codebook1"]["pnmi"] <= 1
-    assert r["speaker_probe"]["speakers"] == 3 and 0 <= r["speaker_probe"]["rest"] <= 1
+    from collections import Counter
+
+    from speechlm.data.corpus import Corpus
+
+    per_speaker = Counter(u.speaker for _, u in zip(range(6), Corpus(tiny_corpus).utterances("train")))
+    if len(per_speaker) >= 2 and min(per_speaker.values()) >= 2:
+        assert r["speaker_probe"]["speakers"] == len(per_speaker) and 0 <= r["speaker_probe"]["rest"] <= 1
+    else:  # the corpus' first 6 utterances cannot train a probe: said so, not a crash
+        assert "need 2+ speakers" in r["speaker_probe"]["skipped"]
     assert set(r["monotonic"]) == {"mel_distance", "si_snr", "wer_ratio"}

@@ -10,7 +10,8 @@ from speechlm.core.config import add_config_arguments
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("codec", help="train, use and evaluate neural audio codecs (acoustic tokens)",
-                            description="A SEANet-style codec with residual VQ at 16 kHz, 50 Hz frames. "
+                            description="A neural codec (log-mel encoder, Vocos-style iSTFT decoder; SEANet optional) "
+                            "with residual VQ at 16 kHz, 50 Hz frames. "
                             "A codec is a directory; --codec also takes hf:PATH (a local HF "
                             "EncodecModel / MimiModel directory).")
     csub = parser.add_subparsers(dest="codec_command", metavar="<action>", required=True)

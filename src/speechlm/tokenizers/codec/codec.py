@@ -26,7 +26,7 @@ from speechlm.tokenizers.codec.model import CodecConfig, CodecModel
 from speechlm.tokenizers.semantic.dsp import check_clip
 
 FORMAT = "speechlm-codec"
-VERSION = 1
+VERSION = 2  # 2: decoder choice (istft | seanet); version-1 directories are seanet
 HF_MODEL_TYPES = ("encodec", "mimi")
 
 
@@ -148,7 +148,10 @@ def load_codec(spec: str | Path) -> Codec | HFCodec:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{config_path}: not a speechlm codec (format != {FORMAT!r})")
     try:
-        config = CodecConfig.from_dict(meta["model"])
+        model_dict = meta["model"]
+        if meta.get("version", 1) == 1:  # written before the decoder became a choice
+            model_dict = {"decoder": "seanet", **model_dict}
+        config = CodecConfig.from_dict(model_dict)
         problems = config.validate()
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{config_path}: corrupt codec config ({err})") from None

@@ -1,10 +1,15 @@
-"""A small SEANet/EnCodec-style neural codec at 16 kHz with residual vector quantization.
+"""A small neural codec at 16 kHz with residual vector quantization (EnCodec/SoundStream layout).
 
-Encoder: a 7-tap conv, then one block per stride (a residual unit, ELU, a strided conv that
-doubles the channels; EnCodec's layout), then a 3-tap conv to the latent ``dim``. Strides
-(4, 4, 4, 5) give one latent frame per 320 samples: **50 Hz**, the frame grid of the semantic
-tokenizers (frame ``j`` covers samples ``[320 j, 320 (j + 1))``), so codebook 1 can be distilled
-from their features frame by frame. The decoder mirrors it with transposed convs.
+Strides (4, 4, 4, 5) give one latent frame per 320 samples: **50 Hz**, the frame grid of the
+semantic tokenizers (frame ``j`` covers samples ``[320 j, 320 (j + 1))``), so codebook 1 can be
+distilled from their features frame by frame.
+
+Encoder (``encoder``): ``mel`` (default) reads a 100 Hz log-mel spectrogram through ConvNeXt
+blocks; ``seanet`` is EnCodec's waveform encoder (a residual unit and a strided conv per stride).
+Decoder (``decoder``): ``istft`` (default) is Vocos-style, ConvNeXt blocks at 50 Hz predicting STFT
+magnitude and phase; ``seanet`` mirrors the SEANet encoder with transposed convs. The defaults
+learn within CPU budgets, where the SEANet pair had passed nothing through after 500 steps
+(docs/codec.md).
 
 Quantizer: ``vector_quantize_pytorch.ResidualVQ`` (k-means initialisation, EMA codebook updates,
 dead-code restart, quantizer dropout so that the first k codebooks alone decode to audio), as in
@@ -39,6 +44,10 @@ class CodecConfig:
     kmeans_iters: int = 10
     quantizer_dropout: bool = True           # train on the first k of K codebooks, k random
     distill_dim: int = 0                     # teacher feature dim (0 = no semantic distillation)
+    encoder: str = "mel"                     # "mel" (log-mel + ConvNeXt) or "seanet" (strided convs)
+    decoder: str = "istft"                   # "istft" (Vocos-style) or "seanet" (mirror of the encoder)
+    convnext_dim: int = 256                  # width of the mel encoder / istft decoder
+    convnext_layers: int = 6                 # ConvNeXt blocks in each of them
 
     @property
     def hop(self) -> int:
@@ -65,6 +74,15 @@ class CodecConfig:
             problems.append(f"codebook_size={self.codebook_size}: need at least 2")
         if not 0.0 < self.ema_decay < 1.0:
             problems.append(f"ema_decay={self.ema_decay}: must be in (0, 1)")
+        if self.encoder not in ENCODERS:
+            problems.append(f"encoder={self.encoder!r}: must be one of {sorted(ENCODERS)}")
+        if self.decoder not in DECODERS:
+            problems.append(f"decoder={self.decoder!r}: must be one of {sorted(DECODERS)}")
+        if self.convnext_dim < 1 or self.convnext_layers < 1:
+            problems.append(f"convnext_dim={self.convnext_dim}, convnext_layers={self.convnext_layers}: "
+                            "must be positive")
+        if self.encoder == "mel" and self.hop % 2:
+            problems.append(f"strides={list(self.strides)}: the mel encoder needs an even hop")
         return problems
 
     def to_dict(self) -> dict:
@@ -120,8 +138,8 @@ class Upsample(nn.Module):
         return y[..., self.trim[0]: y.shape[-1] - self.trim[1]]
 
 
-class Encoder(nn.Module):
-    """(B, 1, L) samples -> (B, dim, L / hop) latent frames."""
+class SEANetEncoder(nn.Module):
+    """(B, 1, L) samples -> (B, dim, L / hop) latent frames through strided convs (EnCodec)."""
 
     def __init__(self, c: CodecConfig) -> None:
         super().__init__()
@@ -137,8 +155,8 @@ class Encoder(nn.Module):
         return self.net(x)
 
 
-class Decoder(nn.Module):
-    """(B, dim, N) latent frames -> (B, 1, N * hop) samples."""
+class SEANetDecoder(nn.Module):
+    """(B, dim, N) latent frames -> (B, 1, N * hop) samples: the encoder mirrored, transposed convs."""
 
     def __init__(self, c: CodecConfig) -> None:
         super().__init__()
@@ -152,6 +170,85 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
+
+
+class ConvNeXt(nn.Module):
+    """ConvNeXt block over frames: depthwise 7-tap conv, LayerNorm, 3x MLP, scaled residual."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dw = nn.Conv1d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.pw1 = nn.Linear(dim, 3 * dim)
+        self.pw2 = nn.Linear(3 * dim, dim)
+        self.scale = nn.Parameter(torch.full((dim,), 0.1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, D, N)
+        y = self.norm(self.dw(x).transpose(1, 2))
+        y = self.pw2(F.gelu(self.pw1(y))) * self.scale
+        return x + y.transpose(1, 2)
+
+
+class ISTFTDecoder(nn.Module):
+    """(B, dim, N) latent frames -> (B, 1, N * hop) samples, Vocos-style (Siuzdenko 2023).
+
+    ConvNeXt blocks at the frame rate predict each frame's STFT log-magnitude and phase (window
+    4 x hop, hop = the codec hop, as Vocos' EnCodec decoder); an inverse STFT gives the samples.
+    All the work happens at 50 Hz, so it learns in a few hundred CPU steps and decodes far faster
+    than transposed convs at 16 kHz.
+    """
+
+    def __init__(self, c: CodecConfig) -> None:
+        super().__init__()
+        self.hop, self.n_fft = c.hop, 4 * c.hop
+        self.inp = nn.Conv1d(c.dim, c.convnext_dim, 7, padding=3)
+        self.blocks = nn.Sequential(*(ConvNeXt(c.convnext_dim) for _ in range(c.convnext_layers)))
+        self.norm = nn.LayerNorm(c.convnext_dim)
+        self.out = nn.Linear(c.convnext_dim, self.n_fft + 2)
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.inp(z))                                       # (B, D, N)
+        x = self.out(self.norm(x.transpose(1, 2))).transpose(1, 2)         # (B, n_fft + 2, N)
+        log_mag, phase = x.chunk(2, dim=1)                                  # (B, n_fft / 2 + 1, N)
+        spec = torch.polar(torch.exp(log_mag.clamp(max=6.0)), phase)
+        audio = torch.istft(spec, self.n_fft, self.hop, self.n_fft, self.window, center=True,
+                            length=z.shape[-1] * self.hop)
+        return audio[:, None]                                               # (B, 1, N * hop)
+
+
+class MelEncoder(nn.Module):
+    """(B, 1, L) samples -> (B, dim, L / hop) latent frames from a log-mel spectrogram.
+
+    80-band log-mel at twice the frame rate (window 2 x hop, hop / 2: 40 and 10 ms at 50 Hz), ConvNeXt
+    blocks, then a stride-2 conv to the frame rate; frame j sees the mel frames centred on samples
+    hop * j and hop * j + hop / 2. Starting from a spectrogram rather than raw samples is what lets
+    the codec learn in CPU step counts; the SEANet encoder needs far more steps to get there.
+    """
+
+    def __init__(self, c: CodecConfig) -> None:
+        super().__init__()
+        from speechlm.tokenizers.semantic.dsp import mel_filterbank
+
+        self.hop, self.n_fft = c.hop // 2, 2 * c.hop
+        self.register_buffer("fbank", mel_filterbank(80, 2 * c.hop), persistent=False)
+        self.register_buffer("window", torch.hann_window(2 * c.hop), persistent=False)
+        self.inp = nn.Conv1d(80, c.convnext_dim, 7, padding=3)
+        self.blocks = nn.Sequential(*(ConvNeXt(c.convnext_dim) for _ in range(c.convnext_layers)))
+        self.norm = nn.LayerNorm(c.convnext_dim)
+        self.down = nn.Conv1d(c.convnext_dim, c.dim, 2, stride=2)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(audio.squeeze(1), self.n_fft, self.hop, window=self.window,
+                          return_complex=True).abs()                            # (B, F, 2N + 1)
+        mel = torch.log(torch.clamp(self.fbank @ spec[..., :-1], min=1e-5))     # (B, 80, 2N)
+        x = self.blocks(self.inp(mel))
+        x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        return self.down(x)                                                      # (B, dim, N)
+
+
+ENCODERS = {"mel": MelEncoder, "seanet": SEANetEncoder}
+DECODERS = {"istft": ISTFTDecoder, "seanet": SEANetDecoder}
 
 
 @dataclass
@@ -173,8 +270,8 @@ class CodecModel(nn.Module):
         from vector_quantize_pytorch import ResidualVQ
 
         self.config = config
-        self.encoder = Encoder(config)
-        self.decoder = Decoder(config)
+        self.encoder = ENCODERS[config.encoder](config)
+        self.decoder = DECODERS[config.decoder](config)
         self.quantizer = ResidualVQ(
             dim=config.dim, num_quantizers=config.codebooks, codebook_size=config.codebook_size,
             decay=config.ema_decay, kmeans_init=True, kmeans_iters=config.kmeans_iters,

@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 # may differ on --resume (extend or shorten a run; the replay is exact only when unchanged)
 _SCHEDULE_KEYS = ("steps", "adv_start", "threads")
 _MODEL_KEYS = ("channels", "strides", "dim", "codebooks", "codebook_size", "ema_decay",
-               "dead_code_threshold", "kmeans_iters", "quantizer_dropout")
+               "dead_code_threshold", "kmeans_iters", "quantizer_dropout", "encoder", "decoder",
+               "convnext_dim", "convnext_layers")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,10 @@ class CodecTrainConfig:
     dead_code_threshold: float = 2.0
     kmeans_iters: int = 10
     quantizer_dropout: bool = True
+    encoder: str = "mel"
+    decoder: str = "istft"
+    convnext_dim: int = 256
+    convnext_layers: int = 6
     # semantic distillation: a unit tokenizer directory whose features() are the teacher
     distill: str | None = None
     distill_weight: float = 1.0
