@@ -185,13 +185,16 @@ def tts_wer(lm, vocoder, sentences: list[str], max_units: int = 200, temperature
             "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, hyps))[:5]]}
 
 
-def analyses(lm, bench: Benchmark, spoken, vocoder=None, seed: int = 0, shots: int = 1) -> dict:
-    """Similarity by layer, few-shot ASR and (with a vocoder) TTS WER on the true endings of a
-    StoryCloze benchmark (``spoken``: its units as for :func:`direction_ids`)."""
+def analyses(lm, bench: Benchmark, spoken, vocoder=None, seed: int = 0, shots: int = 1,
+             generate_n: int = 30) -> dict:
+    """Similarity by layer (all true endings of a StoryCloze benchmark; ``spoken``: its units as
+    for :func:`direction_ids`), few-shot ASR and, with a vocoder, TTS WER (``generate_n`` each)."""
     sentences = [p.good for p in bench.pairs]
     units = [good[context:] for good, context in zip(spoken[0], spoken[2])]
-    out = {"sentences": bench.name, "similarity": representation_similarity(lm, sentences, units, seed),
-           "asr": few_shot_asr(lm, sentences, units, shots)}
+    out = {"sentences": bench.name,
+           "similarity": representation_similarity(lm, sentences, units, seed),
+           "asr": few_shot_asr(lm, sentences[:shots + generate_n], units[:shots + generate_n],
+                               shots)}
     if vocoder is not None:
-        out["tts"] = tts_wer(lm, vocoder, sentences, seed=seed)
+        out["tts"] = tts_wer(lm, vocoder, sentences[:generate_n], seed=seed)
     return out
