@@ -31,8 +31,8 @@ RECIPES = ["sutlm-speech-tiny", "sutlm-text-tiny", "sutlm-concat-tiny", "sutlm-i
 
 
 def paths(work: Path) -> list[str]:
-    return [f"corpus_dir={work / 'corpus'}", f"tokenizer_dir={work / 'tokenizer'}",
-            f"units_dir={work / 'units'}", f"text_lm_dir={work / 'text-lm'}"]
+    return [f"corpus_dir={work / 'corpus'}", f"tokenizer_dir={work / 'tokenizer-mfcc'}",
+            f"units_dir={work / 'units-mfcc'}", f"text_lm_dir={work / 'text-lm'}"]
 
 
 def eval_config(work: Path, args) -> object:
@@ -101,7 +101,7 @@ def prepare(work: Path, args) -> None:
                       [*paths(work), "progress=false"])
     prepare_inputs(cfg, "spiritlm-tiny", text_lm=True)
     config = eval_config(work, args)
-    tok_dir = str(work / "tokenizer")
+    tok_dir = str(work / "tokenizer-mfcc")
     tokenizer, fp = load_tokenizer(tok_dir), tokenizer_fingerprint(tok_dir)
     seen = set()
     for bench in crossmodal_suite(args.storycloze_n, args.word_n, 0):
@@ -133,7 +133,7 @@ def summarize(rows: list[dict], text_lm: dict) -> dict:
                                "gap_last": float((sims - shuf)[:, -1].mean()),
                                "gap_mean_layers": float((sims - shuf).mean())}
         entry["asr_wer"] = float(np.mean([r["crossmodal"]["asr"]["wer"] for r in mine]))
-        entry["best_valid_loss"] = float(np.mean([r["best_valid_loss"] for r in mine]))
+        entry["best_valid_loss"] = float(np.mean([r["best_valid_loss"] or np.nan for r in mine]))
         entry["tok_s"] = float(np.mean([r["tok_s"] for r in mine]))
         out[recipe] = entry
     out["text-lm"] = {"blimp:text": {"accuracy": text_lm["accuracy"], "ci95": text_lm["ci95"]}}
