@@ -41,7 +41,7 @@ def eval_config(work: Path, args) -> object:
 
     return EvalConfig(suite=("crossmodal",), corpus_dir=str(work / "corpus"),
                       cache_dir=str(work / "bench-cache"), reference=False, workers=1,
-                      show_progress=False, word_n=args.word_n,
+                      show_progress=False, word_n=args.word_n, generate_n=args.asr_n,
                       sizes=SuiteSizes(storycloze=args.storycloze_n))
 
 
@@ -189,6 +189,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=3, help="runs in parallel (1 thread each)")
     parser.add_argument("--storycloze-n", type=int, default=60)
     parser.add_argument("--word-n", type=int, default=150)
+    parser.add_argument("--asr-n", type=int, default=30, help="few-shot ASR utterances")
     parser.add_argument("--blimp-n", type=int, default=4, help="text BLiMP pairs per phenomenon")
     parser.add_argument("--name", default="joint_speech_text")
     parser.add_argument("overrides", nargs="*", help="key=value for every recipe")

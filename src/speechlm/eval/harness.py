@@ -39,6 +39,7 @@ class EvalConfig:
     modality: str | None = None        # --pairs in a direction (joint speech–text models)
     word_n: int | None = 200           # crossmodal suite: cross-modal word test pairs
     vocoder_dir: str | None = None     # crossmodal suite: TTS intelligibility through it
+    generate_n: int = 30               # crossmodal suite: utterances for few-shot ASR and TTS
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ def crossmodal_analyses(lm, benchmarks: list[Benchmark], config: EvalConfig, tok
 
         vocoder = load_vocoder(config.vocoder_dir)
         check_units(lm, vocoder.config.vocab_size, lm.path, config.vocoder_dir, "vocoder")
-    return analyses(lm, cloze, spoken, vocoder, config.seed)
+    return analyses(lm, cloze, spoken, vocoder, config.seed, generate_n=config.generate_n)
 
 
 def split_results(results: dict) -> tuple[dict, dict]:
