@@ -6,7 +6,9 @@ few-shot ASR. Writes one JSON, a Markdown table and the similarity-by-layer plot
 
 Builds what is missing first (the recipes' corpus, ssl-tiny tokenizer, token dataset and text LM,
 exactly as `speechlm train` would), speaks and tokenizes the benchmarks once (cached), then trains
-and evaluates every (recipe, seed) in ``--jobs`` worker processes of one torch thread each.
+and evaluates every (recipe, seed) in ``--jobs`` worker processes of one torch thread each. An
+interrupted invocation resumes: training from its checkpoints, and a finished run's evaluation
+(``RUN/eval``) is read back instead of recomputed.
 ``train_and_eval`` is the per-run unit: when ``benchmarks/recipe_matrix.py`` lands on main it can
 take these recipes and this evaluation as its own (``--recipes`` / ``--seeds`` mean the same).
 The text LM is scored on text BLiMP as the reference of "text ability kept".
@@ -74,7 +76,12 @@ def train_and_eval(recipe: str, seed: int, work: Path, args) -> dict:
                                  "progress=false", "plot=false", *args.overrides],
                                 resume=(out / "metrics.jsonl").is_file())
         train_s = time.perf_counter() - start
-        results = evaluate(run, eval_config(work, args), run / "eval")
+        done = run / "eval" / "crossmodal.json"
+        if done.is_file() and (run / "eval" / "results.json").is_file():  # resumed: same model
+            results = {"benchmarks": json.loads((run / "eval" / "results.json").read_text()),
+                       "crossmodal": json.loads(done.read_text())}
+        else:
+            results = evaluate(run, eval_config(work, args), run / "eval")
         results["benchmarks"]["blimp:text"] = text_blimp(load_speech_lm(run), work, args, "text")
         rows = read_metrics(run)
         tok_s = float(np.median([r["tok_s"] for r in rows if "tok_s" in r]))
