@@ -12,7 +12,7 @@ the share of pairs whose good item has fewer units (ending units for StoryCloze)
 accuracy with its 95% interval, and the accuracy pooled over seeds (per-pair mean outcome) with a
 95% bootstrap interval over pairs, which must contain 0.5.
 
-    .venv/bin/python benchmarks/untrained_chance.py        # ~10 min on 2 shared cores
+    .venv/bin/python benchmarks/untrained_chance.py [--tokenizers mfcc] [--cache DIR]  # ~10 min on 2 idle cores
 
 ``value`` is the largest distance of a pooled untrained accuracy from 0.5 over the benchmarks
 built now (MFCC units); ``baseline`` the same for the benchmarks as built before.
@@ -85,13 +85,15 @@ def untrained_lms(seeds: list[int]) -> list:
     import yaml
 
     from speechlm.lm.model import SpeechLM, build_model, model_config
+    from speechlm.lm.modeldir import ModelMeta
     from speechlm.lm.vocab import SpeechVocab
 
     recipe = yaml.safe_load(RECIPE.read_text())
     vocab = SpeechVocab.for_units(int(recipe["tokenizer_units"]))
     config = model_config(recipe["preset"], vocab)
-    return [SpeechLM(build_model(config, seed=s).eval(), vocab, "speech", None, Path("untrained"),
-                     {"seq_len": int(recipe["seq_len"])}) for s in seeds]
+    meta = ModelMeta.single("speech", seq_len=int(recipe["seq_len"]))
+    return [SpeechLM(build_model(config, seed=s).eval(), vocab, meta, Path("untrained"))
+            for s in seeds]
 
 
 def check(bench, lms, tokenizer, tok_dir: Path, voices, config, memo: dict) -> dict:
@@ -132,6 +134,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="untrained init seeds (default 5)")
     parser.add_argument("--tokenizers", default="mfcc,ssl-tiny-random")
+    parser.add_argument("--cache", default=None,
+                        help="audio/units cache to keep between runs (default: a temporary one)")
     args = parser.parse_args()
 
     import torch
@@ -148,11 +152,12 @@ def main() -> None:
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        config = EvalConfig(cache_dir=str(root / "cache"), show_progress=True)
+        cache = Path(args.cache) if args.cache else root / "cache"
+        config = EvalConfig(cache_dir=str(cache), show_progress=True)
         suites = {"before": suite_before(root / "before"),
                   "after": build_suite(["lexical", "syntactic", "storycloze"])}
         lms = untrained_lms(seeds)
-        tok_dirs = {"mfcc": lambda: mfcc_tokenizer(root, suites["after"], voices, root / "cache"),
+        tok_dirs = {"mfcc": lambda: mfcc_tokenizer(root, suites["after"], voices, cache),
                     "ssl-tiny-random": lambda: random_ssl_tokenizer(root)}
         for name in args.tokenizers.split(","):
             tok_dir = tok_dirs[name]()

@@ -1,12 +1,19 @@
-"""Warm (TWIST) vs cold (GSLM) speech LM on the demo corpus: validation-loss curves, best and final.
+"""Warm (TWIST) vs cold (GSLM) speech LM: validation-loss curves, best valid and test loss, for
+every seed and both precisions, in one invocation.
 
-Builds what is missing with the demo's settings (``speechlm corpus synth --hours 0.5 --voices 12
---seed 0``, ssl-tiny tokenizer with 100 units, the 400-step text LM), then trains
-``configs/recipes/gslm-tiny.yaml`` and ``twist-tiny.yaml`` unchanged except for the paths, one
-after the other in this process, and writes the JSON and one plot with both valid-loss curves.
+Builds the shared inputs once from the recipes' keys (corpus, tokenizer, units, text LM; see
+``recipe_matrix.prepare``), then trains ``configs/recipes/gslm-tiny.yaml`` and
+``twist-tiny.yaml`` unchanged except for paths, seed and ``precision``, one after the other in
+this process: seeds x precisions x recipes. The JSON holds every run (curve, best valid loss and
+its step, test loss of the final model, tokens/s, seconds), per precision the paired warm - cold
+differences over seeds (mean and 95 % t interval) and the bf16 / fp32 speed ratio; the plot shows
+the valid-loss curves (fp32; one line per seed).
 
-    .venv/bin/python benchmarks/warm_vs_cold.py --work work/wvc \\
+    python benchmarks/warm_vs_cold.py --seeds 3 --precisions fp32,bf16 \\
         --out benchmarks/results/warm_vs_cold.json --plot docs/lm_warm_vs_cold.png
+
+bf16 on a CPU without AVX512-BF16 is emulated: it runs, slower than fp32, and the JSON records
+that (``bf16_native``).
 """
 
 from __future__ import annotations
@@ -14,85 +21,125 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+RECIPES = {"cold (GSLM)": "gslm-tiny", "warm (TWIST)": "twist-tiny"}
+
+
+def plot(curves: dict[str, dict[int, list]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.8), dpi=100)
+    for k, (label, seeds) in enumerate(curves.items()):
+        for n, (seed, curve) in enumerate(sorted(seeds.items())):
+            ax.plot(*zip(*curve), color=f"C{k}", marker="o", markersize=2, alpha=0.9 - 0.2 * n,
+                    label=label if n == 0 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation loss (nats/token)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", default="work/wvc", help="corpus/, tokenizer/, units/, text-lm/, runs/")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default="work/wvc", help="shared inputs and runs/")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--out", default="benchmarks/results/warm_vs_cold.json")
     parser.add_argument("--plot", default="docs/lm_warm_vs_cold.png")
+    for flag in ("corpus", "tokenizer", "units", "text-lm"):
+        parser.add_argument(f"--{flag}", default=None, help=f"existing {flag} to reuse")
     parser.add_argument("overrides", nargs="*", help="key=value for both recipes")
     args = parser.parse_args()
 
+    import torch
     from common import machine
+    from recipe_matrix import MatrixConfig, interval, prepare, train_run
 
-    from speechlm.lm.plots import plot_compare, read_metrics
-    from speechlm.lm.textlm import train_text_lm
-    from speechlm.pipeline import train_from_config
+    from speechlm.lm.plots import read_metrics
 
-    work = Path(args.work)
-    timings: dict[str, float] = {}
-    if not (work / "corpus" / "meta.json").is_file():
-        from speechlm.data.synth import synthesize_corpus
-
-        t = time.perf_counter()
-        synthesize_corpus(work / "corpus", hours=0.5, voices=12, seed=0, show_progress=False)
-        timings["corpus_s"] = time.perf_counter() - t
-    if not (work / "units" / "meta.json").is_file():
-        from speechlm.tokenizers import tokenize_corpus, train_tokenizer
-
-        t = time.perf_counter()
-        train_tokenizer(work / "corpus", work / "tokenizer", features="ssl-tiny", units=100, seed=0,
-                        show_progress=False)
-        tokenize_corpus(work / "tokenizer", work / "corpus", work / "units", show_progress=False)
-        timings["tokenizer_s"] = time.perf_counter() - t
-    if not (work / "text-lm" / "speechlm.json").is_file():
-        t = time.perf_counter()
-        train_text_lm(work / "text-lm", steps=400, seed=0, progress=False)
-        timings["text_lm_s"] = time.perf_counter() - t
-    paths = [f"corpus_dir={work / 'corpus'}", f"tokenizer_dir={work / 'tokenizer'}",
-             f"units_dir={work / 'units'}", f"text_lm_dir={work / 'text-lm'}", "progress=false"]
-    runs, result_runs = {}, {}
-    for label, recipe in (("cold (GSLM)", "gslm-tiny"), ("warm (TWIST)", "twist-tiny")):
-        t = time.perf_counter()
-        run = train_from_config(REPO / "configs" / "recipes" / f"{recipe}.yaml",
-                                [*paths, f"output_dir={work / 'runs' / recipe}", *args.overrides])
-        seconds = time.perf_counter() - t
-        rows = read_metrics(run)
-        best = json.loads((run / "best.json").read_text())
-        runs[label] = run
-        result_runs[label] = {
-            "recipe": recipe, "train_s": round(seconds, 1), "steps": rows[-1]["step"],
-            "best_valid_loss": round(best["best_valid_loss"], 4), "best_step": best["best_step"],
-            "final_step_valid_loss": round(best["last_valid_loss"], 4),
-            "final_model": best["final_model"],
-            "curve": [[r["step"], round(r["valid_loss"], 4)] for r in rows if "valid_loss" in r]}
-        print(f"{label}: best {best['best_valid_loss']:.4f} @ {best['best_step']}, last "
-              f"{best['last_valid_loss']:.4f}, {seconds:.0f} s", flush=True)
-    plot_compare(runs, args.plot)
-    text_rows = [r for r in read_metrics(work / "text-lm") if "valid_loss" in r]
-    warm, cold = result_runs["warm (TWIST)"], result_runs["cold (GSLM)"]
-    units = json.loads((work / "units" / "meta.json").read_text())
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    base = MatrixConfig(recipes=tuple(RECIPES.values()), seeds=tuple(range(args.seeds)),
+                        work=Path(args.work), overrides=tuple(args.overrides),
+                        **{k: Path(v) if v else None for k, v in
+                           (("corpus", args.corpus), ("tokenizer", args.tokenizer),
+                            ("units", args.units), ("text_lm", args.text_lm))})
+    start = time.perf_counter()
+    data = prepare(base)
+    runs: dict[str, dict[str, dict[int, dict]]] = {}
+    curves: dict[str, dict[int, list]] = {}
+    for precision in precisions:
+        cfg = replace(base, work=base.work / precision,
+                      overrides=(*base.overrides, f"precision={precision}"),
+                      **{k: Path(data[k]) for k in ("corpus", "tokenizer", "units", "text_lm")})
+        runs[precision] = {}
+        for seed in cfg.seeds:
+            for label, recipe in RECIPES.items():
+                result = train_run(cfg, recipe, seed)
+                rows = read_metrics(result["run_dir"])
+                result["curve"] = [[r["step"], round(r["valid_loss"], 4)] for r in rows
+                                   if "valid_loss" in r]
+                runs[precision].setdefault(label, {})[seed] = result
+                if precision == precisions[0]:
+                    curves.setdefault(label, {})[seed] = result["curve"]
+                print(f"{precision} seed {seed} {label}: best {result['best_valid_loss']:.4f} @ "
+                      f"{result['best_step']}, test {result['test_loss']:.4f}, "
+                      f"{result['train_s']:.0f} s", flush=True)
+    summary = {}
+    for precision, by_label in runs.items():
+        cold, warm = by_label["cold (GSLM)"], by_label["warm (TWIST)"]
+        summary[precision] = {
+            "cold_best_valid": interval([r["best_valid_loss"] for r in cold.values()]),
+            "warm_best_valid": interval([r["best_valid_loss"] for r in warm.values()]),
+            "warm_minus_cold_best_valid": interval(
+                [warm[s]["best_valid_loss"] - cold[s]["best_valid_loss"] for s in cold]),
+            "warm_minus_cold_test": interval(
+                [warm[s]["test_loss"] - cold[s]["test_loss"] for s in cold]),
+            "warm_minus_cold_first_eval": interval(
+                [warm[s]["curve"][0][1] - cold[s]["curve"][0][1] for s in cold]),
+            "warm_ahead_at_every_eval": all(
+                w[1] < c[1] for s in cold for w, c in zip(warm[s]["curve"], cold[s]["curve"])),
+            "tok_s": statistics.median(r["tok_s"] for lab in by_label.values()
+                                       for r in lab.values()),
+        }
+    if "fp32" in summary and "bf16" in summary:
+        summary["bf16_over_fp32_tok_s"] = summary["bf16"]["tok_s"] / summary["fp32"]["tok_s"]
+    plot(curves, Path(args.plot), f"warm vs cold, {precisions[0]}, seeds {list(base.seeds)}")
+    first = summary[precisions[0]]
     result = {
         "name": "warm_vs_cold_valid_loss",
-        "config": {"corpus": "speechlm corpus synth --hours 0.5 --voices 12 --seed 0",
-                   "tokenizer": "ssl-tiny, 100 units", "utterances": units.get("utterances"),
-                   "recipes": ["configs/recipes/gslm-tiny.yaml", "configs/recipes/twist-tiny.yaml"],
-                   "overrides": args.overrides,
-                   "text_lm_final_valid_loss": text_rows[-1]["valid_loss"] if text_rows else None},
-        "value": warm["best_valid_loss"], "baseline": cold["best_valid_loss"],
-        "ratio": warm["best_valid_loss"] / cold["best_valid_loss"], "unit": "best valid loss (nats/token)",
-        "runs": result_runs, "prep_timings_s": timings,
+        "config": {"recipes": [f"configs/recipes/{r}.yaml" for r in RECIPES.values()],
+                   "seeds": list(base.seeds), "precisions": precisions,
+                   "overrides": args.overrides, "data": data,
+                   "bf16_native": bool(torch.cpu._is_avx512_bf16_supported()),
+                   "command": "python benchmarks/warm_vs_cold.py " + " ".join(sys.argv[1:])},
+        "value": first["warm_best_valid"]["mean"], "baseline": first["cold_best_valid"]["mean"],
+        "ratio": first["warm_best_valid"]["mean"] / first["cold_best_valid"]["mean"],
+        "unit": f"best valid loss (nats/token), mean over seeds, {precisions[0]}",
+        "summary": summary,
+        "runs": {p: {label: {str(s): r for s, r in seeds.items()} for label, seeds in v.items()}
+                 for p, v in runs.items()},
+        "seconds": round(time.perf_counter() - start, 1),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "machine": machine(),
     }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
     return 0
 
 

@@ -22,7 +22,7 @@ ALLOWED = {
     "serve": {"core", "data", "tokenizers", "lm", "vocoder", "generation"},
 }
 COMMANDS = {"corpus", "tokenizer", "tokenize", "vocoder", "resynth", "text-lm", "train", "generate",
-            "eval", "demo"}
+            "eval", "serve", "client", "demo"}
 
 
 def speechlm_imports(source: str) -> set[str]:

@@ -39,25 +39,39 @@ def check_units_tokenizer(cfg: TrainConfig, source: str) -> None:
                               f"tokenizer, or point {key} at a new directory to tokenize again")
 
 
-def ensure_units(cfg: TrainConfig, progress: bool = True) -> Path:
-    """The token dataset at ``units_dir``; build corpus, tokenizer and units when missing."""
-    units = Path(cfg.units_dir)
-    if (units / "meta.json").is_file():
-        return units
-    corpus, tok = Path(cfg.corpus_dir), Path(cfg.tokenizer_dir)
+def ensure_corpus(cfg: TrainConfig, progress: bool = True) -> Path:
+    """The corpus at ``corpus_dir``; synthesized when missing."""
+    corpus = Path(cfg.corpus_dir)
     if not (corpus / "meta.json").is_file():
         from speechlm.data.synth import synthesize_corpus
 
         log.warning("corpus %s missing: synthesizing %.2f h", corpus, cfg.corpus_hours)
         synthesize_corpus(corpus, hours=cfg.corpus_hours, voices=cfg.corpus_voices, seed=0,
                           show_progress=progress)
-    from speechlm.tokenizers import tokenize_corpus, train_tokenizer
+    return corpus
 
+
+def ensure_tokenizer(cfg: TrainConfig) -> Path:
+    """The unit tokenizer at ``tokenizer_dir``; trained on ``corpus_dir`` when missing."""
+    tok = Path(cfg.tokenizer_dir)
     if not (tok / "config.json").is_file():
+        from speechlm.tokenizers import train_tokenizer
+
         log.warning("tokenizer %s missing: training %s with %d units", tok, cfg.tokenizer_features,
                     cfg.tokenizer_units)
-        train_tokenizer(corpus, tok, features=cfg.tokenizer_features, units=cfg.tokenizer_units,
-                        seed=0)
+        train_tokenizer(cfg.corpus_dir, tok, features=cfg.tokenizer_features,
+                        units=cfg.tokenizer_units, seed=0)
+    return tok
+
+
+def ensure_units(cfg: TrainConfig, progress: bool = True) -> Path:
+    """The token dataset at ``units_dir``; build corpus, tokenizer and units when missing."""
+    units = Path(cfg.units_dir)
+    if (units / "meta.json").is_file():
+        return units
+    corpus, tok = ensure_corpus(cfg, progress), ensure_tokenizer(cfg)
+    from speechlm.tokenizers import tokenize_corpus
+
     log.warning("token dataset %s missing: tokenizing %s", units, corpus)
     tokenize_corpus(tok, corpus, units, show_progress=progress)
     return units
@@ -93,6 +107,24 @@ def ensure_text_lm(cfg: TrainConfig) -> Path:
                          progress=cfg.progress)
 
 
+def ensure_codec_tokens(cfg: TrainConfig, progress: bool = True) -> Path:
+    """The codec token dataset at ``tokens_dir``; build corpus, semantic tokenizer (the
+    distillation teacher and AudioLM's units) and codec when missing, then encode the corpus."""
+    tokens = Path(cfg.tokens_dir)
+    if (tokens / "meta.json").is_file():
+        return tokens
+    corpus, codec, tok = ensure_corpus(cfg, progress), Path(cfg.codec_dir), ensure_tokenizer(cfg)
+    if not (codec / "config.json").is_file():
+        from speechlm.tokenizers.codec.train import CodecTrainConfig, train_codec
+
+        log.warning("codec %s missing: training one (default budget, distilled from %s)", codec, tok)
+        train_codec(corpus, codec, CodecTrainConfig(distill=str(tok)), show_progress=progress)
+    from speechlm.lm.codec.data import build_codec_dataset
+
+    log.warning("codec token dataset %s missing: encoding %s", tokens, corpus)
+    return build_codec_dataset(corpus, codec, tokens, tok, progress=progress)
+
+
 def prepare_inputs(cfg: TrainConfig, source: str = "config", text_lm: bool = False) -> None:
     """Check, then build whatever of the recipe's inputs is missing (rank 0 only under DDP); the
     text LM when ``init: warm`` or when the recipe reads it (``text_lm``: its BPE tokenizer)."""
@@ -103,6 +135,11 @@ def prepare_inputs(cfg: TrainConfig, source: str = "config", text_lm: bool = Fal
     check_units_tokenizer(cfg, source)
     state = PartialState(cpu=not torch.cuda.is_available())
     with state.main_process_first():  # only rank 0 builds; the others then find the outputs
+        if cfg.codec_dir:
+            if not cfg.tokens_dir:
+                raise ConfigError(f"{source}: codec_dir needs tokens_dir (the codec token dataset)")
+            ensure_codec_tokens(cfg, cfg.progress)
+            return
         if cfg.tokens_dir is None or not (Path(cfg.tokens_dir) / "meta.json").is_file():
             ensure_units(cfg, cfg.progress)
         ensure_tokens(cfg, source)

@@ -148,3 +148,20 @@ def test_tokenizing_in_worker_processes_matches_this_process(tmp_path, voice_set
     here = list(spoken._encode_clips(clips, tokenizer, None, True, 1, workers=1))
     there = list(spoken._encode_clips(clips, None, str(tok_dir), True, 1, workers=2, chunk_size=2))
     assert len(here) == len(clips) and [u.tolist() for u in here] == [u.tolist() for u in there]
+
+
+def test_heldout_voices_are_the_ones_the_corpus_meta_records(tmp_path):
+    import json
+
+    from speechlm.data.tts import Voice
+    from speechlm.eval.spoken import heldout_voices
+
+    params = {"voices": 4, "heldout_voices": 2, "seed": 3}
+    _, computed = pick_voices(4, 2, seed=3)
+    meta = {"params": params, "heldout_voices": [computed[1].name, "en-us+m7"]}
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    voices = heldout_voices(tmp_path)
+    assert voices == [computed[1], Voice("en-us+m7")]  # the recorded names, in their order;
+    # prosody from the synth parameters where they give the name, espeak defaults otherwise
+    (tmp_path / "meta.json").write_text(json.dumps({"params": {}}))  # an imported corpus
+    assert heldout_voices(tmp_path) == heldout_voices() == pick_voices(12, 3, seed=0)[1]

@@ -17,7 +17,7 @@ from speechlm import __version__
 from speechlm.core.errors import SpeechLMError
 
 # Stage modules, in pipeline order. Each defines register(subparsers).
-STAGES = ("corpus", "tokenizer", "prosody", "codec", "vocoder", "textlm", "train", "generate",
+STAGES = ("corpus", "tokenizer", "prosody", "codec", "vocoder", "textlm", "train", "generate", "tts",
           "evaluate", "serve", "client", "demo")
 
 

@@ -16,12 +16,16 @@ import time
 from pathlib import Path
 
 from speechlm.core.errors import SpeechLMError
+from speechlm.eval.benchmarks import SuiteSizes
 
 RECIPES = {"gslm-tiny": "gslm-tiny.yaml", "twist-tiny": "twist-tiny.yaml"}
-# Fixed step counts, not the commands' wall-clock budgets, so two demo runs (on any machine) train
-# the same tokenizer and vocoder; sized to ~2 min each on 2 CPU cores.
+VOCODER_CONFIG = "demo.yaml"  # configs/vocoder/demo.yaml: the vocoder's fixed step budget
+# ssl-tiny's fixed step count, not the command's wall-clock budget, so two demo runs (on any
+# machine) train the same tokenizer; the vocoder's budget is in its config file.
 SSL_STEPS = 540
-VOCODER_STEPS = 900
+# The tokenizer is fitted on at most this much of the train split, so its cost does not grow
+# with the corpus the LMs train on.
+TOKENIZER_MAX_HOURS = 0.5
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "audio continuations) and REPORT/report.json. About 10 minutes on 2 CPU cores.")
     parser.add_argument("--work", default="demo-work", help="work directory (default demo-work)")
     parser.add_argument("--report", default="demo-report", help="report directory (default demo-report)")
-    parser.add_argument("--hours", type=float, default=0.5, help="corpus hours (default 0.5)")
+    parser.add_argument("--hours", type=float, default=None,
+                        help="corpus hours (default: the recipes' corpus_hours)")
     parser.add_argument("--reuse", action="store_true",
                         help="skip stages whose outputs exist in --work (default: rebuild all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -40,23 +45,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--recipes", default=None,
                         help="folder with gslm-tiny.yaml and twist-tiny.yaml (default: configs/"
                         "recipes of the checkout or the installed package)")
-    parser.add_argument("--lexical-n", type=int, default=200)
-    parser.add_argument("--syntactic-n", type=int, default=12, help="per BLiMP phenomenon")
-    parser.add_argument("--storycloze-n", type=int, default=60)
+    parser.add_argument("--vocoder-config", default=None,
+                        help="vocoder YAML (default: configs/vocoder/demo.yaml of the checkout "
+                        "or the installed package)")
+    sizes = SuiteSizes()
+    parser.add_argument("--lexical-n", type=int, default=sizes.lexical,
+                        help=f"lexical pairs (default {sizes.lexical}, as `speechlm eval`)")
+    parser.add_argument("--syntactic-n", type=int, default=sizes.syntactic_per_phenomenon,
+                        help=f"per BLiMP phenomenon (default {sizes.syntactic_per_phenomenon})")
+    parser.add_argument("--storycloze-n", type=int, default=sizes.storycloze,
+                        help=f"stories (default {sizes.storycloze})")
     parser.set_defaults(handler=_demo)
 
 
-def _recipe_dir(explicit: str | None) -> Path:
-    candidates = [Path(explicit)] if explicit else [Path("configs/recipes"),
-                                                    Path(__file__).resolve().parents[3] / "configs"
-                                                    / "recipes",
-                                                    Path(__file__).resolve().parents[1] / "configs"
-                                                    / "recipes"]
+def _config_dir(kind: str, files: list[str], explicit: str | None) -> Path:
+    """``configs/KIND`` holding ``files``: ``explicit``, the working directory's, the checkout's
+    or the installed package's."""
+    here = Path(__file__).resolve()
+    candidates = [Path(explicit)] if explicit else [Path("configs") / kind,
+                                                    here.parents[3] / "configs" / kind,
+                                                    here.parents[1] / "configs" / kind]
     for folder in candidates:
-        if all((folder / f).is_file() for f in RECIPES.values()):
+        if all((folder / f).is_file() for f in files):
             return folder
-    raise SpeechLMError(f"recipes {', '.join(RECIPES.values())} not found in "
-                        f"{', '.join(map(str, candidates))}; pass --recipes DIR")
+    raise SpeechLMError(f"{', '.join(files)} not found in {', '.join(map(str, candidates))}; "
+                        f"pass the {kind} folder or file explicitly")
+
+
+def _shared_keys(recipes: Path) -> dict:
+    """Corpus and tokenizer keys of the demo's recipes (which must agree: one corpus and one
+    tokenizer for all), and the warm recipe's text LM budget: the recipes drive the demo."""
+    from speechlm.core.config import load_config
+    from speechlm.lm.config import TrainConfig
+
+    configs = {f: load_config(TrainConfig, recipes / f) for f in RECIPES.values()}
+    shared = {}
+    for key in ("corpus_hours", "corpus_voices", "tokenizer_features", "tokenizer_units"):
+        values = {f: getattr(cfg, key) for f, cfg in configs.items()}
+        if len(set(values.values())) > 1:
+            raise SpeechLMError(f"{recipes}: the demo trains one corpus and tokenizer for all "
+                                f"recipes, but {key} differs: {values}")
+        shared[key] = next(iter(values.values()))
+    warm = [cfg for cfg in configs.values() if cfg.init == "warm"]
+    shared["text_lm_steps"] = warm[0].text_lm_steps if warm else 400
+    return shared
 
 
 def find_model_dir(run_dir: Path) -> Path | None:
@@ -120,17 +152,25 @@ def _cli(argv: list[str]) -> None:
 def _demo(args: argparse.Namespace) -> int:
     work, report_dir = Path(args.work), Path(args.report)
     work.mkdir(parents=True, exist_ok=True)
-    recipes = _recipe_dir(args.recipes)
+    recipes = _config_dir("recipes", list(RECIPES.values()), args.recipes)
+    vocoder_config = (Path(args.vocoder_config) if args.vocoder_config
+                      else _config_dir("vocoder", [VOCODER_CONFIG], None) / VOCODER_CONFIG)
+    shared = _shared_keys(recipes)
+    hours = args.hours if args.hours is not None else shared["corpus_hours"]
+    features, n_units = shared["tokenizer_features"], shared["tokenizer_units"]
+    ssl_steps = ["--ssl-steps", str(SSL_STEPS), "--ssl-minutes", "0"] if features == "ssl-tiny" else []
     corpus, tok, units, textlm, voc = (work / n for n in ("corpus", "tok", "units", "textlm", "voc"))
     stages = Stages(args.reuse, work / "timings.json")
     total_start = time.perf_counter()
 
     stages.run("corpus", (corpus / "meta.json").is_file(), lambda: _cli(
-        ["corpus", "synth", "--out", str(corpus), "--hours", str(args.hours), "--voices", "12",
+        ["corpus", "synth", "--out", str(corpus), "--hours", str(hours), "--voices",
+         str(shared["corpus_voices"]),
          "--seed", str(args.seed)]), [corpus])
     stages.run("tokenizer", (tok / "config.json").is_file(), lambda: _cli(
-        ["tokenizer", "train", "--corpus", str(corpus), "--features", "ssl-tiny", "--units", "100",
-         "--ssl-steps", str(SSL_STEPS), "--ssl-minutes", "0", "--out", str(tok)]), [tok])
+        ["tokenizer", "train", "--corpus", str(corpus), "--features", features, "--units",
+         str(n_units), *ssl_steps, "--max-hours", str(min(hours, TOKENIZER_MAX_HOURS)),
+         "--out", str(tok)]), [tok])
     stages.run("tokenize", (units / "meta.json").is_file(), lambda: _cli(
         ["tokenize", "--tokenizer", str(tok), "--corpus", str(corpus), "--out", str(units)]),
         [units])
@@ -144,7 +184,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     stages.run("tokenizer-eval", tok_metrics_path.is_file(), tokenizer_eval)
     stages.run("text-lm", find_model_dir(textlm) is not None, lambda: _cli(
-        ["text-lm", "train", "--out", str(textlm), "--seed", str(args.seed)]), [textlm])
+        ["text-lm", "train", "--out", str(textlm), "--seed", str(args.seed), "--steps",
+         str(shared["text_lm_steps"])]), [textlm])
     runs = {}
     for name, recipe in RECIPES.items():
         run_dir = work / name
@@ -156,9 +197,8 @@ def _demo(args: argparse.Namespace) -> int:
         stages.run(name, find_model_dir(run_dir) is not None, lambda r=recipe, o=overrides: _cli(
             ["train", "--config", str(recipes / r), *o]), [run_dir])
     stages.run("vocoder", (voc / "config.json").is_file(), lambda: _cli(
-        ["vocoder", "train", "--corpus", str(corpus), "--tokenizer", str(tok), "--out", str(voc),
-         "--steps", str(VOCODER_STEPS), "--max-minutes", "0"]),
-        [voc])
+        ["vocoder", "train", "--config", str(vocoder_config), "--corpus", str(corpus),
+         "--tokenizer", str(tok), "--units", str(units), "--out", str(voc)]), [voc])
 
     models = {name: find_model_dir(run) for name, run in runs.items()}
     models["text-lm"] = find_model_dir(textlm)
@@ -172,17 +212,26 @@ def _demo(args: argparse.Namespace) -> int:
     results = stages.run("eval", False, lambda: _evaluate(models, tok, corpus, work, args))
     generation = stages.run("generate", False, lambda: _generate(
         models, tok, voc, corpus, report_dir, args))
+    from speechlm.eval.report import versus_reference, write_demo_report
+
+    entries = {name: _model_entry(path, results.get(name)) for name, path in models.items()}
     report = {
-        "models": {name: _model_entry(path, results.get(name)) for name, path in models.items()},
+        "models": entries,
         "tokenizer_metrics": json.loads(tok_metrics_path.read_text())
         if tok_metrics_path.is_file() else {},
         "generation": generation or {},
         "timings": stages.timings,
         "reused_stages": stages.reused,  # their timings come from the run that built them
-        "config": {"hours": args.hours, "seed": args.seed, "work": str(work.resolve())},
+        "artifacts": {"corpus": str(corpus.resolve()), "tokenizer": str(tok.resolve()),
+                      "vocoder": str(voc.resolve())},
+        "versus_untrained": versus_reference(  # the speech LMs: the text LM reads text
+            {name: entries[name]["results"] for name in ("untrained", *RECIPES)}, "untrained"),
+        "config": {"hours": hours, "seed": args.seed, "work": str(work.resolve()),
+                   "tokenizer": {"features": features, "units": n_units},
+                   "vocoder_config": str(vocoder_config),
+                   "sizes": {"lexical": args.lexical_n, "syntactic_per_phenomenon":
+                             args.syntactic_n, "storycloze": args.storycloze_n}},
     }
-    from speechlm.eval.report import write_demo_report
-
     start = time.perf_counter()
     page = write_demo_report(report, report_dir, runs={**runs, "text-lm": textlm})
     stages.timings["report"] = round(time.perf_counter() - start, 1)
@@ -210,6 +259,7 @@ def _evaluate(models: dict[str, Path], tok: Path, corpus: Path, work: Path, args
 
     config = EvalConfig(tokenizer_dir=str(tok), corpus_dir=str(corpus),
                         cache_dir=str(work / "benchmarks"), seed=args.seed,
+                        reference=False,  # the `untrained` model is the reference row
                         sizes=SuiteSizes(args.lexical_n, args.syntactic_n, args.storycloze_n))
     benchmarks = build_suite(config.suite, (), config.seed, config.sizes)
     tokenizer = load_tokenizer(tok)

@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="audio per protocol frame (per model call), ms")
     model.add_argument("--end-of-turn-ms", type=int, default=640,
                        help="answer after this much quiet following speech (0: only on end_turn)")
+    model.add_argument("--listen-chunk-ms", type=int, default=240,
+                       help="heard audio tokenized per call (larger: less CPU, units reach the LM "
+                       "later; the reply does not wait)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8998, help="port (0: any free port)")
@@ -39,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
                         help="threads running sessions (default: one per usable core)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per worker (default 1: workers x threads = cores)")
+                        help="torch and BLAS threads per worker (default 1: workers x threads = "
+                        "cores)")
     parser.add_argument("--queue-frames", type=int, default=8,
                         help="frames a session may fall behind before its oldest audio is dropped")
     parser.add_argument("--idle-timeout", type=float, default=60.0,
@@ -62,12 +66,14 @@ def _model(args: argparse.Namespace):
 
     return load_model_factory(args.model, args.vocoder, args.tokenizer,
                               Sampling(args.max_new_tokens, args.temperature, args.top_k),
-                              args.seed, args.frame_ms, args.end_of_turn_ms)
+                              args.seed, args.frame_ms, args.end_of_turn_ms, args.listen_chunk_ms)
 
 
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
+
+    from threadpoolctl import threadpool_limits
 
     from speechlm.core.errors import ConfigError
     from speechlm.core.threads import torch_threads
@@ -99,8 +105,11 @@ def _serve(args: argparse.Namespace) -> int:
                   f"{url.replace('http', 'ws', 1)}/ws)", flush=True)
 
     try:
-        # the parrot needs no torch (and starts in a second without importing it)
-        with contextlib.nullcontext() if args.parrot else torch_threads(args.threads):
+        # the parrot needs no torch (and starts in a second without importing it). numpy's BLAS
+        # (k-means assignment) gets --threads too: its default of one thread per core spins
+        # on busy cores, ~100x the CPU of the multiply itself for a frame's few vectors
+        with contextlib.nullcontext() if args.parrot else torch_threads(args.threads), \
+                threadpool_limits(args.threads, user_api="blas"):
             stats = asyncio.run(serve(factory, config, on_listening=listening))
     except OSError as err:  # port in use, address not available
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None

@@ -191,6 +191,44 @@ def loss_curves(runs: dict[str, str | Path], path: str | Path) -> Path | None:
     return Path(path)
 
 
+def versus_reference(models: dict[str, dict], reference: str) -> dict[str, dict]:
+    """Each model minus the ``reference`` model per benchmark (``{model: {benchmark: {diff,
+    separated}}}``): ``separated`` when the two 95% intervals do not overlap, the reading the
+    demo states (a model learned something the untrained one cannot show)."""
+    ref = models.get(reference) or {}
+    out = {}
+    for name, results in models.items():
+        if name == reference or not results:
+            continue
+        out[name] = {}
+        for bench, e in results.items():
+            r = ref.get(bench)
+            if r is None:
+                continue
+            out[name][bench] = {"diff": round(e["accuracy"] - r["accuracy"], 4),
+                                "separated": e["ci95"][0] > r["ci95"][1]
+                                or e["ci95"][1] < r["ci95"][0]}
+    return out
+
+
+def _versus_section(versus: dict, reference: str) -> str:
+    if not versus:
+        return ""
+    benches = sorted({b for v in versus.values() for b in v})
+    head = "".join(f"<th>{html.escape(b)}</th>" for b in benches)
+    rows = []
+    for name, v in versus.items():
+        cells = "".join(
+            f"<td class='{'good' if v[b]['separated'] and v[b]['diff'] > 0 else ''}'>"
+            f"{v[b]['diff']:+.3f}{'' if v[b]['separated'] else '<br><small>intervals overlap</small>'}"
+            "</td>" if b in v else "<td>–</td>" for b in benches)
+        rows.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
+    return (f"<h3>Against the {html.escape(reference)} reference</h3><p>Accuracy minus the "
+            f"{html.escape(reference)} model's (same architecture, random weights); green when the "
+            "model is above it and the two 95% intervals do not overlap.</p>"
+            f"<table><tr><th>model</th>{head}</tr>{''.join(rows)}</table>")
+
+
 def write_demo_report(report: dict, out_dir: str | Path, runs: dict[str, str | Path] | None = None
                       ) -> Path:
     """``index.html`` + ``report.json`` + ``report.md`` for the demo.
@@ -211,7 +249,8 @@ def write_demo_report(report: dict, out_dir: str | Path, runs: dict[str, str | P
         body.append("<h2>Benchmarks</h2><p>Each cell: accuracy with its 95% bootstrap interval; "
                     "green when the interval is above chance. Speech LMs hear the spoken "
                     "benchmarks (held-out voices); the text LM reads the same pairs as text.</p>"
-                    + _html_table(models) + "<img src='accuracy.png' alt='accuracy chart'>")
+                    + _html_table(models) + "<img src='accuracy.png' alt='accuracy chart'>"
+                    + _versus_section(report.get("versus_untrained") or {}, "untrained"))
     if runs:
         if loss_curves(runs, out / "loss.png"):
             body.append("<h2>Training loss</h2><img src='loss.png' alt='loss curves'>")
@@ -224,7 +263,8 @@ def write_demo_report(report: dict, out_dir: str | Path, runs: dict[str, str | P
     gen = report.get("generation") or {}
     if gen:
         body.append("<h2>Continuations</h2><p>Each model continues spoken prompts of held-out "
-                    "voices; audio is vocoded, transcribed with pocketsphinx and scored.</p>")
+                    "voices; audio is vocoded, transcribed with the evaluation ASR (Whisper tiny.en by "
+                    "default) and scored.</p>")
         metric_names = sorted({k for g in gen.values() for k in g.get("metrics", {})})
         head = "".join(f"<th>{html.escape(k)}</th>" for k in metric_names)
         rows = "".join(f"<tr><th>{html.escape(m)}</th>" + "".join(
@@ -242,6 +282,13 @@ def write_demo_report(report: dict, out_dir: str | Path, runs: dict[str, str | P
                              "</small></td></tr>")
             body.append(f"<h3>{html.escape(model)}</h3><table class='clips'><tr><th>prompt</th>"
                         f"<th>continuation</th></tr>{''.join(clips)}</table>")
+    artifacts = report.get("artifacts") or {}
+    if artifacts:
+        rows = "".join(f"<tr><td style='text-align:left'>{html.escape(k)}</td>"
+                       f"<td style='text-align:left'><code>{html.escape(v)}</code></td></tr>"
+                       for k, v in artifacts.items())
+        body.append(f"<h2>Artifacts</h2><table><tr><th>stage</th><th>directory</th></tr>{rows}"
+                    "</table>")
     timings = report.get("timings") or {}
     if timings:
         rows = "".join(f"<tr><td style='text-align:left'>{html.escape(k)}</td><td>{v:.1f}</td></tr>"
@@ -255,6 +302,11 @@ def write_demo_report(report: dict, out_dir: str | Path, runs: dict[str, str | P
     (out / "index.html").write_text(_page("speechlm demo report", "".join(body)), encoding="utf-8")
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     md = ["# speechlm demo report", "", markdown_table(models) if models else "", ""]
+    for name, v in (report.get("versus_untrained") or {}).items():
+        md.append(f"- {name} vs untrained: " + ", ".join(
+            f"{b} {e['diff']:+.3f} ({'intervals separate' if e['separated'] else 'overlap'})"
+            for b, e in v.items()))
+    md += ["", *[f"- {k}: `{v}`" for k, v in artifacts.items()], ""]
     if timings:
         md += ["| stage | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in
                                                       timings.items()]

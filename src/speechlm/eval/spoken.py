@@ -47,19 +47,33 @@ def heldout_voices(corpus_dir: str | Path | None = None, seed: int = 0, voices: 
                    heldout: int = 3) -> list[Voice]:
     """The voices a training corpus kept out of training (its ``heldout`` split).
 
-    With ``corpus_dir`` they are recomputed from the corpus' synth parameters; otherwise from the
-    defaults of ``speechlm corpus synth`` (12 training + 3 held-out voices, seed 0).
+    With ``corpus_dir``: the names its ``meta.json`` records under ``heldout_voices`` (what the
+    corpus was made with, even if the voice catalogue changed since), with the prosody its synth
+    parameters give them (espeak defaults for a name they do not give). A corpus that records no
+    held-out voices (an imported one, or none held out) gets the defaults of ``speechlm corpus
+    synth`` (12 training + 3 held-out voices, seed 0), which no synthesized corpus trains on.
     """
     from speechlm.data.synth import pick_voices
 
+    names: list[str] = []
     if corpus_dir is not None:
-        params = read_json(Path(corpus_dir) / "meta.json").get("params", {})
+        meta_path = Path(corpus_dir) / "meta.json"
+        meta = read_json(meta_path)
+        params = meta.get("params", {})
+        names = [str(n) for n in meta.get("heldout_voices") or []]
         if "voices" in params and params.get("heldout_voices"):  # a synthesized corpus
             voices, heldout = int(params["voices"]), int(params["heldout_voices"])
             seed = int(params.get("seed", seed))
+        if not names:
+            log.warning("%s records no held-out voices: spoken benchmarks use the default ones",
+                        meta_path)
     if heldout < 1:
         raise DataError("spoken benchmarks need at least one held-out voice")
-    return pick_voices(voices, heldout, seed)[1]
+    computed = pick_voices(voices, heldout, seed)[1]
+    if not names:
+        return computed
+    by_name = {v.name: v for v in computed}
+    return [by_name.get(name, Voice(name)) for name in names]
 
 
 def _safe(name: str) -> str:

@@ -145,11 +145,12 @@ def _per_stream(value, n: int, name: str) -> list:
 def generate_codes(model: PreTrainedModel, space: TokenSpace, prompt: np.ndarray, n_frames: int,
                    temperature: float | Sequence[float] = 1.0,
                    top_k: int | None | Sequence[int | None] = None, top_p: float | None = None,
-                   seed: int = 0) -> np.ndarray:
+                   seed: int = 0, prefix: np.ndarray | None = None) -> np.ndarray:
     """Continue ``prompt`` ``(K, Tp)`` codes by ``n_frames`` frames of all K streams, through the
     model's layout; returns the new ``(K, n_frames)`` codes. Temperature and top-k may be given
     per stream. Positions the layout fills from the prompt are fed, not sampled; each sampled
-    token is restricted to its stream's codes."""
+    token is restricted to its stream's codes. ``prefix`` ``(R, n)`` model ids are fed after
+    ``<bos>`` and before the codes (conditioning, :meth:`TokenSpace.prefix_ids`)."""
     K = space.n_streams
     temps, ks = _per_stream(temperature, K, "temperature"), _per_stream(top_k, K, "top_k")
     for t in temps:
@@ -167,6 +168,9 @@ def generate_codes(model: PreTrainedModel, space: TokenSpace, prompt: np.ndarray
     before, _ = sequence_frame(space.vocab, end=False)
     first = int(np.argmax(todo.any(axis=0))) if todo.any() else ids.shape[1]
     start = np.tile(np.asarray(before, dtype=np.int64), (ids.shape[0], 1))
+    if prefix is not None:
+        start = np.concatenate([start, np.asarray(prefix, dtype=np.int64).reshape(ids.shape[0], -1)],
+                               axis=1)
     step = decoder.feed(np.concatenate([start, ids[:, :first]], axis=1))
     for s in range(first, ids.shape[1]):
         for r in np.nonzero(todo[:, s])[0]:

@@ -62,7 +62,7 @@ class Session:
     def __init__(self, pipeline: SpeechPipeline | str | Path, sampling: Sampling | None = None,
                  seed: int = 0, response_chunk: int = 10, tokenizer_lookahead: int = 4,
                  tokenizer_context: int = 50, vocoder_context: int = 8, vocoder_lookahead: int = 4,
-                 speech_db: float = -40.0) -> None:
+                 speech_db: float = -40.0, tokenizer_chunk: int = 5) -> None:
         if not isinstance(pipeline, SpeechPipeline):
             pipeline = SpeechPipeline.load(pipeline, need_tokenizer=True)
         lm = pipeline.lm
@@ -73,8 +73,8 @@ class Session:
         self.sampling = sampling or Sampling(150, 0.8, 50)
         check_sampling(self.sampling.temperature, self.sampling.max_new_tokens, self.sampling.top_p)
         self.seed, self.response_chunk, self.speech_db = seed, response_chunk, speech_db
-        self.listener = StreamingTokenizer(pipeline.tokenizer, tokenizer_lookahead, tokenizer_context) \
-            if pipeline.tokenizer is not None else None
+        self.listener = StreamingTokenizer(pipeline.tokenizer, tokenizer_lookahead, tokenizer_context,
+                                           tokenizer_chunk) if pipeline.tokenizer is not None else None
         self.speaker = StreamingVocoder(pipeline.vocoder, vocoder_context, vocoder_lookahead) \
             if pipeline.vocoder is not None else None
         self.decoder = Decoder(lm.model)

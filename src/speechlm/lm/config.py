@@ -49,6 +49,11 @@ class TrainConfig:
     delays: list[int] | None = None              # delay layout: one per stream (default 0..K-1)
     stream_weights: list[float] | None = None    # loss weight per stream (default 1 each)
     depth_layers: int = 0                        # > 0: depth transformer over the rows of a step
+    # codec language models (speechlm.lm.codec): tokens_dir is then a codec token dataset
+    codec_dir: str | None = None                 # the codec (tokens_dir is built with it when missing)
+    tasks: list[str] | None = None               # tts | continue | semantic; several = one multitask model
+    codebooks: int | None = None                 # the first n codebooks are modelled (default all)
+    prompt_seconds: float = 3.0                  # TTS prompt crop in training (and the tts default)
     # optimization
     max_steps: int = 300
     seed: int = 0
@@ -105,6 +110,11 @@ class TrainConfig:
         if self.init == "warm" and self.kind == "text":
             bad.append("init=warm is for speech LMs (kind=speech)")
         bad += self._stream_problems()
+        if self.prompt_seconds <= 0 or (self.codebooks is not None and self.codebooks < 1):
+            bad.append(f"prompt_seconds={self.prompt_seconds} must be > 0, codebooks >= 1")
+        if self.tasks is not None and (not self.tasks or
+                                       set(self.tasks) - {"tts", "continue", "semantic"}):
+            bad.append(f"tasks={self.tasks} must be a non-empty list of tts, continue, semantic")
         return bad
 
     def _stream_problems(self) -> list[str]:

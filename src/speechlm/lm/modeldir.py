@@ -8,6 +8,7 @@ A model directory holds the HF files (``config.json``, ``model.safetensors``), t
      "kind": "speech" | "text",
      "streams": [{"family": "units", "tokenizer_dir": "/abs/tok", "frame_rate": 50.0}, ...],
      "layout": "flatten", "delays": null,       # how the K streams become model rows
+     "prefix": [],                              # conditioning families before the codes (row 0)
      "seq_len": 128, "sequence": "pretrain",    # training block length and sequence builder
      "init": "cold", "recipe": "gslm-tiny",
      "tokenizer_dir": "/abs/tok",               # = streams[0].tokenizer_dir, for older readers
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 META_FILE = "speechlm.json"
 FORMAT = "speechlm-model"
 VERSION = 2
-_KEYS = ("kind", "streams", "layout", "delays", "seq_len", "sequence", "init", "recipe")
+_KEYS = ("kind", "streams", "layout", "delays", "seq_len", "sequence", "init", "recipe", "prefix")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class ModelMeta:
     init: str | None = None
     recipe: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # provenance, free-form
+    prefix: tuple[str, ...] = ()                # conditioning families before the codes (row 0)
 
     @classmethod
     def single(cls, kind: str, tokenizer_dir: str | None = None, **extra: Any) -> ModelMeta:
@@ -76,7 +78,7 @@ class ModelMeta:
 
     def space(self, vocab: SpeechVocab) -> TokenSpace:
         layout = get_layout(self.layout, len(self.streams), self.delays)
-        return TokenSpace(vocab, tuple(s.family for s in self.streams), layout)
+        return TokenSpace(vocab, tuple(s.family for s in self.streams), layout, self.prefix)
 
     def with_extra(self, **extra: Any) -> ModelMeta:
         return replace(self, extra={**self.extra, **extra})
@@ -88,7 +90,7 @@ class ModelMeta:
                              "frame_rate": s.frame_rate} for s in self.streams],
                 "layout": self.layout, "delays": list(self.delays) if self.delays else None,
                 "seq_len": self.seq_len, "sequence": self.sequence, "init": self.init,
-                "recipe": self.recipe}
+                "recipe": self.recipe, "prefix": list(self.prefix)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = META_FILE) -> ModelMeta:
@@ -106,7 +108,8 @@ class ModelMeta:
             meta = cls(d["kind"], streams, str(d.get("layout") or "flatten"),
                        tuple(int(x) for x in d["delays"]) if d.get("delays") else None,
                        int(d["seq_len"]) if d.get("seq_len") else None,
-                       str(d.get("sequence") or "pretrain"), d.get("init"), d.get("recipe"), extra)
+                       str(d.get("sequence") or "pretrain"), d.get("init"), d.get("recipe"), extra,
+                       tuple(str(p) for p in d.get("prefix") or ()))
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"{source}: corrupt model metadata ({type(err).__name__}: {err})") from None
         if not meta.streams or meta.layout not in LAYOUTS:

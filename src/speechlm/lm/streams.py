@@ -10,6 +10,8 @@ today's units). :class:`TokenSpace` turns it into model ids through the layout:
   and head (:mod:`speechlm.lm.multistream`).
 
 Positions that hold no code (delay padding, the idle rows of coarse_first) hold ``<pad>``.
+``prefix`` names families that may precede the codes in row 0 as conditioning (phonemes, task
+markers, semantic units): row 0's vocabulary is then specials + prefix families + stream 0.
 
 >>> space = TokenSpace(SpeechVocab.for_units(10), ("units",), get_layout("flatten", 1))
 >>> ids, stream = space.encode(np.array([[0, 9]]))
@@ -33,9 +35,10 @@ class TokenSpace:
     vocab: SpeechVocab              # every stream's family (the joint id space of flatten)
     streams: tuple[str, ...]        # family name of each stream, K of them
     layout: Layout
+    prefix: tuple[str, ...] = ()    # conditioning families read in row 0 before the codes
 
     def __post_init__(self) -> None:
-        for name in self.streams:
+        for name in (*self.streams, *self.prefix):
             self.vocab.family(name)  # raises naming the missing family
         if self.layout.n_streams != len(self.streams):
             raise DataError(f"layout {self.layout.name} is for {self.layout.n_streams} streams, "
@@ -55,11 +58,25 @@ class TokenSpace:
         return self.layout.n_rows
 
     def row_vocab(self, row: int) -> SpeechVocab:
-        """The ids of model row ``row``: the joint vocab for one row, else specials + that stream."""
+        """The ids of model row ``row``: the joint vocab for one row, else specials + that stream
+        (row 0: specials + the prefix families + stream 0)."""
         if self.n_rows == 1:
             return self.vocab
-        fam = self.vocab.family(self.streams[row])
-        return SpeechVocab.default().add_family(fam.name, fam.size, kind=fam.kind, **fam.meta)
+        vocab = SpeechVocab.default()
+        for name in (*self.prefix, self.streams[0]) if row == 0 else (self.streams[row],):
+            fam = self.vocab.family(name)
+            vocab = vocab.add_family(fam.name, fam.size, kind=fam.kind, labels=fam.labels, **fam.meta)
+        return vocab
+
+    def prefix_ids(self, family: str, local) -> np.ndarray:
+        """Family-local ids of prefix ``family`` -> ``(R, n)`` model ids: row 0 holds them, the
+        other rows ``<pad>``."""
+        if family not in self.prefix:
+            raise DataError(f"token space has no prefix family {family!r} (it has {list(self.prefix)})")
+        row0 = np.asarray(self.row_vocab(0).encode(family, list(local)), dtype=np.int64)
+        ids = np.full((self.n_rows, row0.size), self.vocab.pad_id, dtype=np.int64)
+        ids[0] = row0
+        return ids
 
     @property
     def row_sizes(self) -> tuple[int, ...]:
@@ -117,4 +134,4 @@ class TokenSpace:
 
     def to_dict(self) -> dict:
         return {"streams": list(self.streams), "layout": self.layout.name,
-                "delays": list(self.layout.delays) or None}
+                "delays": list(self.layout.delays) or None, "prefix": list(self.prefix)}

@@ -1,0 +1,272 @@
+"""Codec LMs on held-out voices: VALL-E (seeds), the single-model layouts at equal compute, and
+AudioLM hierarchical vs the mixed single-stage model; writes ``results/codec_lm.json`` + a plot.
+
+    .venv/bin/python benchmarks/codec_lm.py --work work [--steps 100] [--seeds 0 1 2] [--items 10]
+
+``--work`` holds (or gets) the inputs the recipes name: ``corpus``, ``tok-whisper``, ``codec``,
+``codec-tokens``; runs go to ``WORK/bench/<name>`` (a finished run is reused). Every recipe trains
+``--steps`` steps of ``--batch`` blocks of its ``seq_len`` positions, so all layouts get the same
+compute. Evaluation on the ``heldout`` split (voices never seen in training): for item i the text
+of utterance i, the voice prompt = the first ``prompt_seconds`` of another utterance of the same
+speaker. Baselines in the same run: the original audio and its codec resynthesis (the ceiling).
+
+TTS: Whisper tiny.en WER against the text; Resemblyzer similarity of the output to its prompt vs
+to the prompts of the other held-out speakers (bootstrap 95 % intervals over items); codec
+frames/s and RTF of the LMs. Continuation (3 s prompt, 2 s more): mel distance and WER against
+the utterance's true next 2 s, similarity to the prompt, frames/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, write_result  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "configs" / "recipes"
+LAYOUTS = ("flatten", "parallel", "delay", "depth")
+CONTINUE_SECONDS = 2.0
+
+
+def finished(out: Path) -> bool:
+    return (out / "speechlm.json").is_file() or (out / "tts.json").is_file()
+
+
+def train(name: str, config: str, work: Path, args, *extra: str):
+    """Start training ``name`` (a Popen), or None when its run dir exists (done, or being trained
+    by another invocation of this script: then it is waited for)."""
+    out = work / "bench" / name
+    if out.exists() or Path(f"{out}.log").exists():
+        return None
+    cmd = [sys.executable, "-m", "speechlm", "train", "--config", str(RECIPES / config),
+           f"max_steps={args.steps}", f"batch_size={args.batch}", f"output_dir={out}",
+           f"corpus_dir={work}/corpus", f"tokenizer_dir={work}/tok-whisper", f"codec_dir={work}/codec",
+           f"tokens_dir={work}/codec-tokens", "progress=false", "plot=false", "threads=1",
+           f"save_every={args.steps}", f"eval_every={max(1, args.steps // 2)}", *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(f"{out}.log", "w"))
+
+
+def train_all(work: Path, args) -> dict[str, Path]:
+    """Train the runs the requested ``--parts`` need, ``--jobs`` at a time; returns their dirs."""
+    (work / "bench").mkdir(parents=True, exist_ok=True)
+    plan = []
+    if "valle" in args.parts:
+        plan += [(f"valle-s{s}", "valle-tiny.yaml", f"seed={s}") for s in args.seeds]
+    if "layouts" in args.parts:
+        plan += [(f"codec-{lay}", f"codec-{lay}-tiny.yaml", "seed=0") for lay in LAYOUTS]
+    if "hierarchy" in args.parts:
+        plan += [("audiolm", "audiolm-tiny.yaml", "seed=0"), ("codec-delay", "codec-delay-tiny.yaml", "seed=0")]
+    running = []
+    for name, config, seed in plan:
+        while len([p for p in running if p.poll() is None]) >= args.jobs:
+            time.sleep(2)
+        proc = train(name, config, work, args, seed)
+        if proc is not None:
+            running.append(proc)
+    runs = {name: work / "bench" / name for name, _, _ in plan}
+    while not all(finished(out) for out in runs.values()):
+        failed = [p for p in running if p.poll() not in (None, 0)]
+        if failed:
+            raise SystemExit(f"a training run failed: see the logs in {work}/bench")
+        time.sleep(5)
+    return runs
+
+
+def bootstrap(values: np.ndarray, seed: int = 0, n: int = 2000) -> list[float]:
+    rng = np.random.default_rng(seed)
+    means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(n)]
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def items(work: Path, n: int):
+    """Held-out (text, target audio, prompt audio, speaker, words) tuples."""
+    from speechlm.data.audio import read_audio
+    from speechlm.data.corpus import Corpus
+
+    utts = list(Corpus(work / "corpus").utterances("heldout"))
+    by_speaker: dict[str, list] = {}
+    for u in utts:
+        by_speaker.setdefault(u.speaker, []).append(u)
+    speakers = sorted(by_speaker)
+    out = []
+    for i in range(n):  # round-robin over speakers
+        group = by_speaker[speakers[i % len(speakers)]]
+        target, prompt = group[(i // len(speakers)) % len(group)], group[(i // len(speakers) + 1) % len(group)]
+        out.append({"text": target.text, "audio": read_audio(target.audio), "words": target.words,
+                    "prompt": read_audio(prompt.audio), "speaker": target.speaker})
+    return out
+
+
+def tts_metrics(generator, evals, args, embed, transcribe) -> dict:
+    outs, lm_s, frames = [], 0.0, 0
+    for i, it in enumerate(evals):
+        g = generator.tts(it["text"], it["prompt"], args.prompt_seconds, args.temperature,
+                          args.top_k, seed=i)
+        outs.append(g.audio)
+        lm_s, frames = lm_s + g.lm_seconds, frames + g.codes.shape[1]
+    return {"wer": wer_of([it["text"] for it in evals], outs, transcribe),
+            **similarity(outs, evals, embed), "frames_per_s": frames / lm_s,
+            "rtf": lm_s / (frames / generator.codec.frame_rate)}
+
+
+def wer_of(refs, clips, transcribe) -> float:
+    from speechlm.eval.asr import wer
+
+    return wer(refs, [transcribe(c) for c in clips])
+
+
+def similarity(outs, evals, embed) -> dict:
+    """Similarity to the item's own prompt vs the mean over prompts of other speakers."""
+    prompts = [embed(it["prompt"]) for it in evals]
+    own, other = [], []
+    for i, (audio, it) in enumerate(zip(outs, evals)):
+        e = embed(audio)
+        own.append(float(e @ prompts[i]))
+        other.append(float(np.mean([e @ p for j, p in enumerate(prompts)
+                                    if evals[j]["speaker"] != it["speaker"]])))
+    own, other = np.array(own), np.array(other)
+    return {"sim_prompt": float(own.mean()), "sim_prompt_ci": bootstrap(own),
+            "sim_other": float(other.mean()), "sim_other_ci": bootstrap(other),
+            "sim_gap": float((own - other).mean()), "sim_gap_ci": bootstrap(own - other)}
+
+
+def continuation_metrics(generator, evals, args, embed, transcribe) -> dict:
+    from speechlm.eval.codec_metrics import mel_distance
+
+    rate, hop = 16000, 320
+    p, c = int(args.prompt_seconds * rate), int(CONTINUE_SECONDS * rate)
+    chosen = [it for it in evals if it["audio"].size >= p + c // 2]
+    outs, mels, refs, lm_s, frames = [], [], [], 0.0, 0
+    for i, it in enumerate(chosen):
+        g = generator.continue_audio(it["audio"][:p], CONTINUE_SECONDS, args.prompt_seconds,
+                                     args.temperature, args.top_k, seed=i)
+        truth = it["audio"][p:p + c]
+        mels.append(mel_distance(truth, g.audio[:truth.size]))
+        refs.append(" ".join(w for w, s, e in it["words"] if s >= args.prompt_seconds
+                             and e <= args.prompt_seconds + CONTINUE_SECONDS) or "-")
+        outs.append(g.audio)
+        lm_s, frames = lm_s + g.lm_seconds, frames + g.codes.shape[1]
+    sims = [float(embed(o) @ embed(it["audio"][:p])) for o, it in zip(outs, chosen)]
+    return {"items": len(chosen), "mel_distance": float(np.mean(mels)),
+            "wer_vs_truth": wer_of(refs, outs, transcribe), "sim_prompt": float(np.mean(sims)),
+            "sim_prompt_ci": bootstrap(np.array(sims)), "frames_per_s": frames / lm_s,
+            "rtf": lm_s / (frames / generator.codec.frame_rate)}
+
+
+def train_tok_s(run: Path) -> float:
+    rates = [json.loads(line).get("tok_s") for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return float(np.median([r for r in rates if r]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("work"))
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--items", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=2, help="training processes at once")
+    parser.add_argument("--prompt-seconds", type=float, default=3.0)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--name", default="codec_lm")
+    parser.add_argument("--parts", default="valle,layouts,hierarchy",
+                        help="comma-separated sections to train (or wait for) and evaluate")
+    args = parser.parse_args()
+    args.parts = args.parts.split(",")
+
+    import torch
+
+    from speechlm.eval.asr import transcribe
+    from speechlm.eval.speaker import speaker_encoder
+    from speechlm.generation.codec_tts import CodecGenerator
+    from speechlm.lm.codec.data import CodecDataset
+
+    runs = train_all(args.work, args)
+    torch.set_num_threads(1)
+    embed = speaker_encoder().embed
+    evals = items(args.work, args.items)
+    codec = CodecGenerator(next(iter(runs.values()))).codec
+    resynth = [codec.decode(codec.encode(it["audio"])) for it in evals]
+    refs = [it["text"] for it in evals]
+    baselines = {"original": {"wer": wer_of(refs, [it["audio"] for it in evals], transcribe),
+                              **similarity([it["audio"] for it in evals], evals, embed)},
+                 "codec_resynthesis": {"wer": wer_of(refs, resynth, transcribe),
+                                       **similarity(resynth, evals, embed)}}
+    results = {"baselines": baselines, "valle": {}, "layouts": {}, "hierarchy": {}}
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+
+    def save(done: str) -> Path:
+        """(Re)write the JSON after each section, so a cut-short run keeps what it measured."""
+        tts_wer = [v["wer"] for v in results["valle"].values()] or \
+            [v["tts"]["wer"] for v in results["layouts"].values()] or [1.0]
+        return write_result(args.name, config, float(np.mean(tts_wer)),
+                            baselines["codec_resynthesis"]["wer"],
+                            "Whisper WER of TTS on held-out voices (mean over VALL-E seeds, else over "
+                            "layouts); baseline = codec resynthesis of the ground truth", codec=str(codec.path),
+                            completed=done, **results)
+
+    for seed in args.seeds if "valle" in args.parts else []:
+        results["valle"][f"seed{seed}"] = tts_metrics(CodecGenerator(runs[f"valle-s{seed}"]), evals,
+                                                      args, embed, transcribe)
+    save("valle")
+    for lay in LAYOUTS if "layouts" in args.parts else []:
+        run = runs[f"codec-{lay}"]
+        gen = CodecGenerator(run)
+        results["layouts"][lay] = {"tts": tts_metrics(gen, evals, args, embed, transcribe),
+                                   "continuation": continuation_metrics(gen, evals, args, embed, transcribe),
+                                   "train_tok_s": train_tok_s(run),
+                                   "best_valid_loss": json.loads((run / "best.json").read_text())["best_valid_loss"]}
+        save(f"layouts up to {lay}")
+    if "hierarchy" not in args.parts:
+        return finish(save("all requested parts"), results, args)
+    ds = CodecDataset(args.work / "codec-tokens")
+    T = float(np.mean([r.codes.shape[1] for r in ds.records("train")]))
+    K = ds.meta["n_codebooks"]
+    results["hierarchy"] = {
+        "mean_frames_per_utterance": T, "n_codebooks": K,
+        "audiolm": {"stages": 3, "continuation": continuation_metrics(
+            CodecGenerator(runs["audiolm"]), evals, args, embed, transcribe),
+            "sequence_steps_per_utterance": {"semantic": T, "coarse (units prefix + delay codes)": 2 * T + 1,
+                                             "fine (NAR, one pass per codebook)": T}},
+        "mixed_single_stage": {"stages": 1, "model": "codec-delay",
+                               "continuation": continuation_metrics(
+                                   CodecGenerator(runs["codec-delay"]), evals, args, embed, transcribe),
+                               "sequence_steps_per_utterance": {"delay over K codebooks": T + K - 1}}}
+    finish(save("all requested parts"), results, args)
+
+
+def finish(path: Path, results: dict, args) -> None:
+    if results["layouts"]:
+        plot(results, RESULTS / f"{args.name}.png")
+    print(path)
+
+
+def plot(results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    for lay, r in results["layouts"].items():
+        ax[0].scatter(r["tts"]["frames_per_s"], r["tts"]["wer"], label=lay)
+        ax[1].scatter(r["continuation"]["frames_per_s"], r["continuation"]["mel_distance"], label=lay)
+    ax[0].set(xlabel="codec frames/s (LM, 1 thread)", ylabel="TTS WER (Whisper)", title="TTS")
+    ax[1].set(xlabel="codec frames/s (LM, 1 thread)", ylabel="mel distance to truth", title="continuation")
+    for a in ax:
+        a.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
+if __name__ == "__main__":
+    main()

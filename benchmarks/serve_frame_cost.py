@@ -1,0 +1,148 @@
+"""Per-frame CPU of a served speech LM: the serving cost that does not depend on machine load.
+
+    python benchmarks/serve_frame_cost.py --model DIR --vocoder DIR [--seconds 40] [--cores 2]
+
+One session of the server's adapter (``speechlm.serve.models``, the core ``Session`` inside)
+hears the clips ``serve_latency.py`` replays (espeak sentences, each followed by a pause the model
+answers in) frame by frame in this process, on one torch thread, and the process CPU time of every
+frame is recorded (BLAS helper threads included). Wall-clock latency on a shared machine measures
+the other users; CPU time per frame does not, and it bounds the sessions a machine can serve:
+``implied_realtime_sessions`` = floor(cores x frame_ms / CPU ms per frame) on idle cores.
+
+Configurations, in one run on the same audio:
+
+* ``before``: the server as it was: numpy's BLAS at its default threads (one per core; k-means
+  assignment multiplies a few vectors, and idle BLAS threads spin on busy cores), the core
+  session's tokenizer chunk (5 unit frames);
+* ``blas1``: BLAS on one thread (``speechlm serve`` now limits it to ``--threads``);
+* ``served``: BLAS on one thread and the server's listening chunk (``--listen-chunk-ms`` 240).
+
+It also times one LM step (one new token with a 60-token KV cache) for B sessions, as B single
+calls and as one call over a batch of B rows: what batching sessions' steps would save.
+``value`` is the ``served`` CPU ms per frame, ``baseline`` the ``before`` one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+from serve_latency import speech_clips  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from speechlm.generation.pipeline import Sampling  # noqa: E402
+from speechlm.serve.models import load_model_factory  # noqa: E402
+
+CONFIGS = {"before": (None, 5), "blas1": (1, 5), "served": (1, None)}  # BLAS threads, chunk
+
+
+def frame_costs(factory, frames: list[np.ndarray], tokenizer_chunk: int | None) -> dict:
+    """Process CPU ms of every pushed frame, by the state the frame ended in."""
+    if tokenizer_chunk is not None:
+        factory.listen_chunk_ms = round(tokenizer_chunk * 1000 / factory.pipeline.tokenizer.frame_rate)
+    session = factory.new_session()
+    costs: dict[str, list[float]] = {}
+    for frame in frames:
+        start = time.process_time()
+        state = session.push(frame).state
+        costs.setdefault(state, []).append(1e3 * (time.process_time() - start))
+    every = [c for values in costs.values() for c in values]
+    return {"frames": len(every), "cpu_ms_per_frame": float(np.mean(every)),
+            "cpu_ms_p95": float(np.percentile(every, 95)),
+            "by_state": {s: {"frames": len(v), "cpu_ms_per_frame": float(np.mean(v))}
+                         for s, v in sorted(costs.items())}}
+
+
+def lm_step_costs(model, batches: tuple[int, ...], repeats: int = 20) -> list[dict]:
+    """CPU ms of one decoding step for B sessions: B calls of one row vs one call of B rows."""
+    rows = []
+    with torch.inference_mode():
+        for b in batches:
+            prompt = torch.randint(5, 100, (b, 60), generator=torch.Generator().manual_seed(0))
+            cache = model(input_ids=prompt, use_cache=True).cache
+            single = model(input_ids=prompt[:1], use_cache=True).cache
+
+            def cpu(fn) -> float:
+                fn()
+                start = time.process_time()
+                for _ in range(repeats):
+                    fn()
+                return 1e3 * (time.process_time() - start) / repeats
+
+            def one_by_one():
+                for _ in range(b):  # each session's step: a copy of its cache, one new token
+                    model(input_ids=prompt[:1, :1], use_cache=True,
+                          cache=_copy(single))
+
+            batched = cpu(lambda: model(input_ids=prompt[:, :1], use_cache=True,
+                                        cache=_copy(cache)))
+            separate = cpu(one_by_one)
+            rows.append({"sessions": b, "separate_calls_cpu_ms": round(separate, 2),
+                         "one_batched_call_cpu_ms": round(batched, 2),
+                         "saving": round(separate / batched, 2)})
+    return rows
+
+
+def _copy(cache):
+    """The step appends to the cache: time every call on a fresh copy of the same cache."""
+    return copy.deepcopy(cache)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--vocoder", required=True)
+    parser.add_argument("--seconds", type=float, default=40.0, help="audio heard per config")
+    parser.add_argument("--cores", type=int, default=2, help="idle cores for the implied N")
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    factory = load_model_factory(args.model, args.vocoder, sampling=Sampling(150, 0.8, 50))
+    with threadpool_limits(1, user_api="blas"):
+        factory.warmup()
+    served_chunk = factory.tokenizer_chunk
+    clips = speech_clips()
+    audio = np.concatenate(clips * math.ceil(args.seconds / sum(c.size / 16_000 for c in clips)))
+    n = factory.frame_samples
+    frames = [audio[i:i + n] for i in range(0, min(audio.size, int(args.seconds * 16_000)) - n + 1, n)]
+    frame_ms = 1000 * n / factory.sample_rate
+    results = {}
+    for name, (blas, chunk) in CONFIGS.items():
+        with threadpool_limits(blas, user_api="blas") if blas else contextlib.nullcontext():
+            row = frame_costs(factory, frames, chunk or served_chunk)
+        row["tokenizer_chunk"] = chunk or served_chunk
+        row["blas_threads"] = blas or "default"
+        row["implied_realtime_sessions"] = math.floor(args.cores * frame_ms / row["cpu_ms_per_frame"])
+        results[name] = row
+        print(f"{name:7s} {row['cpu_ms_per_frame']:.2f} CPU ms/frame (p95 {row['cpu_ms_p95']:.1f}) "
+              f"{ {s: round(v['cpu_ms_per_frame'], 2) for s, v in row['by_state'].items()} } -> "
+              f"{row['implied_realtime_sessions']} sessions on {args.cores} idle cores", flush=True)
+    with threadpool_limits(1, user_api="blas"):
+        steps = lm_step_costs(factory.pipeline.lm.model, (1, 4, 8))
+    for row in steps:
+        print(f"LM step x{row['sessions']}: {row['separate_calls_cpu_ms']} ms as separate calls, "
+              f"{row['one_batched_call_cpu_ms']} ms batched ({row['saving']}x)")
+    path = write_result(
+        "serve_frame_cost", {"model": args.model, "vocoder": args.vocoder,
+                             "seconds": args.seconds, "frame_ms": frame_ms, "cores": args.cores,
+                             "torch_threads": 1, "load_avg": os.getloadavg()},
+        results["served"]["cpu_ms_per_frame"], results["before"]["cpu_ms_per_frame"],
+        "process CPU ms per 80 ms frame of one served session (served defaults); baseline = the "
+        "server before (BLAS default threads, tokenizer chunk 5)",
+        configs=results, lm_step=steps)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,0 @@
-import sys
-
-from speechlm.cli import main
-
-sys.exit(main())

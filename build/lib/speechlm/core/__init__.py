@@ -1,1 +1,0 @@
-"""Shared infrastructure: errors, config, checkpoints, seeding, progress. Imports nothing from speechlm."""

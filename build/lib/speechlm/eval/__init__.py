@@ -1,1 +1,0 @@
-"""Evaluation: spoken/text benchmarks (lexical, syntactic, storycloze), scoring, generation metrics, reports."""

@@ -1,1 +1,0 @@
-"""Autoregressive sampling with KV cache."""

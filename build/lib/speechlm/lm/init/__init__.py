@@ -1,1 +1,0 @@
-"""Model initialization: cold (random) and warm (from a text LM, TWIST)."""

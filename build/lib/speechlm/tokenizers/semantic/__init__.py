@@ -1,1 +1,0 @@
-"""Semantic (HuBERT-style) units: SSL or spectral features + k-means + run-length dedup."""

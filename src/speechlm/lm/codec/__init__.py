@@ -1,0 +1,1 @@
+"""Codec language models: VALL-E (AR + NAR), single-model layouts, AudioLM stages, multitask."""

@@ -1,0 +1,164 @@
+"""Codec LMs: phonemes, the codec token dataset, prompted/NAR sequences, the VALL-E, layout and
+AudioLM recipes end to end on a tiny random codec, and `speechlm tts` with its one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from speechlm.cli import main as cli
+from speechlm.core.errors import ConfigError, DataError
+from speechlm.data.audio import write_wav
+from speechlm.data.corpus import Corpus
+from speechlm.data.phonemes import Phonemizer, split_sentences
+from speechlm.lm.codec.data import CodecDataset, build_codec_dataset
+from speechlm.lm.codec.sequences import (IGNORE, codec_vocab, nar_example, prompted_example,
+                                         task_prefix)
+from speechlm.lm.layout import get_layout
+from speechlm.lm.streams import TokenSpace
+from speechlm.pipeline import train_from_config
+from speechlm.tokenizers.codec import Codec
+from speechlm.tokenizers.codec.model import CodecConfig, CodecModel
+from tests.lm.conftest import RECIPES, TINY
+
+TINY_CODEC = dict(channels=4, dim=16, codebooks=3, codebook_size=16, kmeans_iters=2)
+FAST = TINY + ["max_steps=4", "save_every=4", "seq_len=512", "prompt_seconds=0.3"]
+
+
+@pytest.fixture(scope="module")
+def codec_tokens(tiny_corpus, tmp_path_factory):
+    """A random (untrained) 3-codebook codec, an mfcc tokenizer, and the corpus encoded by both."""
+    from speechlm.tokenizers import train_tokenizer
+
+    root = tmp_path_factory.mktemp("codec-lm")
+    torch.manual_seed(0)
+    model = CodecModel(CodecConfig(**TINY_CODEC))
+    model.train()
+    model(torch.randn(2, 1, 3200) * 0.1, dropout_seed=0)  # k-means init of the codebooks
+    Codec(model).save(root / "codec")
+    train_tokenizer(tiny_corpus, root / "tok", features="mfcc", units=8, seed=0)
+    build_codec_dataset(tiny_corpus, root / "codec", root / "tokens", root / "tok", progress=False)
+    return root
+
+
+def overrides(root, out, *extra):
+    return FAST + [f"corpus_dir={root}/corpus-unused", f"tokenizer_dir={root}/tok",
+                   f"codec_dir={root}/codec", f"tokens_dir={root}/tokens", f"output_dir={out}", *extra]
+
+
+def test_phonemizer_matches_the_corpus_alignments(tiny_corpus):
+    phonemizer = Phonemizer()
+    agree = total = 0
+    for utt in Corpus(tiny_corpus).utterances("train"):
+        ours = [p for p in phonemizer.phonemize(utt.text) if p not in ("|", "sil")]
+        spoken = [p[0] for p in utt.phones if p[0] != "sil"]
+        agree += sum(a == b for a, b in zip(ours, spoken))
+        total += max(len(ours), len(spoken))
+    assert agree / total > 0.5  # same phoneme names; accents of other voices differ
+
+
+def test_phonemizer_errors_and_sentence_chunks():
+    phonemizer = Phonemizer()
+    assert phonemizer.phonemize("Hi there. Bye!").count("sil") == 1
+    with pytest.raises(DataError, match="empty"):
+        phonemizer.phonemize("  ")
+    with pytest.raises(DataError, match="cannot phonemize"):
+        phonemizer.phonemize("hello 日本")
+    with pytest.raises(DataError, match="no phonemes"):
+        phonemizer.phonemize("...")
+    chunks = split_sentences("One two. Three four? " + "word " * 60, max_chars=40)
+    assert chunks[:2] == ["One two.", "Three four?"] and max(map(len, chunks)) <= 40
+
+
+def test_dataset_holds_codes_phonemes_and_aligned_units(codec_tokens):
+    ds = CodecDataset(codec_tokens / "tokens")
+    rec = ds.records("train")[0]
+    assert rec.codes.shape[0] == 3 and rec.codes.max() < 16
+    assert rec.units.shape == (rec.codes.shape[1],) and rec.phonemes.size > 3
+    assert set(ds.splits) >= {"train", "heldout"}
+
+
+def test_prompted_example_scores_only_target_codes_and_eos(codec_tokens):
+    ds = CodecDataset(codec_tokens / "tokens")
+    vocab = codec_vocab(ds)
+    space = TokenSpace(vocab, ("codec_0", "codec_1"), get_layout("delay", 2), ("task", "phonemes"))
+    target, prompt = np.array([[1, 2, 3], [4, 5, 6]]), np.array([[7], [8]])
+    ex = prompted_example(space, task_prefix("tts", phonemes=[0, 1]), target, prompt, "t")
+    # <bos> <tts> p0 p1 <sep> | 4 frames + 1 delay step | <eos>
+    assert ex.input_ids.shape == (2, 5 + 5 + 1)
+    assert (ex.labels[:, :5] == IGNORE).all() and (ex.input_ids[1, 1:5] == vocab.pad_id).all()
+    scored = ex.labels[:, 5:-1] != IGNORE
+    assert scored.sum() == 6 and not scored[0, 0] and not scored[1, 1]   # prompt codes are context
+    assert (ex.labels[:, -1] == vocab.eos_id).all()
+    assert space.decode(ex.input_ids[:, 5:-1]).tolist() == [[7, 1, 2, 3], [8, 4, 5, 6]]
+
+
+def test_nar_example_hides_the_codebooks_it_predicts(codec_tokens):
+    vocab = codec_vocab(CodecDataset(codec_tokens / "tokens"))
+    space = TokenSpace(vocab, ("codec_0", "codec_1", "codec_2"), get_layout("parallel", 3),
+                       ("task", "phonemes"))
+    target, prompt = np.arange(12).reshape(3, 4) % 16, np.full((3, 2), 9)
+    ex = nar_example(space, task_prefix("tts", phonemes=[0]), target, prompt, 1, "t")
+    codes = ex.input_ids[:, -6:]
+    assert (codes[1:, 2:] == vocab.pad_id).all() and (codes[:, :2] != vocab.pad_id).all()
+    assert (ex.labels[[0, 2]] == IGNORE).all() and (ex.labels[1, -4:] != IGNORE).all()
+    assert (ex.labels[1, :-4] == IGNORE).all()
+    with pytest.raises(ConfigError):
+        nar_example(space, [], target, prompt, 3, "t")
+
+
+def test_valle_trains_and_tts_errors_are_one_line(codec_tokens, tiny_corpus, tmp_path, capsys):
+    run = train_from_config(RECIPES / "valle-tiny.yaml", overrides(codec_tokens, tmp_path / "valle"))
+    assert (run / "ar" / "best.json").is_file() and (run / "nar" / "model.safetensors").is_file()
+    utt = next(iter(Corpus(tiny_corpus).utterances("heldout")))
+    prompt = tmp_path / "prompt.wav"
+    from speechlm.data.audio import read_audio
+    write_wav(prompt, read_audio(utt.audio))
+    out = tmp_path / "out.wav"
+    long_text = "It was a bright cold day. The clocks were striking. " * 3
+    assert cli(["tts", "--model", str(run), "--text", long_text, "--prompt-audio", str(prompt),
+                "--out", str(out), "--threads", "1"]) == 0
+    assert out.stat().st_size > 1000
+    short = tmp_path / "short.wav"
+    write_wav(short, np.zeros(100, dtype=np.float32))
+    capsys.readouterr()
+    cases = [(["--text", ""], "empty"), (["--text", "hello 日本"], "cannot phonemize"),
+             (["--text", "hello", "--prompt-audio", str(short)], "shorter than one"),
+             (["--text", "hello", "--model", str(run / "ar" / "nope")], "not found")]
+    for extra, message in cases:
+        args = {"--model": str(run), "--prompt-audio": str(prompt), "--out": str(out)}
+        args.update(dict(zip(extra[::2], extra[1::2])))
+        assert cli(["tts", *[x for kv in args.items() for x in kv]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err.splitlines()[-1] and err.splitlines()[-1].startswith("error: ")
+        assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("layout,depth", [("flatten", 0), ("delay", 0), ("parallel", 1)])
+def test_single_model_layouts_do_tts_and_continuation(codec_tokens, tiny_corpus, tmp_path, layout, depth):
+    from speechlm.data.audio import read_audio
+    from speechlm.generation.codec_tts import CodecGenerator
+
+    run = train_from_config(RECIPES / "codec-delay-tiny.yaml", overrides(
+        codec_tokens, tmp_path / layout, f"layout={layout}", f"depth_layers={depth}",
+        "delays=null"))
+    gen = CodecGenerator(run)
+    prompt = read_audio(next(iter(Corpus(tiny_corpus).utterances("heldout"))).audio)
+    speech = gen.tts("Hello there.", prompt, prompt_seconds=0.3, seed=1)
+    assert speech.codes.shape[0] == 3 and speech.audio.size == speech.codes.shape[1] * 320
+    more = gen.continue_audio(prompt, 0.2, prompt_seconds=0.3)
+    assert more.codes.shape == (3, 10)
+
+
+def test_audiolm_three_stages_continue_and_are_not_tts(codec_tokens, tiny_corpus, tmp_path):
+    from speechlm.data.audio import read_audio
+    from speechlm.generation.codec_tts import CodecGenerator
+
+    run = train_from_config(RECIPES / "audiolm-tiny.yaml", overrides(codec_tokens, tmp_path / "alm"))
+    gen = CodecGenerator(run)
+    prompt = read_audio(next(iter(Corpus(tiny_corpus).utterances("heldout"))).audio)
+    more = gen.continue_audio(prompt, 0.2, prompt_seconds=0.3)
+    assert more.codes.shape == (3, 10)
+    with pytest.raises(ConfigError, match="not a TTS model"):
+        gen.tts("hello", prompt)
