@@ -132,8 +132,9 @@ def ensure_codec_tokens(cfg: TrainConfig, progress: bool = True) -> Path:
     return build_codec_dataset(corpus, codec, tokens, tok, progress=progress)
 
 
-def prepare_inputs(cfg: TrainConfig, source: str = "config") -> None:
-    """Check, then build whatever of the recipe's inputs is missing (rank 0 only under DDP)."""
+def prepare_inputs(cfg: TrainConfig, source: str = "config", text_lm: bool = False) -> None:
+    """Check, then build whatever of the recipe's inputs is missing (rank 0 only under DDP); the
+    text LM when ``init: warm`` or when the recipe reads it (``text_lm``: its BPE tokenizer)."""
     from accelerate import PartialState
 
     if cfg.kind != "speech":
@@ -149,7 +150,7 @@ def prepare_inputs(cfg: TrainConfig, source: str = "config") -> None:
         if cfg.tokens_dir is None or not (Path(cfg.tokens_dir) / "meta.json").is_file():
             ensure_units(cfg, cfg.progress)
         ensure_tokens(cfg, source)
-        if cfg.init == "warm":
+        if cfg.init == "warm" or text_lm:
             ensure_text_lm(cfg)
 
 
@@ -158,7 +159,7 @@ def train(cfg: TrainConfig, resume: bool = False, source: str = "config") -> Pat
     from speechlm.lm.recipes import load_recipe
 
     recipe = load_recipe(cfg, source)  # a bad recipe/sequence name fails before any input is built
-    prepare_inputs(cfg, source)
+    prepare_inputs(cfg, source, text_lm=getattr(recipe, "NEEDS_TEXT_LM", False))
     return recipe.run(cfg, resume=resume, source=source)
 
 

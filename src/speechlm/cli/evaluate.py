@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval", help="score a speech or text LM on lexical/syntactic/storycloze pairs",
         description="Score a model on spoken (speech LMs) or text (text LMs) minimal pairs: "
         "lexical (word vs wuggy nonword), syntactic (BLiMP), storycloze (tStoryCloze-like random "
-        "ending and sStoryCloze-like same-topic ending), and any BLiMP-format JSONL file. "
+        "ending and sStoryCloze-like same-topic ending), crossmodal (joint speech–text models: "
+        "StoryCloze in four directions, a cross-modal word test, speech–text similarity by layer, "
+        "few-shot ASR) and any BLiMP-format JSONL file. "
         "Accuracy compares summed log-likelihoods (ties 0.5) with a 95%% bootstrap interval; an "
         "untrained model of the same architecture is scored beside it as the check (the "
         "benchmarks are built so that it sits at chance). "
@@ -27,6 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: lexical,syntactic,storycloze)")
     parser.add_argument("--pairs", action="append", default=[], metavar="FILE",
                         help="BLiMP-format JSONL (sentence_good, sentence_bad); repeatable")
+    parser.add_argument("--modality", choices=("speech", "text", "s2t", "t2s"), default=None,
+                        help="joint speech–text models: score --pairs files with the prefix in "
+                        "the first modality and the sentences in the second (s2t, t2s) or all in "
+                        "one; suite 'crossmodal' adds StoryCloze in all four and the word test")
+    parser.add_argument("--word-n", type=int, default=200,
+                        help="crossmodal suite: word test pairs (default 200)")
+    parser.add_argument("--vocoder", default=None,
+                        help="crossmodal suite: unit vocoder for TTS intelligibility (Whisper WER)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--corpus", default=None,
                         help="training corpus, to speak with its held-out voices (default: the "
@@ -113,7 +123,8 @@ def _eval(args: argparse.Namespace) -> int:
     config = EvalConfig(suite=suite, pairs_files=tuple(args.pairs), tokenizer_dir=args.tokenizer,
                         corpus_dir=args.corpus, cache_dir=args.cache, seed=args.seed,
                         dedup=not args.no_dedup, reference=not args.no_reference,
-                        sizes=SuiteSizes(args.lexical_n, args.syntactic_n, args.storycloze_n))
+                        sizes=SuiteSizes(args.lexical_n, args.syntactic_n, args.storycloze_n),
+                        modality=args.modality, word_n=args.word_n, vocoder_dir=args.vocoder)
     results = evaluate(args.model, config, args.out)
     if prosody is not None:  # evaluate() rewrote results.json: add the prosody entry back
         path = Path(args.out) / "results.json"

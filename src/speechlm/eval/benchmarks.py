@@ -30,8 +30,9 @@ result in units:
   distractor has the ending's phoneme count when one exists, else the nearest, longer and
   shorter in turn (length matched, and what is left balanced); among those, one with the
   ending's pauses, final mark and word count (:func:`_shape`).
-* pairs: any BLiMP-format JSONL file (``sentence_good``, ``sentence_bad``; optional ``UID``);
-  its lengths are the user's responsibility.
+* pairs: any BLiMP-format JSONL file (``sentence_good``, ``sentence_bad``; optional ``UID`` and
+  ``prefix``, a shared context scored as condition only); its lengths are the user's
+  responsibility.
 """
 
 from __future__ import annotations
@@ -215,7 +216,8 @@ def syntactic_benchmark(n_per_phenomenon: int | None = 8, seed: int = 0,
 
 
 def read_pairs_file(path: str | Path, name: str | None = None) -> list[Pair]:
-    """Read BLiMP-format JSONL (``sentence_good``, ``sentence_bad``; ``UID`` groups results).
+    """Read BLiMP-format JSONL (``sentence_good``, ``sentence_bad``; ``UID`` groups results;
+    optional ``prefix``: a context both sentences follow, conditioned on but not scored).
 
     Raises DataError naming the file and line for bad JSON, missing/empty fields or no pairs.
     """
@@ -238,10 +240,14 @@ def read_pairs_file(path: str | Path, name: str | None = None) -> list[Pair]:
             if not isinstance(value, str) or not value.strip():
                 raise DataError(f"{path}:{lineno}: field {key!r} is missing or empty "
                                 f"(BLiMP format needs 'sentence_good' and 'sentence_bad')")
+        prefix = row.get("prefix", "")
+        if not isinstance(prefix, str):
+            raise DataError(f"{path}:{lineno}: field 'prefix' must be a string (the shared "
+                            f"context), got {type(prefix).__name__}")
         group = str(row.get("UID") or name or path.stem)
         pair_id = f"{group}-{row.get('pairID', lineno)}"
         pairs.append(Pair(id=pair_id, good=row["sentence_good"].strip(),
-                          bad=row["sentence_bad"].strip(), group=group))
+                          bad=row["sentence_bad"].strip(), group=group, prefix=prefix.strip()))
     if not pairs:
         raise DataError(f"{path}: no pairs in this file")
     return pairs

@@ -36,6 +36,10 @@ class EvalConfig:
     tokenize_threads: int | None = 1   # torch threads per process tokenizing benchmark audio
     workers: int = 2                   # processes speaking and tokenizing, threads scoring
     reference: bool = True             # also score an untrained model of the same architecture
+    modality: str | None = None        # --pairs in a direction (joint speech–text models)
+    word_n: int | None = 200           # crossmodal suite: cross-modal word test pairs
+    vocoder_dir: str | None = None     # crossmodal suite: TTS intelligibility through it
+    generate_n: int = 30               # crossmodal suite: utterances for few-shot ASR and TTS
 
 
 @dataclass(frozen=True)
@@ -89,21 +93,35 @@ def benchmark_ids(lm, benchmark: Benchmark, config: EvalConfig, tokenizer=None,
                   tokenizer_fp: str | None = None, voices=None, memo: dict | None = None,
                   tokenizer_dir: str | None = None) -> PairIds:
     """Token id sequences (BOS + tokens) of the good and bad items for this LM."""
+    if benchmark.params.get("modality"):  # joint speech–text models: a direction per benchmark
+        from speechlm.eval.crossmodal import direction_ids, needs_speech
+
+        spoken = spoken_units(benchmark, config, tokenizer, tokenizer_fp, voices, memo,
+                              tokenizer_dir) if needs_speech(benchmark) else None
+        return PairIds(*direction_ids(lm, benchmark, spoken))
     if lm.kind == "text":
         good = [_text_item(lm, p, "good") for p in benchmark.pairs]
         bad = [_text_item(lm, p, "bad") for p in benchmark.pairs]
         return PairIds([g for g, _ in good], [b for b, _ in bad], [s for _, s in good],
                        [s for _, s in bad])
+    good, bad, context = spoken_units(benchmark, config, tokenizer, tokenizer_fp, voices, memo,
+                                      tokenizer_dir)
+    starts = [len(lm.encode_units(g[:c].tolist())) for g, c in zip(good, context)]
+    return PairIds([lm.encode_units(u.tolist()) for u in good],
+                   [lm.encode_units(u.tolist()) for u in bad], starts, list(starts))
+
+
+def spoken_units(benchmark: Benchmark, config: EvalConfig, tokenizer, tokenizer_fp, voices, memo,
+                 tokenizer_dir):
+    """(good units, bad units, prefix lengths): the benchmark spoken by the held-out voices and
+    tokenized (both cached)."""
     from speechlm.eval.spoken import encode_benchmark, render_audio
 
     audio = render_audio(benchmark, voices, config.cache_dir, config.show_progress,
                          config.workers)
-    good, bad, context = encode_benchmark(benchmark, audio, tokenizer, tokenizer_fp, config.dedup,
-                                          config.cache_dir, memo, config.show_progress,
-                                          config.tokenize_threads, tokenizer_dir, config.workers)
-    starts = [len(lm.encode_units(g[:c].tolist())) for g, c in zip(good, context)]
-    return PairIds([lm.encode_units(u.tolist()) for u in good],
-                   [lm.encode_units(u.tolist()) for u in bad], starts, list(starts))
+    return encode_benchmark(benchmark, audio, tokenizer, tokenizer_fp, config.dedup,
+                            config.cache_dir, memo, config.show_progress,
+                            config.tokenize_threads, tokenizer_dir, config.workers)
 
 
 def untrained_copy(lm, seed: int):
@@ -150,15 +168,35 @@ def evaluate_lm(lm, benchmarks: list[Benchmark], config: EvalConfig, model_dir: 
             summary["untrained"] = {k: untrained[k] for k in
                                     ("accuracy", "ci95", "accuracy_mean", "ci95_mean")}
         summary.update({"version": bench.version, "fingerprint": bench.fingerprint(),
-                        "modality": "text" if lm.kind == "text" else "speech",
+                        "modality": bench.params.get("modality")
+                        or ("text" if lm.kind == "text" else "speech"),
                         "seconds": round(time.perf_counter() - start, 2)})
-        results[bench.name] = summary
+        results[bench.params.get("label", bench.name)] = summary
         log.info("%s: accuracy %.3f [%.3f, %.3f] (n=%d)", bench.name, summary["accuracy"],
                  *summary["ci95"], summary["n"])
     return {"model": str(Path(model_dir).resolve()), "kind": lm.kind,
             "tokenizer": tokenizer_dir, "dedup": config.dedup, "seed": config.seed,
             "reference": f"untrained, seed {config.seed}" if config.reference else None,
             "benchmarks": results}
+
+
+def crossmodal_analyses(lm, benchmarks: list[Benchmark], config: EvalConfig, tokenizer,
+                        tokenizer_dir) -> dict:
+    """Similarity by layer, few-shot ASR and TTS WER (``--vocoder``) on the StoryCloze endings."""
+    from speechlm.eval.crossmodal import analyses
+    from speechlm.eval.spoken import heldout_voices, tokenizer_fingerprint
+
+    cloze = next(b for b in benchmarks if b.params.get("label") == "tstorycloze:speech")
+    spoken = spoken_units(cloze, config, tokenizer, tokenizer_fingerprint(tokenizer_dir),
+                          heldout_voices(config.corpus_dir), {}, tokenizer_dir)
+    vocoder = None
+    if config.vocoder_dir:
+        from speechlm.lm.modeldir import check_units
+        from speechlm.vocoder import load_vocoder
+
+        vocoder = load_vocoder(config.vocoder_dir)
+        check_units(lm, vocoder.config.vocab_size, lm.path, config.vocoder_dir, "vocoder")
+    return analyses(lm, cloze, spoken, vocoder, config.seed, generate_n=config.generate_n)
 
 
 def split_results(results: dict) -> tuple[dict, dict]:
@@ -172,8 +210,22 @@ def evaluate(model_dir: str | Path, config: EvalConfig, out_dir: str | Path | No
     ``results.json`` (one entry per benchmark), ``run.json`` (model metadata) and the report."""
     from speechlm.lm.model import load_speech_lm
 
-    benchmarks = build_suite(config.suite, config.pairs_files, config.seed, config.sizes)
+    benchmarks = build_suite([s for s in config.suite if s != "crossmodal"], config.pairs_files,
+                             config.seed, config.sizes)
+    if config.modality or "crossmodal" in config.suite:
+        from speechlm.eval.crossmodal import crossmodal_suite, with_direction
+
+        if config.modality:
+            benchmarks = [with_direction(b, config.modality) if b.name.startswith("pairs:") else b
+                          for b in benchmarks]
+        if "crossmodal" in config.suite:
+            benchmarks += crossmodal_suite(config.sizes.storycloze, config.word_n, config.seed)
     lm = load_speech_lm(model_dir)
+    if any(b.params.get("modality") for b in benchmarks):
+        from speechlm.generation.modality import require_joint
+
+        require_joint(lm, f"--modality {config.modality}" if config.modality
+                      else "--suite crossmodal")
     tokenizer = tokenizer_dir = None
     if lm.kind != "text":  # fail on a mismatch before building anything
         tokenizer, tokenizer_dir = resolve_tokenizer(lm, model_dir, config.tokenizer_dir)
@@ -181,6 +233,9 @@ def evaluate(model_dir: str | Path, config: EvalConfig, out_dir: str | Path | No
         log.warning("%s is a text LM; --tokenizer is ignored", model_dir)
     start = time.perf_counter()
     results = evaluate_lm(lm, benchmarks, config, model_dir, tokenizer, tokenizer_dir)
+    if "crossmodal" in config.suite:
+        results["crossmodal"] = crossmodal_analyses(lm, benchmarks, config, tokenizer,
+                                                    tokenizer_dir)
     results["seconds"] = round(time.perf_counter() - start, 2)
     if out_dir is not None:
         from speechlm.eval.report import write_eval_report
@@ -190,5 +245,8 @@ def evaluate(model_dir: str | Path, config: EvalConfig, out_dir: str | Path | No
         benchmarks, run = split_results(results)
         (out / "results.json").write_text(json.dumps(benchmarks, indent=2), encoding="utf-8")
         (out / "run.json").write_text(json.dumps(run, indent=2), encoding="utf-8")
+        if "crossmodal" in results:
+            (out / "crossmodal.json").write_text(json.dumps(results["crossmodal"], indent=2),
+                                                 encoding="utf-8")
         write_eval_report(results, out)
     return results

@@ -109,9 +109,11 @@ class Decoder:
 @torch.no_grad()
 def generate(model: PreTrainedModel, input_ids: list[int], max_new_tokens: int,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             eos_id: int | None = None, seed: int = 0) -> list[int]:
+             eos_id: int | None = None, seed: int = 0,
+             banned: torch.Tensor | None = None) -> list[int]:
     """Continue ``input_ids`` (one token stream); returns only the new tokens (stops after
-    ``eos_id``, included). ``temperature=0`` is greedy decoding."""
+    ``eos_id``, included). ``temperature=0`` is greedy decoding. ``banned`` (a ``(V,)`` bool
+    mask) ids are never sampled (e.g. the other modality's family)."""
     if not input_ids:
         raise ConfigError("generate: the prompt is empty (it needs at least BOS)")
     check_sampling(temperature, max_new_tokens, top_p)
@@ -124,7 +126,8 @@ def generate(model: PreTrainedModel, input_ids: list[int], max_new_tokens: int,
     out: list[int] = []
     step = decoder.feed(input_ids)
     for _ in range(max_new_tokens):
-        out.append(sample(step.row(0), temperature, top_k, top_p, gen))
+        logits = step.row(0) if banned is None else step.row(0).masked_fill(banned, float("-inf"))
+        out.append(sample(logits, temperature, top_k, top_p, gen))
         if (eos_id is not None and out[-1] == eos_id) or len(out) == max_new_tokens:
             break
         step = decoder.feed([out[-1]])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class TrainConfig:
     name: str = "run"
     recipe: str = "pretrain"                     # recipe module that runs it (speechlm.lm.recipes)
     sequence: str = "pretrain"                   # sequence builder (speechlm.lm.sequences)
+    sequence_options: dict[str, Any] | None = None  # the builder's own keys (it checks them)
     kind: Literal["speech", "text"] = "speech"
     init: Literal["cold", "warm"] = "cold"        # warm = TWIST from text_lm_dir
     # data locations (built when missing)

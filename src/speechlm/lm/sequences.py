@@ -13,8 +13,9 @@ and items that generation and scoring feed a model both go through it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,13 @@ class SequenceBuilder:
 
     name = ""
 
-    def __init__(self, space: TokenSpace, stream_weights: Sequence[float] | None = None) -> None:
+    def __init__(self, space: TokenSpace, stream_weights: Sequence[float] | None = None,
+                 options: Mapping[str, Any] | None = None) -> None:
+        """``options`` (a recipe's ``sequence_options``) are for builders that declare keys;
+        this one takes none."""
+        if options:
+            raise ConfigError(f"sequence={self.name!r} takes no sequence_options "
+                              f"(got {sorted(options)})")
         self.space = space
         if stream_weights is not None and len(stream_weights) != space.n_streams:
             raise ConfigError(f"stream_weights={list(stream_weights)} needs one weight per stream "
@@ -92,11 +99,11 @@ def register_builder(name: str) -> Callable[[type[SequenceBuilder]], type[Sequen
     return decorate
 
 
-def get_builder(name: str, space: TokenSpace,
-                stream_weights: Sequence[float] | None = None) -> SequenceBuilder:
+def get_builder(name: str, space: TokenSpace, stream_weights: Sequence[float] | None = None,
+                options: Mapping[str, Any] | None = None) -> SequenceBuilder:
     if name not in BUILDERS:
         raise ConfigError(f"sequence: {name!r} is not a registered builder ({sorted(BUILDERS)})")
-    return BUILDERS[name](space, stream_weights)
+    return BUILDERS[name](space, stream_weights, options)
 
 
 @register_builder("pretrain")

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 def loop_data(cfg: TrainConfig, space: TokenSpace, splits: dict[str, Sequence[np.ndarray]],
               source: str) -> LoopData:
     """``{split: (K, T) records}`` -> packed train blocks + valid/test batches, via ``cfg.sequence``."""
-    builder = get_builder(cfg.sequence, space, cfg.stream_weights)
+    builder = get_builder(cfg.sequence, space, cfg.stream_weights, cfg.sequence_options)
     train = builder.examples(splits["train"], f"{source}/train")
     if not train:
         raise DataError(f"{source}/train: no utterances with units")
