@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--word-n", type=int, default=200,
                         help="crossmodal suite: word test pairs (default 200)")
     parser.add_argument("--vocoder", default=None,
-                        help="crossmodal suite: unit vocoder for TTS intelligibility (Whisper WER)")
+                        help="unit vocoder: crossmodal suite, TTS intelligibility (Whisper WER); "
+                        "prosody suite, units-only or F0-aware from `speechlm prosody vocoder`")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--corpus", default=None,
                         help="training corpus, to speak with its held-out voices (default: the "
@@ -63,8 +64,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "log-F0 min-MAE, F0 std, prompt/continuation mean-F0 correlation, style preservation")
     prosody.add_argument("--tokens", default=None,
                          help="token dataset with the model's streams (default: its training one)")
-    prosody.add_argument("--vocoder", default=None,
-                         help="unit vocoder (units-only, or F0-aware from `speechlm prosody vocoder`)")
     prosody.add_argument("--style-classifier", default=None,
                          help="`speechlm prosody style-classifier` directory (style preservation)")
     prosody.add_argument("--prompts", type=int, default=20, help="held-out prompts (default 20)")
