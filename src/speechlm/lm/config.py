@@ -32,6 +32,7 @@ class TrainConfig:
     units_dir: str = "work/units"
     tokens_dir: str | None = None                # multi-stream dataset to train on (else units_dir)
     derive_streams: list[str] | None = None      # build tokens_dir from units_dir + these streams
+    dialogue_dir: str | None = None              # two-channel dialogues: tokens_dir is built from them
     text_lm_dir: str = "work/text-lm"
     text_lm_steps: int = 400
     output_dir: str = "runs/run"
@@ -119,6 +120,8 @@ class TrainConfig:
         if self.depth_layers < 0 or (self.depth_layers and self.layout == "flatten"):
             bad.append(f"depth_layers={self.depth_layers} must be >= 0, and needs a multi-row "
                        "layout (parallel, delay, coarse_first)")
-        if self.derive_streams and not self.tokens_dir:
-            bad.append("derive_streams needs tokens_dir (where the derived dataset goes)")
+        if (self.derive_streams or self.dialogue_dir) and not self.tokens_dir:
+            bad.append("derive_streams and dialogue_dir need tokens_dir (where the dataset goes)")
+        if self.derive_streams and self.dialogue_dir:
+            bad.append("derive_streams and dialogue_dir are two ways to build tokens_dir: set one")
         return bad

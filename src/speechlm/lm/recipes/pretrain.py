@@ -98,8 +98,10 @@ def build_model(cfg: TrainConfig, space: TokenSpace, source: str) -> torch.nn.Mo
     return model
 
 
-def run(cfg: TrainConfig, resume: bool = False, source: str = "config") -> Path:
-    """Train a speech LM on ``cfg.tokens_dir`` (or ``units_dir``); returns the run dir."""
+def run(cfg: TrainConfig, resume: bool = False, source: str = "config",
+        extra: dict | None = None) -> Path:
+    """Train a speech LM on ``cfg.tokens_dir`` (or ``units_dir``); returns the run dir. ``extra``
+    is added to the model's ``speechlm.json`` (what a recipe built on this one records)."""
     seed_everything(cfg.seed)
     if cfg.kind != "speech":
         raise ConfigError(f"{source}: kind={cfg.kind!r}; use `speechlm text-lm train` for text LMs")
@@ -114,5 +116,5 @@ def run(cfg: TrainConfig, resume: bool = False, source: str = "config") -> Path:
                      cfg.seq_len, cfg.sequence, cfg.init, cfg.name,
                      extra={"units_dir": str(Path(data_dir).resolve()),
                             "text_lm_dir": str(Path(cfg.text_lm_dir).resolve())
-                            if cfg.init == "warm" else None})
+                            if cfg.init == "warm" else None, **(extra or {})})
     return train_loop(cfg, model, ModelSpec(space.vocab, meta), data, resume=resume)
