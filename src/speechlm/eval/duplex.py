@@ -213,3 +213,60 @@ def evaluate_duplex(model_dir: str | None, dialogues: list[Dialogue], vocoder_di
                         **{k: v for k, v in part.items() if not isinstance(v, list)}})
             advance()
     return {"system": kind, "duplex": summarize(parts, compute), "per_dialogue": per}
+
+
+def heldout_dialogues(dialogue_dir: str, split: str = "heldout",
+                      limit: int | None = None) -> list[Dialogue]:
+    """The dialogues the benchmark plays (metadata validated as they are read)."""
+    from speechlm.data.dialogue import DialogueCorpus
+
+    dialogues = list(DialogueCorpus(dialogue_dir).dialogues(split))
+    if not dialogues:
+        raise ConfigError(f"{dialogue_dir}: no {split!r} dialogues to evaluate on")
+    return dialogues[:limit] if limit else dialogues
+
+
+def plot_timeline(dialogue: Dialogue, system: list[Segment], path, title: str) -> None:
+    """User turns / non-query audio vs the system's voice activity of one dialogue."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 2.2))
+    colours = {"query": "tab:blue", "non_query": "tab:gray"}
+    for start, end, label in dialogue.user_segments():
+        ax.broken_barh([(start, end - start)], (1, 0.8), color=colours[label])
+    for i in dialogue.of("interruption"):
+        ax.axvline(i.start, color="tab:red", lw=1)
+    ax.broken_barh([(a, b - a) for a, b in system], (0, 0.8), color="tab:orange")
+    ax.set_yticks([0.4, 1.4], ["system (VAD)", "user"])
+    ax.set_xlabel("seconds (red: scripted barge-in)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_duplex_results(result: dict, out_dir, model: str, dialogues: list[Dialogue]) -> None:
+    """``results.json`` (the ``duplex`` entry), ``run.json`` (per dialogue), ``report.md`` and a
+    timeline plot of the first dialogue."""
+    import json
+    from pathlib import Path
+
+    from speechlm.core.files import atomic_write_json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "results.json", {"duplex": result["duplex"]})
+    atomic_write_json(out / "run.json", {"model": model, "system": result["system"],
+                                         "vad": "webrtcvad", "per_dialogue": result["per_dialogue"]})
+    first = result["per_dialogue"][0]
+    plot_timeline(dialogues[0], [tuple(s) for s in first["system_segments"]], out / "timeline.png",
+                  f"{model} ({result['system']}): {first['id']}")
+    rows = "\n".join(f"| {k} | {v} |" for k, v in result["duplex"].items())
+    (out / "report.md").write_text(
+        f"# Duplex benchmark: {model} ({result['system']})\n\nVAD: webrtcvad on 20 ms frames of "
+        f"the system output; {len(dialogues)} held-out dialogues fed frame by frame.\n\n"
+        f"| metric | value |\n|---|---|\n{rows}\n\n![timeline](timeline.png)\n\n"
+        f"```json\n{json.dumps(result['duplex'], indent=2)}\n```\n", encoding="utf-8")
