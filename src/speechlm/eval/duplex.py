@@ -116,7 +116,7 @@ def score_dialogue(d: Dialogue, system: list[Segment]) -> dict[str, list[float] 
             "query_minutes": sum(q.duration for q in queries) / 60}
 
 
-def summarize(parts: Iterable[dict], compute_s: list[float]) -> dict:
+def summarize(parts: Iterable[dict], compute_s: list[float], cpu_s: list[float] | None = None) -> dict:
     """Per-dialogue measurements -> the ``duplex`` entry of ``results.json``."""
     parts = list(parts)
     total = {k: sum(p[k] for p in parts) for k in ("queries", "answered", "non_query", "false",
@@ -148,28 +148,33 @@ def summarize(parts: Iterable[dict], compute_s: list[float]) -> dict:
         out.update(frame_compute_p50_ms=ms(_pct(compute_s, 50)),
                    frame_compute_p95_ms=ms(_pct(compute_s, 95)),
                    frame_compute_p95_over_frame=round(_pct(compute_s, 95) / FRAME_S, 3))
+    if cpu_s:  # CPU time of the frame's thread: what the frame costs without other jobs' load
+        out.update(frame_cpu_p50_ms=ms(_pct(cpu_s, 50)), frame_cpu_p95_ms=ms(_pct(cpu_s, 95)),
+                   frame_cpu_p95_over_frame=round(_pct(cpu_s, 95) / FRAME_S, 3))
     return out
 
 
 def run_session(session, user: np.ndarray, endpoint_ms: float | None, vad_mode: int = 2
-                ) -> tuple[np.ndarray, list[float]]:
-    """Feed ``user`` frame by frame; returns the system audio (same length) and per-frame times.
+                ) -> tuple[np.ndarray, list[float], list[float]]:
+    """Feed ``user`` frame by frame; returns the system audio (same length) and per-frame wall
+    and thread CPU times.
 
     ``endpoint_ms`` (turn-based sessions): after that much user silence by VAD the session is
     told the turn ended. Duplex sessions decide for themselves (``None``)."""
     user_vad = vad_frames(user, vad_mode) if endpoint_ms is not None else None
     quiet_needed = None if endpoint_ms is None else int(round(endpoint_ms / 1000 / FRAME_S))
-    out, times, quiet = [], [], 0
+    out, times, cpu, quiet = [], [], [], 0
     for i in range(user.size // FRAME):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         audio = session.push(user[i * FRAME:(i + 1) * FRAME]).audio
         if user_vad is not None:
             quiet = 0 if user_vad[i] else quiet + 1
             if quiet >= quiet_needed and session.state == "listening":
                 session.end_turn()
         times.append(time.perf_counter() - start)
+        cpu.append(time.thread_time() - start_cpu)
         out.append(audio)
-    return np.concatenate(out) if out else np.zeros(0, np.float32), times
+    return np.concatenate(out) if out else np.zeros(0, np.float32), times, cpu
 
 
 def evaluate_duplex(model_dir: str | None, dialogues: list[Dialogue], vocoder_dir: str | None,
@@ -192,27 +197,28 @@ def evaluate_duplex(model_dir: str | None, dialogues: list[Dialogue], vocoder_di
         pipeline = SpeechPipeline.load(model_dir, vocoder_dir=vocoder_dir, need_tokenizer=True)
         session = Session(pipeline, sampling or Sampling(100, 0.8, 20), seed=seed)
         kind = "duplex" if session.duplex is not None else "turn-based"
-    parts, compute, per = [], [], []
+    parts, compute, cpu, per = [], [], [], []
     with torch_threads(config.threads), \
             progress_bar(f"duplex eval ({kind})", total=len(dialogues), unit="dialogues",
                          enabled=show_progress) as advance:
         for d in dialogues:
             audio = d.samples()
             if session is None:
-                system, times = audio[SYSTEM], []
+                system, times, cpu_times = audio[SYSTEM], [], []
             else:
                 session.reset()
-                system, times = run_session(session, audio[USER],
+                system, times, cpu_times = run_session(session, audio[USER],
                                             None if kind == "duplex" else config.endpoint_ms,
                                             config.vad_mode)
             segs = segments(vad_frames(system, config.vad_mode))
             part = score_dialogue(d, segs)
             parts.append(part)
             compute += times
+            cpu += cpu_times
             per.append({"id": d.id, "system_segments": [[round(a, 2), round(b, 2)] for a, b in segs],
                         **{k: v for k, v in part.items() if not isinstance(v, list)}})
             advance()
-    return {"system": kind, "duplex": summarize(parts, compute), "per_dialogue": per}
+    return {"system": kind, "duplex": summarize(parts, compute, cpu), "per_dialogue": per}
 
 
 def heldout_dialogues(dialogue_dir: str, split: str = "heldout",
