@@ -92,14 +92,34 @@ def ensure_tokens(cfg: TrainConfig, source: str) -> Path:
                     list(cfg.prosody_tokenizers), cfg.units_dir)
         return build_prosody_dataset(cfg.corpus_dir, cfg.tokenizer_dir, tokens,
                                      cfg.prosody_tokenizers, source, cfg.progress)
+    if cfg.dialogue_dir:
+        return ensure_dialogue_tokens(cfg)
     if not cfg.derive_streams:
-        raise ConfigError(f"{source}: tokens_dir={tokens} does not exist and neither "
-                          "derive_streams nor prosody_tokenizers is set, so it cannot be built")
+        raise ConfigError(f"{source}: tokens_dir={tokens} does not exist and none of "
+                          "derive_streams, prosody_tokenizers or dialogue_dir is set, so it "
+                          "cannot be built")
     from speechlm.tokenizers.tokens import derive_streams
 
     log.warning("token dataset %s missing: deriving %s from %s", tokens, list(cfg.derive_streams),
                 cfg.units_dir)
     return derive_streams(cfg.units_dir, tokens, cfg.derive_streams)
+
+
+def ensure_dialogue_tokens(cfg: TrainConfig) -> Path:
+    """Frame-level duplex streams at ``tokens_dir`` from the two-channel corpus ``dialogue_dir``
+    (synthesized with ``corpus_hours``/``corpus_voices`` when missing)."""
+    from speechlm.tokenizers.dialogue import tokenize_dialogues
+
+    dialogues = Path(cfg.dialogue_dir)
+    if not (dialogues / "meta.json").is_file():
+        from speechlm.data.dialogue import synthesize_dialogues
+
+        log.warning("dialogue corpus %s missing: synthesizing %.2f h", dialogues, cfg.corpus_hours)
+        synthesize_dialogues(dialogues, hours=cfg.corpus_hours, voices=cfg.corpus_voices, seed=0,
+                             show_progress=cfg.progress)
+    log.warning("token dataset %s missing: tokenizing the dialogues of %s", cfg.tokens_dir, dialogues)
+    return tokenize_dialogues(cfg.tokenizer_dir, dialogues, cfg.tokens_dir,
+                              show_progress=cfg.progress)
 
 
 def ensure_text_lm(cfg: TrainConfig) -> Path:

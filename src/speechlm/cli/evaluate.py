@@ -59,6 +59,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"{sizes.storycloze})")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the untrained reference (halves scoring time)")
+    parser.add_argument("--dialogues", default="work/dialogues",
+                        help="--suite duplex: two-channel dialogue corpus whose held-out "
+                        "dialogues are played (default work/dialogues)")
+    parser.add_argument("--vocoder", default=None,
+                        help="--suite duplex: unit vocoder that voices the system (required)")
+    parser.add_argument("--max-dialogues", type=int, default=None,
+                        help="--suite duplex: play only the first N held-out dialogues")
+    parser.add_argument("--endpoint-ms", type=float, default=500.0,
+                        help="--suite duplex, turn-based models: user silence (webrtcvad) that "
+                        "ends a turn (default 500)")
     prosody = parser.add_argument_group(
         "prosody suite", "--suite prosody: continuations of held-out prompts (needs --corpus); "
         "log-F0 min-MAE, F0 std, prompt/continuation mean-F0 correlation, style preservation")
@@ -113,6 +123,8 @@ def _eval(args: argparse.Namespace) -> int:
     from speechlm.eval.harness import EvalConfig, evaluate
 
     suite = tuple(s.strip() for s in args.suite.split(",") if s.strip())
+    if "duplex" in suite:
+        return _eval_duplex(args, suite)
     prosody = _prosody(args) if "prosody" in suite else None
     suite = tuple(s for s in suite if s != "prosody")
     if prosody is not None and not suite and not args.pairs:
@@ -146,4 +158,25 @@ def _eval(args: argparse.Namespace) -> int:
                       format_entry(ref) if ref else "–")
     Console().print(table)
     print(f"wrote {args.out}/results.json, report.md, index.html ({results['seconds']:.1f} s)")
+    return 0
+
+
+def _eval_duplex(args: argparse.Namespace, suite: tuple[str, ...]) -> int:
+    from speechlm.core.errors import ConfigError
+    from speechlm.eval.duplex import (DuplexConfig, evaluate_duplex, heldout_dialogues,
+                                      write_duplex_results)
+
+    if suite != ("duplex",) or args.pairs:
+        raise ConfigError("--suite duplex runs on its own (it plays dialogues, the other suites "
+                          "score pairs); run them separately")
+    config = DuplexConfig(endpoint_ms=args.endpoint_ms, max_dialogues=args.max_dialogues)
+    dialogues = heldout_dialogues(args.dialogues, limit=args.max_dialogues)
+    result = evaluate_duplex(args.model, dialogues, args.vocoder, config, seed=args.seed)
+    write_duplex_results(result, args.out, args.model, dialogues)
+    if args.json:
+        print(json.dumps({"duplex": result["duplex"]}, indent=2))
+    else:
+        for key, value in result["duplex"].items():
+            print(f"{key:38s} {value}")
+        print(f"wrote {args.out}/results.json, run.json, report.md, timeline.png")
     return 0

@@ -20,6 +20,10 @@ once and the new audio starts the next turn). Speech is detected by chunk energy
 each later turn starts a new utterance (``<eos>`` ``<bos>``) in the same context. When the context
 would overflow, the last half of the history is kept (event ``context_reset``).
 
+A duplex model (``duplex-tiny``, ``dgslm-tiny``; :mod:`speechlm.lm.duplex`) has no turns: every
+``push`` runs it frame by frame (:class:`~speechlm.generation.duplex.DuplexEngine`), listening while
+it speaks, and the states follow what it decides (``end_turn`` and ``step`` do nothing).
+
 Which stages are causal and what streaming costs in unit accuracy: :mod:`speechlm.generation.streaming`.
 """
 
@@ -37,6 +41,7 @@ from speechlm.data.audio import SAMPLE_RATE, check_audio
 from speechlm.generation.pipeline import Sampling, SpeechPipeline
 from speechlm.generation.sampling import Decoder, NextStep, check_sampling, sample
 from speechlm.generation.streaming import StreamingTokenizer, StreamingVocoder
+from speechlm.lm.duplex import is_duplex
 
 STATES = ("silent", "listening", "speaking", "interrupted")
 
@@ -66,12 +71,20 @@ class Session:
         if not isinstance(pipeline, SpeechPipeline):
             pipeline = SpeechPipeline.load(pipeline, need_tokenizer=True)
         lm = pipeline.lm
-        if lm.kind != "speech" or lm.space.n_rows != 1:
+        self.duplex = None
+        if is_duplex(lm):
+            from speechlm.generation.duplex import DuplexEngine
+
+            self.duplex = DuplexEngine(pipeline, sampling or Sampling(0, 0.8, 20), seed,
+                                       vocoder_context=vocoder_context,
+                                       vocoder_lookahead=vocoder_lookahead)
+        elif lm.kind != "speech" or lm.space.n_rows != 1:
             raise ConfigError(f"{lm.path}: a Session needs a one-stream speech LM (this one is "
                               f"{lm.kind} with {lm.space.n_rows} model rows)")
         self.pipeline, self.lm = pipeline, lm
         self.sampling = sampling or Sampling(150, 0.8, 50)
-        check_sampling(self.sampling.temperature, self.sampling.max_new_tokens, self.sampling.top_p)
+        if self.duplex is None:
+            check_sampling(self.sampling.temperature, self.sampling.max_new_tokens, self.sampling.top_p)
         self.seed, self.response_chunk, self.speech_db = seed, response_chunk, speech_db
         self.listener = StreamingTokenizer(pipeline.tokenizer, tokenizer_lookahead, tokenizer_context,
                                            tokenizer_chunk) if pipeline.tokenizer is not None else None
@@ -93,6 +106,8 @@ class Session:
         self.pending_start: list[int] = []    # ids that open the current turn, fed with its first units
         self.pending_audio = np.zeros(0, dtype=np.float32)
         self._reset_streams()
+        if self.duplex is not None:
+            self.duplex.reset()
 
     def _reset_streams(self) -> None:
         self.said = 0
@@ -113,6 +128,9 @@ class Session:
         if audio.size == 0:
             return StepOutput()
         check_audio(audio, f"session chunk (turn {self.turns})")  # NaN/Inf: AudioError
+        if self.duplex is not None:
+            samples, said, text, changes = self.duplex.push(audio)
+            return StepOutput(samples, said, text, self._duplex_events(changes))
         speech = 20 * np.log10(np.sqrt(np.mean(audio ** 2)) + 1e-12) > self.speech_db
         if self._saying() and not speech:
             return self._take(audio.size)
@@ -129,7 +147,11 @@ class Session:
         return out
 
     def push_units(self, units: list[int]) -> StepOutput:
-        """Units heard (instead of audio): fed to the LM as one chunk."""
+        """Units heard (instead of audio): fed to the LM as one chunk (a duplex model: one unit
+        per frame, one step each)."""
+        if self.duplex is not None:
+            said, text, changes = self.duplex.push_units([int(u) for u in units])
+            return StepOutput(tokens=said, text=text, events=self._duplex_events(changes))
         out = self.interrupt()
         if self.state != "listening":
             out.events += self._start_turn()
@@ -139,7 +161,7 @@ class Session:
     def end_turn(self) -> StepOutput:
         """The user finished: fix the remaining audio, then respond (state ``speaking``)."""
         out = StepOutput()
-        if self.state != "listening":
+        if self.state != "listening" or self.duplex is not None:
             return out
         if self.listener is not None:
             self._feed_units(self.listener.flush(), out)
@@ -157,7 +179,7 @@ class Session:
     def step(self) -> StepOutput:
         """The next ``response_chunk`` units of the response and the audio that is ready."""
         out = StepOutput()
-        if self.state != "speaking":
+        if self.state != "speaking" or self.duplex is not None:
             return out
         s, eos = self.sampling, self.lm.vocab.eos_id
         for _ in range(self.response_chunk if s.max_new_tokens else 0):
@@ -185,6 +207,9 @@ class Session:
 
     def interrupt(self) -> StepOutput:
         """Stop the response now (the user spoke); response audio not yet played is dropped."""
+        if self.duplex is not None:
+            self.duplex.interrupt()
+            return StepOutput()
         if not self._saying():
             return StepOutput()
         self.state = "interrupted"
@@ -205,6 +230,12 @@ class Session:
         self.pending_audio = self.pending_audio[n:]
         out.audio = np.concatenate([audio, np.zeros(n - audio.size, dtype=np.float32)])
         return out
+
+    def _duplex_events(self, changes: list[tuple[str, dict]]) -> list[Event]:
+        """The duplex engine's state changes as events (the session's state follows it)."""
+        for state, _ in changes:
+            self.state = state
+        return [Event("state", state, detail) for state, detail in changes]
 
     # ---------------------------------------------------------------- the LM context
 

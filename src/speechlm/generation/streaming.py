@@ -89,11 +89,15 @@ class StreamingTokenizer:
 
 
 class StreamingVocoder:
-    """Units in, 16 kHz audio out: each unit's audio once ``lookahead`` later units are known."""
+    """Units in, 16 kHz audio out: each unit's audio once ``lookahead`` later units are known.
 
-    def __init__(self, vocoder: Any, context: int = 8, lookahead: int = 4) -> None:
+    Deduplicated units last their mean duration; ``unit_frames=1`` is for frame-level units (one
+    unit per 20 ms frame, as duplex models speak)."""
+
+    def __init__(self, vocoder: Any, context: int = 8, lookahead: int = 4,
+                 unit_frames: int | None = None) -> None:
         self.vocoder = vocoder
-        self.context, self.lookahead = context, lookahead
+        self.context, self.lookahead, self.unit_frames = context, lookahead, unit_frames
         self.samples_per_frame = int(round(SAMPLE_RATE / 50))          # the vocoder's 50 Hz grid
         self.reset()
 
@@ -113,7 +117,8 @@ class StreamingVocoder:
             return np.zeros(0, dtype=np.float32)
         start = max(0, self.done - self.context)
         window = np.asarray(self.units[start:], dtype=np.int64)      # context + new + look-ahead
-        durations = self.vocoder.mean_durations.numpy()[window]      # frames per unit
+        durations = self.vocoder.mean_durations.numpy()[window] if self.unit_frames is None \
+            else np.full(window.size, self.unit_frames)              # frames per unit
         bounds = np.concatenate([[0], np.cumsum(durations)]) * self.samples_per_frame
         audio = np.asarray(self.vocoder.synthesize(window, durations), dtype=np.float32)
         out = audio[bounds[self.done - start]: bounds[upto - start]]

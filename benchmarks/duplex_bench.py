@@ -1,0 +1,156 @@
+"""Full-duplex benchmark: dgslm-tiny and duplex-tiny vs the turn-based baseline, 3 seeds each.
+
+One invocation trains what is missing and scores every run with the same offline duplex benchmark
+(`speechlm eval --suite duplex`, webrtcvad, simulated real time, held-out dialogues):
+
+* ``reference``: the recorded system channel of the dialogues (the corpus script; no model);
+* ``turn-based``: ``gslm-tiny`` (continuation LM on the same tokenizer's units) in the Session,
+  end of turn by a 500 ms webrtcvad endpoint, barge-in by the Session's energy detector;
+* ``dgslm-tiny`` and ``duplex-tiny``: the duplex models, frame by frame.
+
+Each run is one `speechlm eval` process (``--jobs`` at a time, one torch thread each). Frame
+compute is recorded as wall time (inflated by whatever else runs on the machine) and as the
+frame's thread CPU time; both are reported against the 20 ms frame, which is the baseline of the
+real-time ratio. Writes ``benchmarks/results/duplex.json`` (per run, and mean / min / max over
+seeds per system) and ``duplex.png``.
+
+    python benchmarks/duplex_bench.py --work work --vocoder work/vocoder --dialogues 4 --jobs 10
+
+Training goes through ``train_seed``, the one place to switch to ``benchmarks/recipe_matrix.py``
+once it lands on main.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, machine  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = (0, 1, 2)
+BASELINE_OVERRIDES = ["tokenizer_features=mfcc", "tokenizer_units=50", "max_steps=40",
+                      "batch_size=8", "eval_every=20"]
+KEYS = ("interruption_stop_latency_p50_ms", "interruption_stop_latency_p95_ms", "interruptions",
+        "turn_taking_latency_ms", "takeover_rate_pause", "backchannel_rate",
+        "silence_query_accuracy", "false_response_rate", "frame_compute_p95_ms",
+        "frame_cpu_p95_ms", "frame_cpu_p95_over_frame")
+
+
+def speechlm(*args: str) -> list[str]:
+    return [sys.executable, "-W", "ignore", "-m", "speechlm", *args]
+
+
+def train_seed(recipe: str, seed: int, work: Path) -> Path:
+    """Train ``recipe`` with ``seed`` unless its run dir holds a model; returns the run dir."""
+    out = work / "runs" / f"{recipe}-s{seed}"
+    if (out / "model.safetensors").is_file():
+        return out
+    config = "gslm-tiny" if recipe == "turn-based" else recipe
+    extra = BASELINE_OVERRIDES if recipe == "turn-based" else []
+    common = [f"corpus_dir={work}/corpus", f"tokenizer_dir={work}/tokenizer-mfcc50",
+              f"units_dir={work}/units-mfcc50"]
+    if recipe != "turn-based":
+        common += [f"dialogue_dir={work}/dialogues", f"tokens_dir={work}/dialogue-tokens-mfcc50"]
+    subprocess.run(speechlm("train", "--config", f"configs/recipes/{config}.yaml", *common, *extra,
+                            f"output_dir={out}", f"seed={seed}", "threads=1", "progress=false"),
+                   cwd=ROOT, check=True)
+    return out
+
+
+def evaluate(model: str | None, out: Path, args: argparse.Namespace) -> dict:
+    """One `speechlm eval --suite duplex` process (the reference: in this process)."""
+    if model is None:
+        from speechlm.eval.duplex import DuplexConfig, evaluate_duplex, heldout_dialogues
+
+        dialogues = heldout_dialogues(args.dialogue_dir, limit=args.dialogues)
+        return evaluate_duplex(None, dialogues, None, DuplexConfig(), show_progress=False)["duplex"]
+    subprocess.run(speechlm("eval", "--suite", "duplex", "--model", model, "--vocoder",
+                            args.vocoder, "--dialogues", args.dialogue_dir, "--max-dialogues",
+                            str(args.dialogues), "--out", str(out)),
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return json.loads((out / "results.json").read_text())["duplex"]
+
+
+def aggregate(runs: dict[str, dict]) -> dict[str, dict]:
+    """Mean, min and max over seeds of every key, per system."""
+    systems: dict[str, list[dict]] = {}
+    for name, result in runs.items():
+        systems.setdefault(name.rsplit("-s", 1)[0], []).append(result)
+    out = {}
+    for system, results in systems.items():
+        out[system] = {"seeds": len(results)}
+        for key in KEYS:
+            values = [r[key] for r in results if r.get(key) is not None]
+            if values:
+                out[system][key] = {"mean": round(sum(values) / len(values), 4),
+                                    "min": min(values), "max": max(values)}
+    return out
+
+
+def plot(summary: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ("interruption_stop_latency_p95_ms", "turn_taking_latency_ms")
+    fig, axes = plt.subplots(1, len(keys), figsize=(10, 3.2))
+    for ax, key in zip(axes, keys):
+        names = [n for n in summary if key in summary[n]]
+        means = [summary[n][key]["mean"] for n in names]
+        errs = [[m - summary[n][key]["min"] for n, m in zip(names, means)],
+                [summary[n][key]["max"] - m for n, m in zip(names, means)]]
+        ax.bar(names, means, yerr=errs, capsize=4, color="tab:blue")
+        ax.set_title(key, fontsize=9)
+        ax.tick_params(axis="x", labelsize=8, rotation=15)
+    axes[0].axhline(200, color="tab:red", lw=1, ls="--")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", default="work", help="corpus, tokenizer, dialogues, runs")
+    parser.add_argument("--vocoder", default="work/vocoder")
+    parser.add_argument("--dialogues", type=int, default=4, help="held-out dialogues per run")
+    parser.add_argument("--jobs", type=int, default=10, help="eval processes at a time")
+    args = parser.parse_args()
+    work = Path(args.work).resolve()
+    args.dialogue_dir = str(work / "dialogues")
+    start = time.time()
+    models = {f"{recipe}-s{seed}": str(train_seed(recipe, seed, work))
+              for recipe in ("turn-based", "dgslm-tiny", "duplex-tiny") for seed in SEEDS}
+    load_before = os.getloadavg()[0]
+    evals = work / "duplex-eval"
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = {name: pool.submit(evaluate, model, evals / name, args)
+                   for name, model in {"reference": None, **models}.items()}
+        runs = {name: f.result() for name, f in futures.items()}
+    summary = aggregate(runs)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(summary, RESULTS / "duplex.png")
+    record = {"name": "duplex", "config": {"dialogues_per_run": args.dialogues, "seeds": SEEDS,
+                                           "vad": "webrtcvad mode 2", "frame_ms": 20,
+                                           "endpoint_ms": 500, "threads_per_run": 1,
+                                           "jobs": args.jobs},
+              "baseline": "turn-based (gslm-tiny + webrtcvad endpoint) and the frame duration "
+                          "(20 ms) for compute",
+              "summary": summary, "runs": runs, "plot": "duplex.png", "machine": machine(),
+              "load_average_1min": {"before_eval": load_before, "after": os.getloadavg()[0]},
+              "seconds": round(time.time() - start, 1)}
+    (RESULTS / "duplex.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

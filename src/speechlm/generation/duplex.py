@@ -1,0 +1,177 @@
+"""Frame-synchronous full-duplex decoding: one user frame in, one system frame out.
+
+:class:`DuplexEngine` runs a duplex model (:mod:`speechlm.lm.duplex`) inside a
+:class:`~speechlm.generation.session.Session`. Every 20 ms of user audio is tokenized with the
+model's look-ahead (:class:`StreamingTokenizer`, one frame at a time), the user's unit is fed in
+its row of the next layout step, and the system rows of that step are sampled: so at the end of
+real frame ``t`` the system has decided frame ``t``. There are no turns: the model listens while
+it speaks.
+
+What is voiced: with a state stream, frames whose state is ``speak``; without one (dGSLM), frames
+whose unit is not the silence unit. Voiced units go to a frame-level :class:`StreamingVocoder`
+(audio ``vocoder_lookahead`` frames later). When the state turns ``interrupted`` (LSLM's stop
+token) the audio not yet played is dropped, so the output is silent in the same frame; any other
+end of speech lets the queued audio play out. Past the training block length the context is
+cut to its most recent half (training blocks also start mid-dialogue).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from speechlm.core.errors import ConfigError
+from speechlm.generation.sampling import Decoder, NextStep, _per_stream, check_sampling, sample
+from speechlm.generation.streaming import StreamingTokenizer, StreamingVocoder
+from speechlm.lm.duplex import STATE_STREAM, TEXT_STREAM, USER_STREAM, DuplexInfo
+from speechlm.lm.sequences import sequence_frame
+from speechlm.tokenizers.dialogue import CHARS
+
+SESSION_STATE = {"idle": "silent", "non_query": "silent", "query": "listening",
+                 "speak": "speaking", "interrupted": "interrupted"}
+
+
+class DuplexEngine:
+    """See the module docstring; ``sampling`` temperature/top-k may be per stream."""
+
+    def __init__(self, pipeline: Any, sampling: Any, seed: int = 0, tokenizer_context: int = 20,
+                 vocoder_context: int = 8, vocoder_lookahead: int = 4) -> None:
+        lm = pipeline.lm
+        self.lm, self.space = lm, lm.space
+        self.info = DuplexInfo.from_meta(lm.spec.extra, str(lm.path))
+        self.streams = list(self.space.streams)
+        self.delays = self.space.layout.delays
+        self.user = self.streams.index(USER_STREAM)
+        self.state_row = self.streams.index(STATE_STREAM) if self.info.has_state else None
+        self.text_row = self.streams.index(TEXT_STREAM) if self.info.has_text else None
+        n = len(self.streams)
+        self.temps = _per_stream(sampling.temperature, n, "temperature")
+        self.top_ks = _per_stream(sampling.top_k, n, "top_k")
+        for t in self.temps:
+            check_sampling(t, 1, sampling.top_p)
+        self.top_p, self.seed = sampling.top_p, seed
+        self.ranges = self.space.code_ranges()
+        self.listener = StreamingTokenizer(pipeline.tokenizer, self.info.lookahead,
+                                           tokenizer_context, chunk=1) \
+            if pipeline.tokenizer is not None else None
+        self.voice = StreamingVocoder(pipeline.vocoder, vocoder_context, vocoder_lookahead,
+                                      unit_frames=1) if pipeline.vocoder is not None else None
+        self.decoder = Decoder(lm.model)
+        self.window = min(x for x in (lm.spec.seq_len, self.decoder.limit) if x)
+        self.reset()
+
+    def reset(self) -> None:
+        self.decoder.reset()
+        self.generator = torch.Generator(device=self.decoder.device).manual_seed(self.seed)
+        self.columns: list[np.ndarray] = []   # every step fed since reset, (R,) model ids each
+        self.codes: list[dict[int, int]] = [{} for _ in self.streams]  # stream -> frame -> code
+        self.step = 0                          # the next layout step to feed
+        self.said = 0                          # system frames decided
+        self.state = "silent"
+        self.voiced = False
+        self.pending = np.zeros(0, dtype=np.float32)
+        if self.listener is not None:
+            self.listener.reset()
+        if self.voice is not None:
+            self.voice.reset()
+        before, _ = sequence_frame(self.space.vocab, end=False)
+        self.next = self.decoder.feed(np.tile(np.asarray(before, dtype=np.int64),
+                                              (self.space.n_rows, 1)))
+        for _ in range(self.delays[self.user]):  # steps before the first user frame
+            self._advance(None, [], [])
+
+    # ---------------------------------------------------------------- input
+
+    def push(self, audio: np.ndarray) -> tuple[np.ndarray, list[int], str, list[tuple[str, dict]]]:
+        """User audio in; ``(audio out (same length), units said, text, state changes)``."""
+        if self.listener is None:
+            raise ConfigError(f"{self.lm.path}: no speech tokenizer loaded to hear audio; load the "
+                              "pipeline with need_tokenizer=True or use push_units")
+        said, text, events = self.push_units(self.listener.push_frames(audio))
+        return self._take(audio.size), said, text, events
+
+    def push_units(self, units: list[int]) -> tuple[list[int], str, list[tuple[str, dict]]]:
+        """User units (one per frame) in: one model step each; the system frames decided."""
+        said: list[int] = []
+        letters: list[str] = []
+        events: list[tuple[str, dict]] = []
+        for unit in units:
+            self._advance(int(unit), said, letters, events)
+        return said, "".join(letters), events
+
+    def interrupt(self) -> None:
+        """Drop the audio not yet played (the caller's barge-in, outside the model)."""
+        self.pending = np.zeros(0, dtype=np.float32)
+        if self.voice is not None:
+            self.voice.reset()
+
+    # ---------------------------------------------------------------- one step
+
+    def _advance(self, user_unit: int | None, said: list[int], letters: list[str],
+                 events: list[tuple[str, dict]] | None = None) -> None:
+        """Feed layout step ``self.step`` (user frame ``step - d_user``), sampling its system rows."""
+        s = self.step
+        column = np.full(self.space.n_rows, self.space.vocab.pad_id, dtype=np.int64)
+        for row, delay in enumerate(self.delays):
+            frame = s - delay
+            if frame < 0:
+                continue
+            if row == self.user:
+                column[row] = self.ranges[row][0] + user_unit
+                continue
+            lo, hi = self.ranges[row]
+            logits = self.next.row(row, column).clone()
+            logits[:, :lo] = float("-inf")
+            logits[:, hi:] = float("-inf")
+            column[row] = sample(logits, self.temps[row], self.top_ks[row], self.top_p,
+                                 self.generator)
+            self.codes[row][frame] = int(column[row]) - lo
+        self._feed(column)
+        system_frame = s - self.delays[0]
+        if system_frame >= 0:
+            self._say(system_frame, said, events if events is not None else [])
+        if self.text_row is not None and s - self.delays[self.text_row] >= 0:
+            code = self.codes[self.text_row].pop(s - self.delays[self.text_row])
+            letters.append(CHARS[code - 1] if code else "")
+        self.step += 1
+
+    def _feed(self, column: np.ndarray) -> None:
+        self.columns.append(column)
+        if self.decoder.length + 1 > self.window:
+            keep = np.stack(self.columns[-(self.window // 2):], axis=1)  # (R, window/2)
+            self.decoder.reset()
+            self.next = self.decoder.feed(keep)
+        else:
+            self.next = self.decoder.feed(column[:, None])
+
+    def _say(self, frame: int, said: list[int], events: list[tuple[str, dict]]) -> None:
+        """System frame ``frame`` is decided: voice it or stay silent, and report state changes."""
+        unit = self.codes[0].pop(frame)
+        if self.state_row is not None:
+            token = self.info.states[self.codes[self.state_row].pop(frame)]
+        else:
+            token = "idle" if unit == self.info.silence_unit else "speak"
+        voiced = token == "speak"
+        if voiced:
+            said.append(unit)
+            if self.voice is not None:
+                self.pending = np.concatenate([self.pending, self.voice.push([unit])])
+        elif self.voiced and self.voice is not None:
+            tail = self.voice.flush()   # let the queued audio play out ...
+            self.pending = np.concatenate([self.pending, tail])
+            self.voice.reset()
+            if token == "interrupted":  # ... unless the model yields the floor: stop now
+                self.pending = np.zeros(0, dtype=np.float32)
+        self.voiced = voiced
+        state = SESSION_STATE[token]
+        if state != self.state:
+            self.state = state
+            events.append((state, {"frame": frame, "token": token}))
+        self.said = frame + 1
+
+    def _take(self, n: int) -> np.ndarray:
+        audio = self.pending[:n]
+        self.pending = self.pending[n:]
+        return np.concatenate([audio, np.zeros(n - audio.size, dtype=np.float32)])

@@ -1,0 +1,114 @@
+"""The duplex engine inside Session: frame by frame it equals one offline forward pass; gating."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from speechlm.core.errors import ConfigError
+from speechlm.generation.pipeline import Sampling, SpeechPipeline
+from speechlm.generation.session import Session
+from speechlm.lm.config import TrainConfig
+from speechlm.lm.duplex import DuplexInfo, check_duplex_config
+from speechlm.lm.init.cold import cold_init
+from speechlm.lm.layout import get_layout
+from speechlm.lm.model import save_speech_lm
+from speechlm.lm.modeldir import ModelMeta, StreamInfo
+from speechlm.lm.streams import TokenSpace
+from speechlm.lm.vocab import SpeechVocab
+from speechlm.tokenizers.dialogue import CHARS, STATES
+
+UNITS = 16
+FAMILIES = {"state": (len(STATES), "marker"), "user": (UNITS, "units"),
+            "chars": (len(CHARS) + 1, "text")}
+VARIANTS = {"moshi": (["units", "state", "user", "chars"], [1, 0, 4, 0]),
+            "dgslm": (["units", "user"], [0, 3])}
+
+
+def duplex_model_dir(folder, variant: str, tokenizer_dir=None, seq_len: int = 256):
+    """An untrained duplex model directory (what the duplex-tiny / dgslm-tiny recipes write)."""
+    streams, delays = VARIANTS[variant]
+    vocab = SpeechVocab.for_units(UNITS)
+    for name in streams[1:]:
+        size, kind = FAMILIES[name]
+        vocab = vocab.add_family(name, size, kind=kind)
+    space = TokenSpace(vocab, tuple(streams), get_layout("delay", len(streams), delays))
+    model = cold_init(space, "tiny", 0, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, intermediate_size=64)
+    user = streams.index("user")
+    info = DuplexInfo(variant, delays[user] - delays[0], 0, STATES, "state" in streams,
+                      "chars" in streams, 50.0)
+    meta = ModelMeta("speech", tuple(StreamInfo(s, tokenizer_dir, 50.0) for s in streams), "delay",
+                     tuple(delays), seq_len, "pretrain", "cold", f"{variant}-test",
+                     extra={"duplex": info.to_dict()})
+    return save_speech_lm(folder / variant, model, vocab, meta)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_session_step_by_step_equals_the_offline_forward_pass(variant, tmp_path):
+    pipe = SpeechPipeline.load(duplex_model_dir(tmp_path, variant))
+    session = Session(pipe, Sampling(0, 0.0, None))
+    user = np.random.default_rng(0).integers(0, UNITS, 40)
+    session.push_units(user[:25].tolist())
+    session.push_units(user[25:].tolist())          # chunking does not matter
+    engine, space = session.duplex, pipe.lm.space
+    fed = np.stack(engine.columns, axis=1)          # (R, S): every step the session fed
+    start = np.full((space.n_rows, 1), space.vocab.bos_id)
+    with torch.no_grad():
+        logits = pipe.lm.model(torch.as_tensor(np.concatenate([start, fed], axis=1))[None]).logits[0]
+    delays, ranges = space.layout.delays, space.code_ranges()
+    checked = 0
+    for s in range(fed.shape[1]):
+        for row, delay in enumerate(delays):
+            if s < delay:
+                assert fed[row, s] == space.vocab.pad_id
+            elif row == engine.user:
+                assert fed[row, s] - ranges[row][0] == user[s - delay]
+            else:
+                lo, hi = ranges[row]
+                assert fed[row, s] == lo + int(logits[row, s, lo:hi].argmax()), (row, s)
+                checked += 1
+    assert fed.shape[1] == len(user) + delays[engine.user]   # one step per heard frame
+    assert checked > 40 and engine.said == fed.shape[1] - delays[0]
+
+
+def test_context_is_cut_to_half_the_training_block(tmp_path):
+    pipe = SpeechPipeline.load(duplex_model_dir(tmp_path, "moshi", seq_len=16))
+    session = Session(pipe, Sampling(0, 0.8, 5), seed=1)
+    session.push_units(list(range(10)) * 5)
+    assert session.duplex.decoder.length <= 16 and session.duplex.step == 54
+
+
+def test_interrupted_drops_queued_audio_and_other_ends_let_it_play(tmp_path):
+    class Voice:  # 320 samples per unit, as the frame-level vocoder gives
+        def push(self, units):
+            return np.ones(320 * len(units), np.float32)
+
+        def flush(self):
+            return np.ones(640, np.float32)
+
+        def reset(self):
+            pass
+
+    engine = Session(SpeechPipeline.load(duplex_model_dir(tmp_path, "moshi")), seed=0).duplex
+    engine.voice = Voice()
+    state = engine.state_row
+    for token, queued in (("speak", 320), ("idle", 320 + 640), ("speak", 320 + 640 + 320),
+                          ("interrupted", 0)):
+        frame = engine.said
+        engine.codes[0][frame], engine.codes[state][frame] = 3, STATES.index(token)
+        events = []
+        engine._say(frame, [], events)
+        assert engine.pending.size == queued, token
+    assert [e[0] for e in events] == ["interrupted"]
+
+
+def test_duplex_configs_are_checked_up_front():
+    good = dict(dialogue_dir="d", tokens_dir="t", layout="delay", streams=["units", "state", "user"])
+    assert check_duplex_config(TrainConfig(**good, delays=[1, 0, 4]), ["user"], "x.yaml") == 3
+    for bad, message in ((dict(delays=[1, 0, 1]), "look-ahead"), (dict(delays=[0, 1, 4]), "state"),
+                         (dict(layout="parallel"), "layout=delay"),
+                         (dict(streams=["units", "state"]), "include")):
+        with pytest.raises(ConfigError, match=message):
+            check_duplex_config(TrainConfig(**{**good, **bad}), ["user"], "x.yaml")
