@@ -102,4 +102,4 @@ def run_duplex(cfg: TrainConfig, variant: str, required: Sequence[str], resume: 
                       TEXT_STREAM in streams, dataset.frame_rate)
     return pretrain.run(cfg, resume=resume, source=source,
                         meta_extra={"duplex": info.to_dict(),
-                               "dialogue_dir": str(Path(cfg.dialogue_dir).resolve())})
+                                    "dialogue_dir": str(Path(cfg.dialogue_dir).resolve())})
