@@ -1,4 +1,4 @@
-"""Tokenizer comparison in one run: mfcc, ssl-tiny, whisper (and hf:PATH) at K = 100 and 500.
+"""Tokenizer comparison in one run: mfcc, ssl-tiny, whisper, whisper+logmel (and hf:PATH) at K = 100 and 500.
 
 Per feature extractor the encoder is built once (ssl-tiny: trained with the default
 TokenizerTrainConfig, i.e. the demo's settings) and k-means is fitted at each K on the train split.
@@ -10,8 +10,8 @@ Per (features, K), on the corpus' held-out voices:
   (the peak must be at 0);
 * tokenization RTF: wall seconds per audio second of ``tok.encode`` over the held-out clips,
   1 thread, and its ratio to mfcc measured in the same run;
-* resynthesis: the unit vocoder of this branch trained for ``--vocoder-steps`` fixed steps on the
-  tokenizer's units, then Whisper tiny.en WER of the resynthesised held-out utterances divided by
+* resynthesis: the unit vocoder trained with configs/vocoder/demo.yaml for ``--vocoder-steps``
+  fixed steps on the tokenizer's units (each held-out clip resynthesised in its own voice), then Whisper tiny.en WER of the resynthesised held-out utterances divided by
   the WER of the originals (the same utterances). For whisper units the judge shares its model
   with the tokenizer, so the pocketsphinx ratio is reported beside it.
 
@@ -38,7 +38,7 @@ from common import RESULTS, write_result  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from speechlm.core.config import build_config, parse_overrides  # noqa: E402
+from speechlm.core.config import build_config, parse_overrides, read_yaml_mapping  # noqa: E402
 from speechlm.data.corpus import Corpus  # noqa: E402
 from speechlm.eval.asr import transcribe_all, wer  # noqa: E402
 from speechlm.eval.tokenizer_metrics import evaluate_tokenizer, phone_frames, pnmi  # noqa: E402
@@ -47,9 +47,10 @@ from speechlm.tokenizers.semantic.extractors import make_extractor  # noqa: E402
 from speechlm.tokenizers.semantic.kmeans import KMeansQuantizer  # noqa: E402
 from speechlm.tokenizers.semantic.tokenizer import (TokenizerTrainConfig, UnitTokenizer,  # noqa: E402
                                                     fit_tokenizer)
-from speechlm.vocoder import load_vocoder, resynthesize, train_vocoder  # noqa: E402
+from speechlm.vocoder import VocoderTrainConfig, resynthesize, train_vocoder  # noqa: E402
 
-DEMO_SSL = {"ssl_steps": 540}  # what `speechlm demo` trains (cli/demo.py)
+DEMO_SSL = {"ssl_steps": 540}  # what `speechlm demo` trained for ssl-tiny (cli/demo.py)
+DEMO_VOCODER = Path(__file__).resolve().parents[1] / "configs" / "vocoder" / "demo.yaml"
 METRICS = ("abx_within", "abx_across", "pnmi", "bitrate", "tokens_per_second")
 
 
@@ -94,10 +95,11 @@ def encode_rtf(tok_dir: Path, clips: list[np.ndarray]) -> float:
 
 def resynthesis(tok_dir: Path, corpus: Path, work: Path, steps: int, refs: list[str],
                 clips: list[np.ndarray], originals: dict[str, list[str]]) -> dict:
-    voc_dir = train_vocoder(corpus, tok_dir, work / "vocoder", steps=steps, max_minutes=None,
-                            seed=0, show_progress=False)
-    tok, voc = load_tokenizer(tok_dir), load_vocoder(voc_dir)
-    wavs = [resynthesize(tok, voc, x) for x in clips]
+    values = {**read_yaml_mapping(DEMO_VOCODER), "corpus": str(corpus), "tokenizer": str(tok_dir),
+              "out": str(work / "vocoder"), "steps": steps, "progress": False, "tensorboard": False}
+    voc = train_vocoder(build_config(VocoderTrainConfig, values, str(DEMO_VOCODER)))
+    tok = load_tokenizer(tok_dir)
+    wavs = [resynthesize(tok, voc, x, speaker=x) for x in clips]  # each clip in its own voice
     out = {}
     for asr, hyps in originals.items():
         resynth = transcribe_all(wavs, asr=asr)
@@ -125,7 +127,8 @@ def markdown(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", nargs="?", default=None)
-    parser.add_argument("--features", nargs="+", default=["mfcc", "ssl-tiny", "whisper"],
+    parser.add_argument("--features", nargs="+",
+                        default=["mfcc", "logmel", "ssl-tiny", "whisper", "whisper+logmel"],
                         help="extractors to compare (mfcc is the baseline and always included)")
     parser.add_argument("--hf", default=None, help="a local HF HuBERT/wav2vec2 directory to add")
     parser.add_argument("--units", type=int, nargs="+", default=[100, 500])
@@ -137,6 +140,8 @@ def main() -> None:
     parser.add_argument("--ssl", nargs="*", default=[], metavar="KEY=VALUE",
                         help="TokenizerTrainConfig keys for ssl-tiny (default: the demo's)")
     parser.add_argument("--name", default="tokenizer_compare")
+    parser.add_argument("--demo", default="whisper+logmel",
+                        help="the row the JSON headlines (the demo's tokenizer)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     ssl = {**DEMO_SSL, **parse_overrides(args.ssl)}
@@ -162,7 +167,7 @@ def main() -> None:
             build_s += time.perf_counter() - t
             for k in args.units:
                 t = time.perf_counter()
-                quantizer = KMeansQuantizer.fit(feats, k, seed=0)
+                quantizer = KMeansQuantizer.fit(feats, k, seed=0, weights=extractor.dim_weights())
                 tok_dir = UnitTokenizer(extractor, quantizer).save(work / f"{name.replace(':', '_')}-{k}")
                 metrics = evaluate_tokenizer(tok_dir, corpus, split=args.split,
                                              n_triplets=args.triplets, show_progress=False)
@@ -193,16 +198,16 @@ def main() -> None:
                            for m in ("abx_within", "abx_across", "pnmi")}
     table = markdown(rows)
     (RESULTS / f"{args.name}.md").write_text(table)
-    ssl = next(r for r in rows if r["features"] == "ssl-tiny" and r["units"] == args.units[0])
+    head = next((r for r in rows if r["features"] == args.demo and r["units"] == args.units[0]),
+                rows[-1])
     base = next(r for r in rows if r["features"] == "mfcc" and r["units"] == args.units[0])
     path = write_result(
         args.name, {"units": args.units, "vocoder_steps": args.vocoder_steps,
                     "resynth_utterances": args.resynth, "triplets": args.triplets,
-                    "threads": 1, "ssl_tiny": ssl,
-                    "corpus": corpus_info},
-        ssl["abx_within"], base["abx_within"],
-        f"ABX within (units) of ssl-tiny at K={args.units[0]}; baseline = mfcc", rows=rows,
-        seconds=round(time.perf_counter() - start, 1))
+                    "threads": 1, "headline": head, "corpus": corpus_info},
+        head["abx_within"], base["abx_within"],
+        f"ABX within (units) of {head['features']} at K={args.units[0]}; baseline = mfcc",
+        rows=rows, seconds=round(time.perf_counter() - start, 1))
     print(table)
     print(f"wrote {path} and {RESULTS / (args.name + '.md')}")
 

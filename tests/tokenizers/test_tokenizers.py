@@ -11,7 +11,7 @@ import soundfile as sf
 
 from speechlm.cli import main
 from speechlm.core.config import build_config
-from speechlm.core.errors import AudioError, CheckpointError, ConfigError
+from speechlm.core.errors import AudioError, CheckpointError, ConfigError, DataError
 from speechlm.data.audio import read_audio, resample
 from speechlm.data.corpus import Corpus
 from speechlm.tokenizers import (TokenDataset, dedup, load_tokenizer, tokenize_corpus, train_tokenizer,
@@ -290,3 +290,48 @@ def test_whisper_tokenizer_records_and_checks_its_model(tiny_corpus, tmp_path):
         train_tokenizer(tiny_corpus, tmp_path / "t2", features="whisper", layer=3)
     with pytest.raises(CheckpointError, match="nope: Whisper model directory not found"):
         train_tokenizer(tiny_corpus, tmp_path / "t3", features=f"whisper:{tmp_path / 'nope'}")
+
+
+def test_kmeans_weights_decide_which_block_clusters():
+    """Two blocks: block A (1 dim) splits the data in 2, block B (4 dims) in 2 other halves. With
+    equal per-dimension weight B's 4 dims win; with 1/sqrt(width) per block, A's split counts as
+    much as B's; weighting B to zero leaves A's split alone. The weights survive save/load."""
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 2, 800), rng.integers(0, 2, 800)
+    x = np.concatenate([a[:, None] * 4.0, np.repeat(b[:, None] * 4.0, 4, axis=1)], axis=1)
+    x = (x + rng.normal(0, 0.3, x.shape)).astype(np.float32)
+    only_a = KMeansQuantizer.fit(x, 2, seed=0, weights=np.array([1, 0, 0, 0, 0], np.float32))
+    pred = only_a.assign(x)
+    assert all(len(set(pred[a == c])) == 1 for c in (0, 1))
+    assert abs(float(np.mean(pred[b == 0] == pred[b == 0][0])) - 0.5) < 0.1  # blind to block B
+    both = KMeansQuantizer.fit(x, 4, seed=0, weights=np.array([1] + [0.5] * 4, np.float32))
+    pred = both.assign(x)
+    assert len({(p, i, j) for p, i, j in zip(pred, a, b)}) == 4  # one cluster per (a, b) cell
+    with pytest.raises(DataError, match="3 weights for 5-dim"):
+        KMeansQuantizer.fit(x, 2, weights=np.ones(3, np.float32))
+
+
+def test_whisper_logmel_tokenizer(tiny_corpus, tmp_path):
+    """Whisper states + per-utterance normalised log-mel: 384 + 80 dims, blocks weighted
+    1/sqrt(width) (saved with the centroids), and the model check of the whisper route."""
+    from speechlm.tokenizers.semantic.whisper import BUNDLED_SHA256
+
+    path = train_tokenizer(tiny_corpus, tmp_path / "tok", features="whisper+logmel", units=8,
+                           max_hours=10 / 3600, show_progress=False)
+    config = json.loads((path / "config.json").read_text())
+    assert config["features"] == "whisper+logmel" and config["dim"] == 464
+    assert config["model_sha256"] == BUNDLED_SHA256 and config["source"] == "whisper"
+    tok = load_tokenizer(path)
+    weights = tok.quantizer.weights
+    assert np.allclose(weights[:384], 384 ** -0.5) and np.allclose(weights[384:], 80 ** -0.5)
+    x = speech(tiny_corpus)
+    feats = tok.extractor(x)
+    assert feats.shape == (x.size // 320, 464)
+    mel = feats[:, 384:]  # normalised per utterance
+    assert np.allclose(mel.mean(axis=0), 0, atol=1e-4) and np.allclose(mel.std(axis=0), 1, atol=1e-2)
+    units, durations = tok.encode(x)
+    assert durations.sum() == x.size // 320 and units.max() < 8
+    with pytest.raises(ConfigError, match="--layer 2: whisper\\+logmel"):
+        train_tokenizer(tiny_corpus, tmp_path / "t2", features="whisper+logmel", layer=2)
+    with pytest.raises(CheckpointError, match="nope: Whisper model directory not found"):
+        train_tokenizer(tiny_corpus, tmp_path / "t3", features=f"whisper:{tmp_path / 'nope'}+logmel")

@@ -25,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--out", default=None, help="output tokenizer directory")
     train.add_argument("--features", default=None,
                        help="mfcc | logmel | ssl-tiny | whisper | whisper:PATH (a CTranslate2 "
-                       "Whisper directory) | hf:PATH (a local HF Hubert/Wav2Vec2/Wav2Vec2Bert "
-                       "directory) (default ssl-tiny)")
+                       "Whisper directory) | whisper+logmel | whisper:PATH+logmel (Whisper states "
+                       "next to per-utterance normalised log-mel; the demo's) | hf:PATH (a local HF "
+                       "Hubert/Wav2Vec2/Wav2Vec2Bert directory) (default ssl-tiny)")
     train.add_argument("--layer", type=int, default=None,
                        help="encoder layer to cluster (ssl-tiny and hf: the middle one)")
     train.add_argument("--units", type=int, default=None, help="k-means clusters K (default 100)")

@@ -32,12 +32,20 @@ def undedup(units: np.ndarray, durations: np.ndarray) -> np.ndarray:
 
 
 class KMeansQuantizer:
-    """Globally standardised features -> nearest of K centroids (squared L2)."""
+    """Globally standardised features -> nearest of K centroids (squared L2).
 
-    def __init__(self, centroids: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
+    ``weights`` (D,) scales each standardised dimension; a feature made of several blocks (e.g.
+    Whisper states + log-mel) gives each block the same total weight with ``1 / sqrt(block
+    width)``, so a 384-wide block does not outvote an 80-wide one by its width alone.
+    """
+
+    def __init__(self, centroids: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                 weights: np.ndarray | None = None) -> None:
         self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)  # (K, D)
         self.mean = np.asarray(mean, dtype=np.float32)
         self.std = np.asarray(std, dtype=np.float32)
+        self.weights = (np.ones_like(self.mean) if weights is None
+                        else np.asarray(weights, dtype=np.float32))
         self._sq_norms = (self.centroids ** 2).sum(axis=1)
 
     @property
@@ -45,7 +53,7 @@ class KMeansQuantizer:
         return self.centroids.shape[0]
 
     def normalize(self, feats: np.ndarray) -> np.ndarray:
-        return (feats - self.mean) / self.std
+        return (feats - self.mean) / self.std * self.weights
 
     def assign(self, feats: np.ndarray) -> np.ndarray:
         """(N, D) raw features -> (N,) int64 cluster ids."""
@@ -58,8 +66,9 @@ class KMeansQuantizer:
 
     @classmethod
     def fit(cls, feats: np.ndarray, k: int, seed: int = 0, max_points: int = 100_000,
-            niter: int = 25, threads: int = 1) -> KMeansQuantizer:
-        """faiss k-means on a random subsample of at most ``max_points`` frames."""
+            niter: int = 25, threads: int = 1, weights: np.ndarray | None = None) -> KMeansQuantizer:
+        """faiss k-means on a random subsample of at most ``max_points`` frames of standardised
+        (and ``weights``-scaled) features."""
         import faiss
 
         feats = np.asarray(feats, dtype=np.float32)
@@ -70,18 +79,22 @@ class KMeansQuantizer:
             feats = feats[rng.choice(feats.shape[0], max_points, replace=False)]
         mean = feats.mean(axis=0)
         std = feats.std(axis=0) + 1e-5
-        x = np.ascontiguousarray((feats - mean) / std, dtype=np.float32)
+        weights = np.ones_like(mean) if weights is None else np.asarray(weights, np.float32)
+        if weights.shape != mean.shape:
+            raise DataError(f"k-means: {weights.shape[0]} weights for {mean.shape[0]}-dim features")
+        x = np.ascontiguousarray((feats - mean) / std * weights, dtype=np.float32)
         faiss.omp_set_num_threads(threads)
         km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, verbose=False,
                           max_points_per_centroid=max(256, x.shape[0] // k + 1))
         km.train(x)
         log.info("k-means K=%d on %d x %d frames: objective %.4g", k, *x.shape, km.obj[-1])
-        return cls(km.centroids, mean, std)
+        return cls(km.centroids, mean, std, weights)
 
     def save(self, path: Path) -> None:
         from safetensors.numpy import save_file
 
-        save_file({"centroids": self.centroids, "mean": self.mean, "std": self.std}, str(path))
+        save_file({"centroids": self.centroids, "mean": self.mean, "std": self.std,
+                   "weights": self.weights}, str(path))
 
     @classmethod
     def load(cls, path: Path) -> KMeansQuantizer:
@@ -92,6 +105,6 @@ class KMeansQuantizer:
             raise CheckpointError(f"{path}: missing centroids file")
         try:
             tensors = load_file(str(path))
-            return cls(tensors["centroids"], tensors["mean"], tensors["std"])
+            return cls(tensors["centroids"], tensors["mean"], tensors["std"], tensors.get("weights"))
         except (SafetensorError, OSError, KeyError, ValueError) as err:
             raise CheckpointError(f"{path}: corrupt centroids file ({err})") from None

@@ -141,7 +141,7 @@ class TokenizerTrainConfig:
 
     corpus: str = ""                 # corpus directory (required)
     out: str = ""                    # output tokenizer directory (required)
-    features: str = "ssl-tiny"       # mfcc | logmel | ssl-tiny | whisper | whisper:PATH | hf:PATH
+    features: str = "ssl-tiny"       # mfcc | logmel | ssl-tiny | whisper[:PATH][+logmel] | hf:PATH
     units: int = 100                 # k-means clusters K
     layer: int | None = None         # layer to cluster (ssl-tiny, hf: the middle one)
     seed: int = 0
@@ -195,7 +195,7 @@ def _fit(cfg: TokenizerTrainConfig, show_progress: bool) -> UnitTokenizer:
         clips = _load_train_audio(corpus, cfg.split, cfg.max_hours, show_progress)
     feats = _extract_all(extractor, clips, f"{extractor.name} features", show_progress)
     quantizer = KMeansQuantizer.fit(np.concatenate(feats), cfg.units, cfg.seed, cfg.max_points,
-                                    threads=cfg.threads)
+                                    threads=cfg.threads, weights=extractor.dim_weights())
     training.update(corpus=str(Path(cfg.corpus).resolve()), split=cfg.split, seed=cfg.seed,
                     frames=int(sum(f.shape[0] for f in feats)),
                     seconds=round(time.monotonic() - start, 1), config=config_to_dict(cfg))
