@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="crossmodal suite: word test pairs (default 200)")
     parser.add_argument("--vocoder", default=None,
                         help="unit vocoder: crossmodal suite, TTS intelligibility (Whisper WER); "
-                        "prosody suite, units-only or F0-aware from `speechlm prosody vocoder`")
+                        "prosody suite, units-only or F0-aware from `speechlm prosody vocoder`; "
+                        "duplex suite (required), the system's voice")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--corpus", default=None,
                         help="training corpus, to speak with its held-out voices (default: the "
@@ -62,8 +63,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--dialogues", default="work/dialogues",
                         help="--suite duplex: two-channel dialogue corpus whose held-out "
                         "dialogues are played (default work/dialogues)")
-    parser.add_argument("--vocoder", default=None,
-                        help="--suite duplex: unit vocoder that voices the system (required)")
     parser.add_argument("--max-dialogues", type=int, default=None,
                         help="--suite duplex: play only the first N held-out dialogues")
     parser.add_argument("--endpoint-ms", type=float, default=500.0,
