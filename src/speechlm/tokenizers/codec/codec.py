@@ -22,6 +22,7 @@ import torch
 from speechlm.core.errors import AudioError, CheckpointError, DataError
 from speechlm.core.files import read_json
 from speechlm.data.audio import SAMPLE_RATE, resample
+from speechlm.tokenizers.base import load_hf_model
 from speechlm.tokenizers.codec.model import CodecConfig, CodecModel
 from speechlm.tokenizers.semantic.dsp import check_clip
 
@@ -176,22 +177,8 @@ class HFCodec:
     """
 
     def __init__(self, path: str | Path) -> None:
-        from transformers import AutoConfig, AutoModel
-
         self.path = Path(path)
-        if not (self.path / "config.json").is_file():
-            raise CheckpointError(f"{self.path}: not a HuggingFace model directory (no config.json)")
-        try:
-            hf_config = AutoConfig.from_pretrained(self.path, local_files_only=True)
-        except (OSError, ValueError, KeyError) as err:
-            raise CheckpointError(f"{self.path}: cannot read HF config ({str(err).splitlines()[0][:200]})") from None
-        if hf_config.model_type not in HF_MODEL_TYPES:
-            raise CheckpointError(f"{self.path}: model_type {hf_config.model_type!r} is not one of "
-                                  f"{HF_MODEL_TYPES}")
-        try:
-            self.model = AutoModel.from_pretrained(self.path, local_files_only=True).float().eval()
-        except (OSError, ValueError, RuntimeError) as err:
-            raise CheckpointError(f"{self.path}: cannot load HF model ({str(err).splitlines()[0][:200]})") from None
+        hf_config, self.model = load_hf_model(self.path, HF_MODEL_TYPES)
         self.model_type = hf_config.model_type
         self.model_rate = int(hf_config.sampling_rate)
         self.frame_rate = float(hf_config.frame_rate)

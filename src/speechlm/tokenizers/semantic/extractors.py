@@ -18,6 +18,7 @@ import torch
 
 from speechlm.core.errors import CheckpointError, ConfigError
 from speechlm.tokenizers.semantic.dsp import FRAME_RATE, HOP, check_clip, log_mel, mfcc
+from speechlm.tokenizers.base import load_hf_model, short_error
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class SslTinyExtractor(FeatureExtractor):
             model = SslTiny(SslTinyConfig(**config["encoder"]))
             model.load_state_dict(load_file(str(path)))
         except (OSError, KeyError, TypeError, RuntimeError, ValueError) as err:
-            raise CheckpointError(f"{path}: cannot load ssl-tiny encoder ({_short(err)})") from None
+            raise CheckpointError(f"{path}: cannot load ssl-tiny encoder ({short_error(err)})") from None
         return cls(model, int(config["layer"]))
 
 
@@ -179,23 +180,8 @@ class HFExtractor(FeatureExtractor):
     """A local HF speech SSL model; ``layer`` indexes ``hidden_states`` (0 = before the transformer)."""
 
     def __init__(self, path: str | Path, layer: int | None = None) -> None:
-        from transformers import AutoConfig, AutoModel
-
         self.path = Path(path)
-        if not (self.path / "config.json").is_file():
-            raise CheckpointError(f"{self.path}: not a HuggingFace model directory (no config.json)")
-        try:
-            hf_config = AutoConfig.from_pretrained(self.path, local_files_only=True)
-        except (OSError, ValueError, KeyError) as err:
-            raise CheckpointError(f"{self.path}: cannot read HF config ({_short(err)})") from None
-        if hf_config.model_type not in HF_MODEL_TYPES:
-            raise CheckpointError(f"{self.path}: model_type {hf_config.model_type!r} is not one of "
-                                  f"{HF_MODEL_TYPES}")
-        try:
-            self.model = AutoModel.from_pretrained(self.path, local_files_only=True,
-                                                   use_safetensors=True).float().eval()
-        except (OSError, ValueError, RuntimeError) as err:
-            raise CheckpointError(f"{self.path}: cannot load HF model ({_short(err)})") from None
+        hf_config, self.model = load_hf_model(self.path, HF_MODEL_TYPES)
         n_layers = hf_config.num_hidden_layers
         self.layer = n_layers // 2 if layer is None else int(layer)
         if not 0 <= self.layer <= n_layers:
@@ -234,10 +220,6 @@ class HFExtractor(FeatureExtractor):
         self.model.save_pretrained(out_dir / "encoder", safe_serialization=True)
         if self.processor is not None:
             self.processor.save_pretrained(out_dir / "encoder")
-
-
-def _short(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
 
 
 def make_extractor(features: str, layer: int | None = None) -> FeatureExtractor:
