@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from speechlm.data.audio import SAMPLE_RATE
+from speechlm.tokenizers.codec.model import ConvNeXt
 from speechlm.tokenizers.semantic.dsp import mel_filterbank, stft_magnitude
 
 MEL_HOP, MEL_WIN, MEL_NFFT, N_MELS = 160, 640, 1024, 80
@@ -155,21 +156,6 @@ class AcousticModel(nn.Module):
         floor = torch.full_like(mel, LOG_MEL_FLOOR)  # padding frames read as silence
         return torch.where(mask.transpose(1, 2).repeat_interleave(self.c.mel_per_frame, 1) > 0,
                            mel, floor)
-
-
-class ConvNeXt(nn.Module):
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.dw = nn.Conv1d(dim, dim, 7, padding=3, groups=dim)
-        self.norm = nn.LayerNorm(dim)
-        self.pw1 = nn.Linear(dim, 3 * dim)
-        self.pw2 = nn.Linear(3 * dim, dim)
-        self.scale = nn.Parameter(torch.full((dim,), 0.1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, D, F)
-        y = self.norm(self.dw(x).transpose(1, 2))
-        y = self.pw2(nn.functional.gelu(self.pw1(y))) * self.scale
-        return x + y.transpose(1, 2)
 
 
 class MelGenerator(nn.Module):
