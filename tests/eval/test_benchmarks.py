@@ -145,3 +145,12 @@ def test_pairs_benchmark_and_suite(tmp_path):
     assert [b.name for b in suite] == ["syntactic", "pairs:mine"]
     with pytest.raises(DataError, match="unknown benchmark"):
         build_suite(["nope"])
+
+
+def test_length_balanced_keeps_equal_pairs_and_evens_each_bin():
+    deltas = [1, 1, 1, -1, 0, 0, 6, -5, 5, -2]  # +-4 and beyond share a bin
+    keep = benchmarks.length_balanced(deltas, seed=0)
+    kept = [deltas[i] for i in keep]
+    assert kept.count(0) == 2 and kept.count(1) == kept.count(-1) == 1
+    assert sum(d >= 4 for d in kept) == sum(d <= -4 for d in kept) == 1 and -2 not in kept
+    assert benchmarks.length_balanced(deltas, seed=0) == keep == sorted(keep)

@@ -29,7 +29,8 @@ def test_speech_path_with_cache(tmp_path, pairs_file):
     tok_dir = tmp_path / "tok"
     tok_dir.mkdir()
     (tok_dir / "config.json").write_text('{"units": 8}')
-    config = EvalConfig(cache_dir=str(tmp_path / "cache"), show_progress=False, reference=False)
+    config = EvalConfig(cache_dir=str(tmp_path / "cache"), show_progress=False, reference=False,
+                        balance=False)  # every pair scored: this test is about the cache
     bench = pairs_benchmark(pairs_file)
     first = evaluate_lm(lm, [bench], config, tmp_path / "model", tok, str(tok_dir))
     entry = first["benchmarks"]["pairs:pairs"]
@@ -50,7 +51,8 @@ def test_harness_scores_the_good_item_as_good_on_speech(tmp_path, pairs_file):
     The preferred ids are built here from the rendered audio, not by the harness."""
     lm, tok = fake_speech_lm(16), EnergyTokenizer(16)
     bench = pairs_benchmark(pairs_file)
-    config = EvalConfig(cache_dir=str(tmp_path / "cache"), show_progress=False, reference=False)
+    config = EvalConfig(cache_dir=str(tmp_path / "cache"), show_progress=False, reference=False,
+                        balance=False)
     audio = render_audio(bench, heldout_voices(), config.cache_dir).to_pydict()
 
     def ids(which: str) -> list[list[int]]:
@@ -76,7 +78,7 @@ def test_speech_story_scores_only_the_ending(tmp_path):
     scored (counted here from the rendered clips, frames without dedup)."""
     lm, tok = fake_speech_lm(16), EnergyTokenizer(16)
     config = EvalConfig(cache_dir=str(tmp_path / "cache"), show_progress=False, reference=False,
-                        dedup=False)
+                        dedup=False, balance=False)
     audio = render_audio(STORIES, heldout_voices(), config.cache_dir).to_pydict()
 
     def units(flac) -> list[int]:
@@ -103,7 +105,7 @@ def test_harness_scores_only_the_continuation_of_a_story(tmp_path):
     one that prefers the bad item, and only ending tokens are scored (their mean count)."""
     bench = STORIES
     lm = _char_text_lm()
-    config = EvalConfig(show_progress=False, reference=False)
+    config = EvalConfig(show_progress=False, reference=False, balance=False)
     for which, expected in (("good", 1.0), ("bad", 0.0)):
         preferred = [lm.encode_text(p.text(which)) for p in bench.pairs]
         oracle = SimpleNamespace(**{**vars(lm), "model": PreferenceModel(preferred, 42)})
@@ -116,7 +118,8 @@ def test_harness_scores_only_the_continuation_of_a_story(tmp_path):
 def test_text_path(tmp_path, pairs_file):
     text_lm = _char_text_lm()
     result = evaluate_lm(text_lm, [pairs_benchmark(pairs_file)],
-                         EvalConfig(show_progress=False, reference=False), tmp_path / "m")
+                         EvalConfig(show_progress=False, reference=False, balance=False),
+                         tmp_path / "m")
     assert result["benchmarks"]["pairs:pairs"]["modality"] == "text"
 
 
@@ -182,13 +185,29 @@ def test_eval_cli_writes_one_entry_per_benchmark(tmp_path, pairs_file, capsys):
                                      "intermediate_size": 64, "plot": False, "threads": 1})
     out = tmp_path / "eval"
     assert main(["eval", "--model", str(model), "--suite", "", "--pairs", str(pairs_file),
-                 "--out", str(out)]) == 0
+                 "--no-balance", "--out", str(out)]) == 0  # the good item is longer in all 3
     results = json.loads((out / "results.json").read_text())
     assert list(results) == ["pairs:pairs"]
-    assert results["pairs:pairs"]["n"] == 3 and {"accuracy", "ci95"} <= results["pairs:pairs"].keys()
+    entry = results["pairs:pairs"]
+    assert entry["n"] == entry["pairs"] == 3 and {"accuracy", "ci95"} <= entry.keys()
     untrained = results["pairs:pairs"]["untrained"]  # the reference row: same architecture
     assert set(untrained) == {"accuracy", "ci95", "accuracy_mean", "ci95_mean"}
     assert "untrained (same architecture)" in (out / "report.md").read_text()
     run = json.loads((out / "run.json").read_text())
     assert run["kind"] == "text" and run["model"] == str(model.resolve())
     assert (out / "index.html").is_file() and (out / "report.md").is_file()
+
+
+def test_length_balance_puts_a_length_only_model_at_chance(tmp_path):
+    """A uniform model prefers whichever item has fewer tokens. Where the good item is the shorter
+    one in 3 pairs and the longer one in 1, scoring every pair gives it 0.7; the balanced harness
+    scores one pair from each side (plus the equal-length pair) and gives it 0.5."""
+    bench = Benchmark("lengths", "lengths-1", tuple(
+        Pair(f"p{i}", good, bad) for i, (good, bad) in enumerate(
+            [("ab.", "abcd."), ("cd.", "cdef."), ("ef.", "efgh."), ("ghij.", "gh."), ("xy.", "yx.")])))
+    lm = _char_text_lm()
+    uniform = SimpleNamespace(**{**vars(lm), "model": PreferenceModel([], 42)})
+    for balance, (n, accuracy) in ((False, (5, 0.7)), (True, (3, 0.5))):
+        config = EvalConfig(show_progress=False, reference=False, balance=balance)
+        entry = evaluate_lm(uniform, [bench], config, tmp_path / "m")["benchmarks"]["lengths"]
+        assert (entry["n"], entry["pairs"], entry["accuracy"]) == (n, 5, pytest.approx(accuracy))

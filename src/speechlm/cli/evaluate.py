@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--storycloze-n", type=int, default=sizes.storycloze,
                         help="stories for tStoryCloze and sStoryCloze (default "
                         f"{sizes.storycloze})")
+    parser.add_argument("--no-balance", action="store_true",
+                        help="score every pair, even where the tokenizer makes the good item "
+                        "shorter more often than longer (default: drop the excess, see docs/eval.md)")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the untrained reference (halves scoring time)")
     parser.add_argument("--dialogues", default="work/dialogues",
@@ -133,6 +136,7 @@ def _eval(args: argparse.Namespace) -> int:
     config = EvalConfig(suite=suite, pairs_files=tuple(args.pairs), tokenizer_dir=args.tokenizer,
                         corpus_dir=args.corpus, cache_dir=args.cache, seed=args.seed,
                         dedup=not args.no_dedup, reference=not args.no_reference,
+                        balance=not args.no_balance,
                         sizes=SuiteSizes(args.lexical_n, args.syntactic_n, args.storycloze_n),
                         modality=args.modality, word_n=args.word_n, vocoder_dir=args.vocoder)
     results = evaluate(args.model, config, args.out)

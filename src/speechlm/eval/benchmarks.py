@@ -140,7 +140,7 @@ def lexical_benchmark(n: int | None = 1000, seed: int = 0) -> Benchmark:
     return Benchmark("lexical", LEXICAL_VERSION, tuple(pairs), {"n": n, "seed": seed})
 
 
-LENGTH_CLIP = 4  # phonemes; larger length differences share one bin when balancing
+LENGTH_CLIP = 4  # phonemes (builders) or tokens (scoring); larger differences share a bin
 
 
 def balanced_sample(deltas: list[list[int]], n: int | None, seed: int) -> list[list[int]]:
@@ -190,6 +190,28 @@ def balanced_sample(deltas: list[list[int]], n: int | None, seed: int) -> list[l
         hist[bins[g][j]] += 1
         chosen[g][a_pos], spare[g][b_pos] = j, i
     return [sorted(picked) for picked in chosen]
+
+
+def length_balanced(deltas: list[int], seed: int) -> list[int]:
+    """Indices of the pairs to score so that the length differences (bad minus good, in the
+    model's own tokens, clipped to +-``LENGTH_CLIP``) are symmetric around 0.
+
+    The builders balance in phonemes; a tokenizer can still give one side fewer units more often
+    (whisper+logmel units: the good BLiMP sentence is shorter in 52 % of pairs, longer in 40 %,
+    and an untrained model scores 0.55). For each k the larger of the +k and -k bins loses its
+    excess, chosen at random with ``seed``; pairs of equal length are all kept.
+    """
+    rng = np.random.default_rng(seed)
+    bins: dict[int, list[int]] = {}
+    for i, d in enumerate(deltas):
+        bins.setdefault(max(-LENGTH_CLIP, min(LENGTH_CLIP, int(d))), []).append(i)
+    keep = list(bins.get(0, []))
+    for k in range(1, LENGTH_CLIP + 1):
+        longer, shorter = bins.get(k, []), bins.get(-k, [])
+        m = min(len(longer), len(shorter))
+        for side in (longer, shorter):
+            keep.extend(rng.permutation(side)[:m].tolist() if len(side) > m else side)
+    return sorted(keep)
 
 
 def syntactic_benchmark(n_per_phenomenon: int | None = 8, seed: int = 0,
@@ -370,8 +392,8 @@ class SuiteSizes:
     """Default benchmark sizes: 95% intervals of about +-0.03 (lexical), +-0.04 (syntactic) and
     +-0.1 (storycloze) while the spoken suite of a tiny model stays within 3 minutes cold."""
 
-    lexical: int | None = 1000
-    syntactic_per_phenomenon: int | None = 8
+    lexical: int | None = 1060           # >= 1000 after the length balance of the scored units
+    syntactic_per_phenomenon: int | None = 9  # 603 pairs, >= 500 after it
     storycloze: int | None = 100
 
 

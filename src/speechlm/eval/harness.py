@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speechlm.eval.benchmarks import Benchmark, SuiteSizes, build_suite
+from speechlm.eval.benchmarks import Benchmark, SuiteSizes, build_suite, length_balanced
 from speechlm.eval.scoring import score_pairs
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class EvalConfig:
     tokenize_threads: int | None = 1   # torch threads per process tokenizing benchmark audio
     workers: int = 2                   # processes speaking and tokenizing, threads scoring
     reference: bool = True             # also score an untrained model of the same architecture
+    balance: bool = True               # drop pairs so that token-length differences are symmetric
     modality: str | None = None        # --pairs in a direction (joint speech–text models)
     word_n: int | None = 200           # crossmodal suite: cross-modal word test pairs
     vocoder_dir: str | None = None     # crossmodal suite: TTS intelligibility through it
@@ -51,6 +52,15 @@ class PairIds:
     bad: list[list[int]]
     good_starts: list[int]
     bad_starts: list[int]
+
+    def length_deltas(self) -> list[int]:
+        """Scored tokens of the bad item minus those of the good item, per pair."""
+        return [(len(b) - bs) - (len(g) - gs) for g, b, gs, bs
+                in zip(self.good, self.bad, self.good_starts, self.bad_starts)]
+
+    def subset(self, keep: list[int]) -> PairIds:
+        return PairIds(*([field[i] for i in keep] for field in
+                         (self.good, self.bad, self.good_starts, self.bad_starts)))
 
 
 def context_length(lm) -> int | None:
@@ -162,12 +172,19 @@ def evaluate_lm(lm, benchmarks: list[Benchmark], config: EvalConfig, model_dir: 
         start = time.perf_counter()
         ids = benchmark_ids(lm, bench, config, tokenizer, tok_fp, voices, memo, tokenizer_dir)
         groups = [p.group for p in bench.pairs]
+        if config.balance:  # the builders balance phonemes; this balances the model's tokens
+            keep = length_balanced(ids.length_deltas(), config.seed)
+            if len(keep) < len(groups):
+                log.info("%s: %d of %d pairs left out to balance token lengths (--no-balance "
+                         "scores all)", bench.name, len(groups) - len(keep), len(groups))
+            ids, groups = ids.subset(keep), [groups[i] for i in keep]
         summary = _score(lm.model, ids, groups, lm, config)
         if reference is not None:
             untrained = _score(reference, ids, groups, lm, config)
             summary["untrained"] = {k: untrained[k] for k in
                                     ("accuracy", "ci95", "accuracy_mean", "ci95_mean")}
-        summary.update({"version": bench.version, "fingerprint": bench.fingerprint(),
+        summary.update({"pairs": len(bench.pairs), "version": bench.version,
+                        "fingerprint": bench.fingerprint(),
                         "modality": bench.params.get("modality")
                         or ("text" if lm.kind == "text" else "speech"),
                         "seconds": round(time.perf_counter() - start, 2)})
