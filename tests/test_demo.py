@@ -88,3 +88,23 @@ def test_demo_report_lists_artifacts_and_the_reference_reading(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["artifacts"] == artifacts
     assert "twist-tiny vs untrained: lexical +0.100 (intervals separate)" in (
         tmp_path / "report.md").read_text()
+
+
+def test_parallel_stages_follow_dependencies_and_report_failures(tmp_path, capsys):
+    import pytest
+
+    from speechlm.cli.demo import Job
+    from speechlm.core.errors import SpeechLMError
+
+    stages = Stages(reuse=True, record=tmp_path / "timings.json")
+    jobs = [Job("first", ["--version"], False), Job("second", ["--version"], False, ("first",)),
+            Job("built", ["--version"], True), Job("other", ["--version"], False)]
+    stages.run_parallel(jobs, 2, tmp_path / "logs")
+    out = capsys.readouterr().out
+    assert out.index("[demo] first:") < out.index("[demo] second ...")  # waited for its input
+    assert "built: reusing" in out and set(stages.timings) == {"first", "second", "built", "other"}
+    assert (tmp_path / "logs" / "second.log").read_text().startswith("speechlm")
+    bad = [Job("bad", ["no-such-command"], False), Job("after", ["--version"], False, ("bad",))]
+    with pytest.raises(SpeechLMError, match=r"(?s)no-such-command` failed with status 2.*invalid"):
+        stages.run_parallel(bad, 2, tmp_path / "logs")
+    assert "after" not in stages.timings
