@@ -211,3 +211,20 @@ def test_length_balance_puts_a_length_only_model_at_chance(tmp_path):
         config = EvalConfig(show_progress=False, reference=False, balance=balance)
         entry = evaluate_lm(uniform, [bench], config, tmp_path / "m")["benchmarks"]["lengths"]
         assert (entry["n"], entry["pairs"], entry["accuracy"]) == (n, 5, pytest.approx(accuracy))
+
+
+def test_lexical_words_are_grouped_by_how_often_training_heard_them(tiny_corpus):
+    import re
+    from collections import Counter
+
+    from speechlm.data.corpus import Corpus
+    from speechlm.eval.harness import heard_groups
+
+    counts = Counter(w for u in Corpus(tiny_corpus).utterances("train")
+                     for w in re.findall(r"[a-z']+", u.text.lower()))
+    common = counts.most_common(1)[0][0]
+    once = next(w for w, n in counts.items() if n == 1)
+    groups = heard_groups([common, once.upper(), "zzyzx"], tiny_corpus)
+    assert groups[1:] == ["heard 1-3x", "heard 0x"]
+    assert groups[0] == ("heard 10x+" if counts[common] >= 10 else
+                         "heard 4-9x" if counts[common] >= 4 else "heard 1-3x")

@@ -134,6 +134,32 @@ def spoken_units(benchmark: Benchmark, config: EvalConfig, tokenizer, tokenizer_
                             config.tokenize_threads, tokenizer_dir, config.workers)
 
 
+HEARD_BINS = ((0, 0), (1, 3), (4, 9), (10, None))  # times a lexical word occurs in training
+
+
+def heard_groups(words: list[str], corpus_dir: str | Path) -> list[str] | None:
+    """Each lexical word's group by how often it occurs in the transcripts of the corpus's train
+    split (``heard 0x``, ``heard 1-3x``, ``heard 4-9x``, ``heard 10x+``): a speech LM can only
+    know words it has heard, so the overall accuracy mixes learning with coverage (ZeroSpeech
+    reports sWUGGY on in-vocabulary words for the same reason). None without train transcripts."""
+    import re
+    from collections import Counter
+
+    from speechlm.data.corpus import Corpus
+
+    texts = Corpus(corpus_dir).table("train", ["text"]).column("text").to_pylist()
+    if not any(texts):
+        return None
+    counts = Counter(w for t in texts for w in re.findall(r"[a-z']+", (t or "").lower()))
+
+    def label(n: int) -> str:
+        lo, hi = next((lo, hi) for lo, hi in HEARD_BINS if hi is None or n <= hi)
+        span = f"{lo}" if lo == hi else f"{lo}+" if hi is None else f"{lo}-{hi}"
+        return f"heard {span}x"
+
+    return [label(counts[w.lower()]) for w in words]
+
+
 def untrained_copy(lm, seed: int):
     """The LM's architecture with fresh random weights (seeded), in eval mode."""
     from speechlm.lm.model import build_model
@@ -172,6 +198,8 @@ def evaluate_lm(lm, benchmarks: list[Benchmark], config: EvalConfig, model_dir: 
         start = time.perf_counter()
         ids = benchmark_ids(lm, bench, config, tokenizer, tok_fp, voices, memo, tokenizer_dir)
         groups = [p.group for p in bench.pairs]
+        if bench.name == "lexical" and config.corpus_dir:
+            groups = heard_groups([p.good for p in bench.pairs], config.corpus_dir) or groups
         if config.balance:  # the builders balance phonemes; this balances the model's tokens
             keep = length_balanced(ids.length_deltas(), config.seed)
             if len(keep) < len(groups):
