@@ -135,7 +135,6 @@ def test_units_cache_misses_when_voices_tokenizer_or_dedup_change(tmp_path, voic
 def test_tokenizing_in_worker_processes_matches_this_process(tmp_path, voice_sets):
     import numpy as np
 
-    from speechlm.tokenizers.parallel import encode_clips
     from speechlm.tokenizers.semantic.extractors import MfccExtractor
     from speechlm.tokenizers.semantic.kmeans import KMeansQuantizer
     from speechlm.tokenizers.semantic.tokenizer import UnitTokenizer
@@ -146,10 +145,9 @@ def test_tokenizing_in_worker_processes_matches_this_process(tmp_path, voice_set
     tok_dir = tokenizer.save(tmp_path / "tok")
     audio = render_audio(BENCH, voice_sets[0], tmp_path / "cache").to_pydict()
     clips = audio["good"] + audio["bad"]
-    here = list(encode_clips(clips, tokenizer, None, True, 1, workers=1))
-    there = list(encode_clips(clips, None, str(tok_dir), True, 1, workers=2, chunk_size=2))
-    assert len(here) == len(clips)
-    assert [(u.tolist(), d.tolist()) for u, d in here] == [(u.tolist(), d.tolist()) for u, d in there]
+    here = list(spoken._encode_clips(clips, tokenizer, None, True, 1, workers=1))
+    there = list(spoken._encode_clips(clips, None, str(tok_dir), True, 1, workers=2, chunk_size=2))
+    assert len(here) == len(clips) and [u.tolist() for u in here] == [u.tolist() for u in there]
 
 
 def test_heldout_voices_are_the_ones_the_corpus_meta_records(tmp_path):

@@ -243,8 +243,7 @@ def _demo(args: argparse.Namespace) -> int:
          str(n_units), *ssl_steps, "--max-hours", str(min(hours, TOKENIZER_MAX_HOURS)),
          "--out", str(tok)]), [tok])
     stages.run("tokenize", (units / "meta.json").is_file(), lambda: _cli(
-        ["tokenize", "--tokenizer", str(tok), "--corpus", str(corpus), "--out", str(units),
-         "--workers", str(args.jobs)]),
+        ["tokenize", "--tokenizer", str(tok), "--corpus", str(corpus), "--out", str(units)]),
         [units])
     tok_metrics_path = work / "tokenizer_metrics.json"
 

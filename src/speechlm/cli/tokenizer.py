@@ -61,8 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     tok.add_argument("--out", required=True, help="output token dataset directory")
     tok.add_argument("--no-dedup", action="store_true", help="one unit per frame")
     tok.add_argument("--threads", type=int, default=1)
-    tok.add_argument("--workers", type=int, default=1,
-                     help="processes sharing the utterances (same tokens; default 1)")
     tok.set_defaults(handler=_tokenize)
 
 
@@ -108,7 +106,7 @@ def _tokenize(args: argparse.Namespace) -> int:
     from speechlm.tokenizers import TokenDataset, tokenize_corpus
 
     path = tokenize_corpus(args.tokenizer, args.corpus, args.out, dedup=not args.no_dedup,
-                           threads=args.threads, workers=args.workers)
+                           threads=args.threads)
     ds = TokenDataset(path)
     counts = ", ".join(f"{k}={v}" for k, v in ds.meta["utterances"].items())
     print(f"token dataset {path}: K={ds.vocab_size}, {ds.frame_rate:g} Hz, dedup={ds.dedup} ({counts})")

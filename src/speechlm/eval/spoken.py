@@ -14,9 +14,12 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import multiprocessing as mp
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import asdict
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +29,10 @@ import pyarrow.parquet as pq
 from speechlm.core.errors import DataError
 from speechlm.core.files import read_json
 from speechlm.core.progress import progress_bar
-from speechlm.data.audio import encode_flac
+from speechlm.core.threads import torch_threads
+from speechlm.data.audio import encode_flac, read_audio
 from speechlm.data.tts import Voice
 from speechlm.eval.benchmarks import Benchmark
-from speechlm.tokenizers.parallel import encode_clips
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +194,41 @@ def _join(prefix: np.ndarray, body: np.ndarray, dedup: bool) -> np.ndarray:
     return np.concatenate([prefix, body]).astype(np.int64)
 
 
+@lru_cache(maxsize=1)
+def _worker_tokenizer(tokenizer_dir: str):
+    from speechlm.tokenizers import load_tokenizer
+
+    return load_tokenizer(tokenizer_dir)
+
+
+def _encode_chunk(task: tuple[str, bool, int | None, list[bytes]]) -> list[np.ndarray]:
+    """Units of FLAC clips with the tokenizer at a path; runs in a worker process, which loads
+    the tokenizer once."""
+    tokenizer_dir, dedup, threads, clips = task
+    tokenizer = _worker_tokenizer(tokenizer_dir)
+    with torch_threads(threads):
+        return [np.asarray(tokenizer.encode(read_audio(flac), dedup=dedup)[0], dtype=np.int64)
+                for flac in clips]
+
+
+def _encode_clips(clips: list[bytes], tokenizer, tokenizer_dir: str | None, dedup: bool,
+                  threads: int | None, workers: int, chunk_size: int = 32) -> Iterator[np.ndarray]:
+    """Units of each clip, in order: in ``workers`` processes when the tokenizer has a directory
+    to load from (tokenizing is most of a cold benchmark run), else in this process."""
+    if workers > 1 and tokenizer_dir is not None and len(clips) > chunk_size:
+        tasks = [(str(tokenizer_dir), dedup, threads, clips[k:k + chunk_size])
+                 for k in range(0, len(clips), chunk_size)]
+        context = mp.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        with context.Pool(workers) as pool:
+            for units in pool.imap(_encode_chunk, tasks):
+                yield from units
+        return
+    with torch_threads(threads):
+        for flac in clips:
+            yield np.asarray(tokenizer.encode(read_audio(flac), dedup=dedup)[0], dtype=np.int64)
+
+
 def encode_benchmark(benchmark: Benchmark, audio: pa.Table, tokenizer, tokenizer_fp: str | None,
                      dedup: bool = True, cache_dir: str | Path | None = None,
                      memo: dict | None = None, show_progress: bool = False,
@@ -220,8 +258,8 @@ def encode_benchmark(benchmark: Benchmark, audio: pa.Table, tokenizer, tokenizer
                 todo[key] = flac
     with progress_bar(f"tokenizing {benchmark.name}", total=len(todo), unit="clips",
                       enabled=show_progress) as advance:
-        for key, (units, _) in zip(todo, encode_clips(list(todo.values()), tokenizer,
-                                                       tokenizer_dir, dedup, threads, workers)):
+        for key, units in zip(todo, _encode_clips(list(todo.values()), tokenizer, tokenizer_dir,
+                                                  dedup, threads, workers)):
             memo[key] = units
             advance()
 

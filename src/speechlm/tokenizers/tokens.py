@@ -279,10 +279,8 @@ def derive_streams(units_dir: str | Path, out_dir: str | Path, names: Sequence[s
 @with_torch_threads
 def tokenize_corpus(tokenizer_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path,
                     dedup: bool = True, splits: tuple[str, ...] = SPLITS, threads: int = 1,
-                    show_progress: bool = True, workers: int = 1) -> Path:
-    """Encode every utterance of ``corpus_dir`` into a token dataset at ``out_dir``; ``workers``
-    processes share the clips (same tokens as one)."""
-    from speechlm.tokenizers.parallel import encode_clips
+                    show_progress: bool = True) -> Path:
+    """Encode every utterance of ``corpus_dir`` into a token dataset at ``out_dir``."""
     from speechlm.tokenizers.semantic.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tokenizer_dir)
@@ -290,15 +288,13 @@ def tokenize_corpus(tokenizer_dir: str | Path, corpus_dir: str | Path, out_dir: 
     rate = tok.frame_rate
     records_by_split: dict[str, list[TokenRecord]] = {}
     for split in splits:
-        utts = list(corpus.utterances(split))
-        if not utts:
+        n = corpus.table(split, ["id"]).num_rows
+        if n == 0:
             continue
         records = []
-        encoded = encode_clips([u.audio for u in utts], tok, str(tokenizer_dir), dedup, threads,
-                               workers)
-        with progress_bar(f"tokenizing {split}", total=len(utts), unit="utts",
-                          enabled=show_progress) as advance:
-            for utt, (units, durations) in zip(utts, encoded):
+        with progress_bar(f"tokenizing {split}", total=n, unit="utts", enabled=show_progress) as advance:
+            for utt in corpus.utterances(split):
+                units, durations = tok.encode(utt.samples(), dedup=dedup)
                 words = [(w, int(np.floor(s * rate)), int(np.floor(e * rate))) for w, s, e in utt.words]
                 records.append(TokenRecord(utt.id, utt.speaker, split, units, durations, utt.text, words))
                 advance()
