@@ -225,6 +225,6 @@ def test_lexical_words_are_grouped_by_how_often_training_heard_them(tiny_corpus)
     common = counts.most_common(1)[0][0]
     once = next(w for w, n in counts.items() if n == 1)
     groups = heard_groups([common, once.upper(), "zzyzx"], tiny_corpus)
-    assert groups[1:] == ["heard 1-3x", "heard 0x"]
-    assert groups[0] == ("heard 10x+" if counts[common] >= 10 else
-                         "heard 4-9x" if counts[common] >= 4 else "heard 1-3x")
+    assert groups[1:] == ["heard 1-3 times", "heard 0 times"]
+    assert groups[0] == ("heard 10+ times" if counts[common] >= 10 else
+                         "heard 4-9 times" if counts[common] >= 4 else "heard 1-3 times")

@@ -139,9 +139,10 @@ HEARD_BINS = ((0, 0), (1, 3), (4, 9), (10, None))  # times a lexical word occurs
 
 def heard_groups(words: list[str], corpus_dir: str | Path) -> list[str] | None:
     """Each lexical word's group by how often it occurs in the transcripts of the corpus's train
-    split (``heard 0x``, ``heard 1-3x``, ``heard 4-9x``, ``heard 10x+``): a speech LM can only
-    know words it has heard, so the overall accuracy mixes learning with coverage (ZeroSpeech
-    reports sWUGGY on in-vocabulary words for the same reason). None without train transcripts."""
+    split (``heard 0 times``, ``heard 1-3 times``, ``heard 4-9 times``, ``heard 10+ times``): a
+    speech LM can only know words it has heard, so the overall accuracy mixes learning with
+    coverage (ZeroSpeech reports sWUGGY on in-vocabulary words for the same reason). None without
+    train transcripts."""
     import re
     from collections import Counter
 
@@ -155,7 +156,7 @@ def heard_groups(words: list[str], corpus_dir: str | Path) -> list[str] | None:
     def label(n: int) -> str:
         lo, hi = next((lo, hi) for lo, hi in HEARD_BINS if hi is None or n <= hi)
         span = f"{lo}" if lo == hi else f"{lo}+" if hi is None else f"{lo}-{hi}"
-        return f"heard {span}x"
+        return f"heard {span} times"
 
     return [label(counts[w.lower()]) for w in words]
 
