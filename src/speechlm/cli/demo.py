@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo", help="run the whole pipeline on the embedded default and write an HTML report",
         description="corpus -> tokenizer -> text LM -> GSLM (cold) and TWIST (warm) tiny speech "
         "LMs -> vocoder -> evaluation -> REPORT/index.html (comparison table, loss curves, "
-        "audio continuations) and REPORT/report.json. About 10 minutes on 2 CPU cores.")
+        "audio continuations) and REPORT/report.json. About 15 minutes on 2 CPU cores.")
     parser.add_argument("--work", default="demo-work", help="work directory (default demo-work)")
     parser.add_argument("--report", default="demo-report", help="report directory (default demo-report)")
     parser.add_argument("--hours", type=float, default=None,
