@@ -147,6 +147,62 @@ def summarize(rows: list[dict], text_lm: dict) -> dict:
     return out
 
 
+# The issue's comparative claims: (recipe, reference, benchmarks), each a paired per-seed
+# difference (same seed, same data and compute) with a 95 % t interval over seeds.
+CROSS = ["tstorycloze:s2t", "tstorycloze:t2s", "sstorycloze:s2t", "sstorycloze:t2s",
+         "wordtest:s2t", "wordtest:t2s"]
+CLAIMS = [("sutlm-interleave-tiny", "sutlm-concat-tiny", CROSS + ["similarity"]),
+          ("spiritlm-tiny", "sutlm-concat-tiny", CROSS + ["similarity"]),
+          ("sutlm-interleave-tiny", "sutlm-speech-tiny",
+           ["tstorycloze:speech", "sstorycloze:speech", "similarity"]),
+          ("spiritlm-tiny", "sutlm-speech-tiny",
+           ["tstorycloze:speech", "sstorycloze:speech", "similarity"]),
+          ("sutlm-interleave-tiny", "sutlm-text-tiny", ["tstorycloze:text", "sstorycloze:text"]),
+          ("spiritlm-tiny", "sutlm-text-tiny", ["tstorycloze:text", "sstorycloze:text"])]
+
+
+def _metric(row: dict, name: str) -> float:
+    if name == "similarity":  # matched - shuffled cosine, mean over layers
+        sim = row["crossmodal"]["similarity"]
+        return float(np.mean(np.array(sim["matched"]) - np.array(sim["shuffled"])))
+    return row["benchmarks"][name]["accuracy"]
+
+
+def claims(rows: list[dict], text_lm: dict) -> list[dict]:
+    """Each claim as ``recipe - reference`` per seed (paired), mean and 95 % t interval; plus the
+    warm model's text BLiMP minus its text LM's (the "text ability kept" check, within 0.05)."""
+    from recipe_matrix import interval
+
+    by = {(r["recipe"], r["seed"]): r for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    out = []
+    for recipe, reference, metrics in CLAIMS:
+        if not all((name, s) in by for name in (recipe, reference) for s in seeds):
+            continue
+        for metric in metrics:
+            diffs = [_metric(by[recipe, s], metric) - _metric(by[reference, s], metric)
+                     for s in seeds]
+            out.append({"recipe": recipe, "reference": reference, "metric": metric,
+                        **interval(diffs)})
+    for recipe in ("spiritlm-tiny", "sutlm-interleave-tiny"):
+        if all((recipe, s) in by for s in seeds):
+            diffs = [by[recipe, s]["benchmarks"]["blimp:text"]["accuracy"] - text_lm["accuracy"]
+                     for s in seeds]
+            out.append({"recipe": recipe, "reference": "text-lm", "metric": "blimp:text",
+                        **interval(diffs)})
+    return out
+
+
+def claims_markdown(rows: list[dict]) -> str:
+    lines = ["| recipe − reference | metric | mean difference [95 % interval over seeds] |",
+             "|---|---|---|"]
+    for c in rows:
+        lo, hi = c["ci95"]
+        lines.append(f"| {c['recipe']} − {c['reference']} | {c['metric']} | "
+                     f"{c['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
+    return "\n".join(lines) + "\n"
+
+
 COLUMNS = ["tstorycloze:speech", "tstorycloze:text", "tstorycloze:s2t", "tstorycloze:t2s",
            "sstorycloze:speech", "sstorycloze:text", "sstorycloze:s2t", "sstorycloze:t2s",
            "wordtest:s2t", "wordtest:t2s", "blimp:text"]
@@ -214,14 +270,16 @@ def main() -> int:
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         rows = list(pool.map(train_and_eval, *zip(*[(r, s, work, args) for r, s in jobs])))
     summary = summarize(rows, text_lm)
+    paired = claims(rows, text_lm)
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"name": args.name, "config": {k: v for k, v in vars(args).items()},
-              "summary": summary, "runs": rows, "seconds": round(time.perf_counter() - start, 1),
+              "summary": summary, "claims": paired, "runs": rows, "seconds": round(time.perf_counter() - start, 1),
               "machine": machine()}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    (RESULTS / f"{args.name}.md").write_text(markdown(summary, args.recipes))
+    table = markdown(summary, args.recipes) + "\n" + claims_markdown(paired)
+    (RESULTS / f"{args.name}.md").write_text(table)
     plot(summary, args.recipes, RESULTS / f"{args.name}_similarity.png")
-    print(markdown(summary, args.recipes))
+    print(table)
     return 0
 
 
