@@ -1,8 +1,10 @@
 """Wall time of the full spoken eval suite (lexical, syntactic, t/sStoryCloze) for a tiny model.
 
-The model is the ``tiny`` preset Llama over 100 units and the tokenizer an ssl-tiny encoder with
-100 centroids, both with random weights: the same architectures, hence the same cost, as the
-trained demo models. ``value`` is a cold run at the default sizes (espeak audio + tokenizing +
+With ``--model DIR`` (e.g. the demo's ``demo-work/gslm-tiny``) the model and the tokenizer it
+records are measured as they are: what the demo's models cost. Without it, the model is the
+``tiny`` preset Llama over 100 units and the tokenizer an ssl-tiny encoder with 100 centroids,
+both with random weights (no training needed; that tokenizer does not deduplicate runs the way
+trained units do, so its sequences are longer than a trained tokenizer's). ``value`` is a cold run at the default sizes (espeak audio + tokenizing +
 scoring the model and its untrained reference); ``baseline`` is the same suite again in the same
 process with the audio/unit cache warm (scoring only), which is what a second model sharing the
 tokenizer pays. Both also record CPU seconds (this process, its threads and every worker
@@ -76,22 +78,36 @@ def timed(fn) -> tuple[object, float, float]:
 
 
 def main() -> None:
+    import argparse
+
     import torch
 
     from speechlm.eval.harness import EvalConfig, evaluate
+    from speechlm.lm.model import load_speech_lm
 
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="a trained model dir (default: random)")
+    args = parser.parse_args()
     torch.set_num_threads(2)
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        model_dir, _ = tiny_model_and_tokenizer(root)
+        if args.model:
+            model_dir = Path(args.model).resolve()
+            lm = load_speech_lm(model_dir)
+            model_name = f"{model_dir} ({lm.model.config.num_hidden_layers} layers)"
+            tokenizer_name = str(lm.tokenizer_dir)
+        else:
+            model_dir, _ = tiny_model_and_tokenizer(root)
+            model_name, tokenizer_name = "tiny preset, 100 units, random", "ssl-tiny, random"
         config = EvalConfig(cache_dir=str(root / "cache"), show_progress=False)
         cold, cold_s, cold_cpu = timed(lambda: evaluate(model_dir, config, root / "out"))
         _, warm_s, warm_cpu = timed(lambda: evaluate(model_dir, config, root / "out2"))
     per = {name: {"n": e["n"], "seconds": e["seconds"], "mean_tokens": round(e["mean_tokens"], 1)}
            for name, e in cold["benchmarks"].items()}
     path = write_result("eval_suite", {"suite": list(config.suite), "sizes": vars(config.sizes),
-                                       "model": "tiny preset, 100 units", "tokenizer": "ssl-tiny",
+                                       "model": model_name, "tokenizer": tokenizer_name,
                                        "untrained_reference": config.reference,
                                        "workers": config.workers},
                         round(cold_s, 1), round(warm_s, 1),

@@ -152,7 +152,7 @@ def train_run(cfg: MatrixConfig, recipe: str, seed: int) -> dict:
 def eval_run(cfg: MatrixConfig, recipe: str, seed: int, benchmarks, tokenizer) -> dict:
     """`speechlm eval` scores of one run and of an untrained copy seeded ``seed``."""
     from speechlm.eval.benchmarks import SuiteSizes
-    from speechlm.eval.harness import EvalConfig, evaluate_lm
+    from speechlm.eval.harness import EvalConfig, crossmodal_analyses, evaluate_lm
     from speechlm.lm.model import load_speech_lm
 
     out = run_dir(cfg, recipe, seed)
@@ -165,11 +165,18 @@ def eval_run(cfg: MatrixConfig, recipe: str, seed: int, benchmarks, tokenizer) -
                         cache_dir=str(cfg.work / "benchmarks"), seed=seed,
                         sizes=SuiteSizes(**cfg.sizes), show_progress=False)
     start = time.perf_counter()
-    results = evaluate_lm(load_speech_lm(out), benchmarks, config, out, tokenizer, tok_dir)
+    lm = load_speech_lm(out)
+    results = evaluate_lm(lm, benchmarks, config, out, tokenizer, tok_dir)
     scores = {name: {"accuracy": e["accuracy"], "ci95": e["ci95"], "n": e["n"],
                      "accuracy_mean": e["accuracy_mean"], "untrained": e["untrained"]}
               for name, e in results["benchmarks"].items()}
     result = {"benchmarks": scores, "eval_s": round(time.perf_counter() - start, 1)}
+    if "crossmodal" in cfg.suite:  # similarity by layer and few-shot ASR of the trained model
+        analyses = crossmodal_analyses(lm, benchmarks, config, tokenizer, tok_dir)
+        sim = analyses["similarity"]
+        result.update(crossmodal=analyses, asr_wer=analyses["asr"]["wer"],
+                      similarity_gap=statistics.fmean(m - r for m, r in
+                                                      zip(sim["matched"], sim["shuffled"])))
     record.write_text(json.dumps(result, indent=2))
     return result
 
@@ -184,6 +191,10 @@ def interval(values: list[float]) -> dict:
     half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
     return {"mean": round(mean, 4), "ci95": [round(mean - half, 4), round(mean + half, 4)],
             "values": [round(v, 4) for v in values]}
+
+
+# Per-run figures beside the benchmarks (the crossmodal suite's analyses), summarized the same way.
+ANALYSES = ("similarity_gap", "asr_wer")
 
 
 def summarize(cfg: MatrixConfig, runs: dict[str, dict[int, dict]]) -> dict:
@@ -203,6 +214,9 @@ def summarize(cfg: MatrixConfig, runs: dict[str, dict[int, dict]]) -> dict:
         for key in ("best_valid_loss", "test_loss", "tok_s"):
             values = [s["train"][key] for s in seeds.values() if s["train"].get(key) is not None]
             row[key] = interval(values) if values else None
+        for key in ANALYSES:
+            if all(key in s["eval"] for s in seeds.values()):
+                row[key] = interval([s["eval"][key] for s in seeds.values()])
         table[name] = row
         contrasts[f"{name} - untrained"] = {
             b: interval([s["eval"]["benchmarks"][b]["accuracy"]
@@ -219,6 +233,10 @@ def summarize(cfg: MatrixConfig, runs: dict[str, dict[int, dict]]) -> dict:
         contrasts[f"{name} - {base}"]["best_valid_loss"] = interval(
             [runs[name][s]["train"]["best_valid_loss"] - runs[base][s]["train"]["best_valid_loss"]
              for s in common])
+        for key in ANALYSES:
+            if key in table[name] and key in table[base]:
+                contrasts[f"{name} - {base}"][key] = interval(
+                    [runs[name][s]["eval"][key] - runs[base][s]["eval"][key] for s in common])
     return {"recipes": table, "contrasts": contrasts}
 
 
@@ -232,25 +250,29 @@ def _cell(entry: dict | None, digits: int = 3) -> str:
 def markdown(result: dict) -> str:
     """The README-ready table: one row per recipe and per untrained reference, then contrasts."""
     summary, config = result["summary"], result["config"]
-    benches = list(next(iter(summary["recipes"].values()))["benchmarks"])
-    head = ["recipe", *benches, "best valid loss", "test loss", "tok/s"]
+    first = next(iter(summary["recipes"].values()))
+    benches = list(first["benchmarks"])
+    extra = [key for key in ANALYSES if key in first]
+    head = ["recipe", *benches, *extra, "best valid loss", "test loss", "tok/s"]
     lines = [f"Recipe matrix: {', '.join(config['recipes'])} x seeds {config['seeds']} "
              f"(`{config['command']}`). Mean over seeds [95 % t interval over seeds].", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     references: dict[str, list[str]] = {}  # identical untrained rows (same architecture): one
     for name, row in summary["recipes"].items():
         lines.append(f"| {name} | " + " | ".join(_cell(row["benchmarks"][b]) for b in benches)
+                     + "".join(f" | {_cell(row.get(key))}" for key in extra)
                      + f" | {_cell(row['best_valid_loss'])} | {_cell(row['test_loss'])} | "
                      + (f"{row['tok_s']['mean']:.0f}" if row["tok_s"] else "–") + " |")
         references.setdefault(" | ".join(_cell(row["untrained"][b]) for b in benches),
                               []).append(name)
     for cells, names in references.items():
-        lines.append(f"| untrained ({', '.join(names)} arch.) | {cells} | – | – | – |")
+        lines.append(f"| untrained ({', '.join(names)} arch.) | {cells} |"
+                     + " – |" * (len(extra) + 3))
     lines += ["", "Paired differences (same seed), mean [95 % t interval]:", "",
-              "| contrast | " + " | ".join(benches) + " | best valid loss |",
-              "|" + "---|" * (len(benches) + 2)]
+              "| contrast | " + " | ".join([*benches, *extra]) + " | best valid loss |",
+              "|" + "---|" * (len(benches) + len(extra) + 2)]
     for name, diff in summary["contrasts"].items():
-        lines.append(f"| {name} | " + " | ".join(_cell(diff.get(b)) for b in benches)
+        lines.append(f"| {name} | " + " | ".join(_cell(diff.get(b)) for b in [*benches, *extra])
                      + f" | {_cell(diff.get('best_valid_loss'))} |")
     return "\n".join(lines) + "\n"
 
@@ -259,12 +281,14 @@ def run_matrix(cfg: MatrixConfig, command: str = "") -> dict:
     """Prepare, train and score every recipe x seed; returns the result record (see module)."""
     from common import machine
 
-    from speechlm.eval.benchmarks import SuiteSizes, build_suite
+    from speechlm.eval.benchmarks import SuiteSizes
+    from speechlm.eval.harness import EvalConfig, suite_benchmarks
     from speechlm.tokenizers import load_tokenizer
 
     start = time.perf_counter()
     data = prepare(cfg)
-    benchmarks = build_suite(cfg.suite, (), cfg.bench_seed, SuiteSizes(**cfg.sizes))
+    benchmarks = suite_benchmarks(EvalConfig(suite=cfg.suite, seed=cfg.bench_seed,
+                                             sizes=SuiteSizes(**cfg.sizes)))
     tokenizer = load_tokenizer(data["tokenizer"])
     runs: dict[str, dict[int, dict]] = {}
     for recipe in cfg.recipes:
@@ -282,7 +306,7 @@ def run_matrix(cfg: MatrixConfig, command: str = "") -> dict:
                   + f"train {train['train_s']:.0f} s, eval {scores['eval_s']:.0f} s", flush=True)
     summary = summarize(cfg, runs)
     last = summary["recipes"][recipe_name(cfg.recipes[-1])]
-    primary = cfg.suite[0] if cfg.suite[0] != "storycloze" else "tstorycloze"
+    primary = next(iter(last["benchmarks"]))  # the suite's first benchmark (e.g. lexical)
     value, baseline = last["benchmarks"][primary]["mean"], last["untrained"][primary]["mean"]
     units_meta = json.loads((Path(data["units"]) / "meta.json").read_text())
     return {

@@ -71,3 +71,24 @@ def test_summary_pairs_seeds_and_the_table_shows_every_row():
     table = markdown({"summary": summarize(cfg, same), "config": {
         "recipes": list(cfg.recipes), "seeds": [0, 1, 2], "command": "x"}})
     assert "| untrained (gslm-tiny, twist-tiny arch.) | 0.500" in table  # one row when identical
+
+
+def test_crossmodal_analyses_get_intervals_contrasts_and_columns():
+    cfg = MatrixConfig(recipes=("sutlm-concat-tiny", "sutlm-interleave-tiny"), seeds=(0, 1))
+    runs = {}
+    for name, gap, wer in (("sutlm-concat-tiny", 0.01, 0.9), ("sutlm-interleave-tiny", 0.03, 0.7)):
+        runs[name] = {}
+        for s in (0, 1):
+            run = _run(0.5, 0.5, 2.0)
+            run["eval"].update(similarity_gap=gap + 0.01 * s, asr_wer=wer)
+            runs[name][s] = run
+    summary = summarize(cfg, runs)
+    assert summary["recipes"]["sutlm-interleave-tiny"]["similarity_gap"]["mean"] == pytest.approx(0.035)
+    diff = summary["contrasts"]["sutlm-interleave-tiny - sutlm-concat-tiny"]
+    assert diff["similarity_gap"]["ci95"] == pytest.approx([0.02, 0.02])
+    assert diff["asr_wer"]["mean"] == pytest.approx(-0.2)
+    table = markdown({"summary": summary, "config": {"recipes": list(cfg.recipes),
+                                                     "seeds": [0, 1], "command": "x"}})
+    assert "| recipe | lexical | similarity_gap | asr_wer | best valid loss" in table
+    assert "| sutlm-interleave-tiny - sutlm-concat-tiny | 0.000 [0.000, 0.000] | 0.020 [0.020, 0.020]" \
+        in table

@@ -251,11 +251,9 @@ def split_results(results: dict) -> tuple[dict, dict]:
     return results["benchmarks"], {k: v for k, v in results.items() if k != "benchmarks"}
 
 
-def evaluate(model_dir: str | Path, config: EvalConfig, out_dir: str | Path | None = None) -> dict:
-    """Build the suite (bad ``--pairs`` files fail first), load ``model_dir``, score, and write
-    ``results.json`` (one entry per benchmark), ``run.json`` (model metadata) and the report."""
-    from speechlm.lm.model import load_speech_lm
-
+def suite_benchmarks(config: EvalConfig) -> list[Benchmark]:
+    """The benchmarks ``config`` names: its suite (``crossmodal`` = the four-direction StoryClozes
+    and the word test) and ``--pairs`` files, the files turned to ``--modality`` if given."""
     benchmarks = build_suite([s for s in config.suite if s != "crossmodal"], config.pairs_files,
                              config.seed, config.sizes)
     if config.modality or "crossmodal" in config.suite:
@@ -266,6 +264,15 @@ def evaluate(model_dir: str | Path, config: EvalConfig, out_dir: str | Path | No
                           for b in benchmarks]
         if "crossmodal" in config.suite:
             benchmarks += crossmodal_suite(config.sizes.storycloze, config.word_n, config.seed)
+    return benchmarks
+
+
+def evaluate(model_dir: str | Path, config: EvalConfig, out_dir: str | Path | None = None) -> dict:
+    """Build the suite (bad ``--pairs`` files fail first), load ``model_dir``, score, and write
+    ``results.json`` (one entry per benchmark), ``run.json`` (model metadata) and the report."""
+    from speechlm.lm.model import load_speech_lm
+
+    benchmarks = suite_benchmarks(config)
     lm = load_speech_lm(model_dir)
     if any(b.params.get("modality") for b in benchmarks):
         from speechlm.generation.modality import require_joint
