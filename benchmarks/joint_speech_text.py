@@ -9,9 +9,10 @@ exactly as `speechlm train` would), speaks and tokenizes the benchmarks once (ca
 and evaluates every (recipe, seed) in ``--jobs`` worker processes of one torch thread each. An
 interrupted invocation resumes: training from its checkpoints, and a finished run's evaluation
 (``RUN/eval``) is read back instead of recomputed.
-``train_and_eval`` is the per-run unit: when ``benchmarks/recipe_matrix.py`` lands on main it can
-take these recipes and this evaluation as its own (``--recipes`` / ``--seeds`` mean the same).
-The text LM is scored on text BLiMP as the reference of "text ability kept".
+``benchmarks/recipe_matrix.py --suite crossmodal`` trains and scores the same recipes the way
+every recipe reports (with untrained references and contrasts against the first recipe); this
+script adds what is specific to the joint models: text BLiMP against the text LM (the reference of
+"text ability kept"), the issue's claims as paired differences, and the similarity-by-layer plot.
 """
 
 from __future__ import annotations
