@@ -31,15 +31,15 @@ class RunningServer:
         self._thread = threading.Thread(target=asyncio.run, args=(self._main(factory, config),),
                                         daemon=True)
         self._thread.start()
-        if not self._ready.wait(30):
+        if not self._ready.wait(120):
             raise RuntimeError("server did not start")
 
     async def _main(self, factory, config) -> None:
         self.loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
 
-        def listening(urls):
-            self.urls = urls
+        def listening(info, urls):
+            self.info, self.urls = info, urls
             self._ready.set()
 
         self.stats = await serve(factory, config, on_listening=listening, stop=self.stop_event)
@@ -64,7 +64,9 @@ class RunningServer:
 
 def config(**limits) -> ServeConfig:
     return ServeConfig(host="127.0.0.1", port=0, max_sessions=limits.pop("max_sessions", 8),
-                       workers=limits.pop("workers", 2), limits=replace(Limits(), **limits))
+                       workers=limits.pop("workers", 2),
+                       worker_mode=limits.pop("worker_mode", "process"),
+                       limits=replace(Limits(), **limits))
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ and random-weight vocoder built here, served through the same interface as every
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import sys
 
@@ -73,7 +74,9 @@ def test_a_session_answers_after_a_pause_at_once_and_is_interrupted(model_and_vo
 
 
 def test_serving_a_model_end_to_end(model_and_vocoder, start_server):
-    server = start_server(load_model_factory(*model_and_vocoder, sampling=LONG, end_of_turn_ms=0))
+    # the recipe each worker process loads the model with
+    server = start_server(functools.partial(load_model_factory, *model_and_vocoder, sampling=LONG,
+                                            end_of_turn_ms=0))
     said = speech_like(1.2)
     result = asyncio.run(asyncio.wait_for(
         replay(server.ws_url, said, 16_000, end_turn=True, tail_s=1.5), 120))

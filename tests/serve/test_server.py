@@ -165,11 +165,12 @@ def test_a_failing_model_ends_its_session_only(start_server):
     assert server.http_stats()["closed"]["error"] == 1
 
 
-def test_a_session_that_cannot_open_is_refused_with_the_reason(start_server):
-    class Unopenable(SlowFactory):
-        def new_session(self):
-            raise MemoryError("no room for another KV cache")
+class Unopenable(SlowFactory):
+    def new_session(self):
+        raise MemoryError("no room for another KV cache")
 
+
+def test_a_session_that_cannot_open_is_refused_with_the_reason(start_server):
     async def go(url):
         ws = await WS.open(url)
         assert ws.handshake["refused"].startswith("cannot open a session: MemoryError: no room")

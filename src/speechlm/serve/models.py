@@ -8,9 +8,16 @@ no vocoder. Two things are added on top of the core session, both for people at 
 * **end of turn after a pause**: a turn-based continuation model answers only after
   ``end_turn``; the adapter calls it once the user has been quiet for ``end_of_turn_ms`` after
   speaking (0 = only the client's ``end_turn`` control);
-* **the reply starts at once**: after ``end_turn`` the first chunk of the response is generated
-  in the same call, so its audio goes out with the acknowledgement instead of waiting for the
-  next input frame.
+* **the reply starts at once**: after ``end_turn`` the response is generated in the same call
+  until one frame of its audio is ready, so that audio goes out with the acknowledgement instead
+  of waiting for the next input frame, and the client holds a frame of audio in hand;
+* **no bursts while speaking**: the core session generates ``response_chunk`` units per step
+  and each later frame only as many steps as the audio it plays needs (about two units per 80 ms
+  frame). The core's default chunk of 10 units made every fifth frame carry ten LM steps and a
+  vocoder call (60-100 ms of CPU for one frame, longer than the frame) and the frames between
+  carry none; with 2 the same work is spread evenly. The units drawn are the same (one sample
+  per unit from the same seeded generator); the vocoder still sees ``vocoder_context`` units
+  before and ``vocoder_lookahead`` after every unit it renders.
 
 Silence the core session returns while it has nothing to say is not sent (it would cost 256
 kbit/s per idle session); the ``interrupted`` event is reported as the frame's state so clients
@@ -43,6 +50,7 @@ class SpeechLMFactory:
     name: str = "speechlm"
     sample_rate: int = Session.sample_rate
     listen_chunk_ms: int = 240
+    response_chunk: int = 2
 
     @property
     def frame_samples(self) -> int:
@@ -62,6 +70,7 @@ class SpeechLMFactory:
 
     def new_session(self) -> ServedSession:
         return ServedSession(Session(self.pipeline, self.sampling, seed=self.seed,
+                                     response_chunk=self.response_chunk,
                                      tokenizer_chunk=self.tokenizer_chunk), self)
 
     def warmup(self) -> None:
@@ -79,17 +88,19 @@ class SpeechLMFactory:
 def load_model_factory(model_dir: str | Path, vocoder_dir: str | Path,
                        tokenizer_dir: str | Path | None = None,
                        sampling: Sampling | None = None, seed: int = 0, frame_ms: int = 80,
-                       end_of_turn_ms: int = 640, listen_chunk_ms: int = 240) -> SpeechLMFactory:
+                       end_of_turn_ms: int = 640, listen_chunk_ms: int = 240,
+                       response_chunk: int = 2) -> SpeechLMFactory:
     """Load ``model_dir`` with its tokenizer and the vocoder at ``vocoder_dir`` (units checked)."""
-    if frame_ms < 10 or end_of_turn_ms < 0 or listen_chunk_ms < 20:
+    if frame_ms < 10 or end_of_turn_ms < 0 or listen_chunk_ms < 20 or response_chunk < 1:
         raise ConfigError(f"frame_ms={frame_ms} must be >= 10, end_of_turn_ms="
-                          f"{end_of_turn_ms} >= 0 and listen_chunk_ms={listen_chunk_ms} >= 20")
+                          f"{end_of_turn_ms} >= 0, listen_chunk_ms={listen_chunk_ms} >= 20 and "
+                          f"response_chunk={response_chunk} >= 1")
     pipeline = SpeechPipeline.load(model_dir, tokenizer_dir=None if tokenizer_dir is None else
                                    str(tokenizer_dir), vocoder_dir=str(vocoder_dir),
                                    need_tokenizer=True)
     return SpeechLMFactory(pipeline, sampling or Sampling(150, 0.8, 50), seed, frame_ms,
                            end_of_turn_ms, name=Path(model_dir).resolve().name,
-                           listen_chunk_ms=listen_chunk_ms)
+                           listen_chunk_ms=listen_chunk_ms, response_chunk=response_chunk)
 
 
 class ServedSession:
@@ -113,12 +124,13 @@ class ServedSession:
         return output
 
     def end_turn(self) -> Output:
+        """End the turn and generate until a frame of the reply's audio is ready (or it ended)."""
         self.quiet_ms = 0
         with torch.inference_mode():
-            ended = self._convert(self.session.end_turn())
-            if self.session.state != "speaking":
-                return ended
-            return _merge(ended, self._convert(self.session.step()))
+            out = self._convert(self.session.end_turn())
+            while self.session.state == "speaking" and out.audio.size < self.factory.frame_samples:
+                out = _merge(out, self._convert(self.session.step()))
+            return out
 
     def reset(self) -> None:
         self.session.reset()
