@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 import urllib.request
@@ -133,6 +134,21 @@ class FailingSession(SlowSession):
         if self.frames == 3:
             raise RuntimeError("model bug")
         return Output("listening")
+
+
+class CrashingFactory(ParrotFactory):
+    """Parrot sessions, except that a frame of all -1 samples kills the process running it (a
+    crash in native code, the OOM killer)."""
+
+    def new_session(self):
+        return CrashingSession(self)
+
+
+class CrashingSession(ParrotFactory().new_session().__class__):
+    def push(self, frame: np.ndarray) -> Output:
+        if np.all(frame == -1.0):
+            os._exit(3)
+        return super().push(frame)
 
 
 def speech_like(seconds: float, rate: int = 16_000, seed: int = 0) -> np.ndarray:
