@@ -10,6 +10,7 @@ streaming tokenizer and vocoder and the turn state between calls::
     session.end_turn()                       # the user finished: respond
     while session.state == "speaking":
         play(session.step().audio)           # the continuation, one chunk of units at a time
+    # or session.speak(n): as many units as n samples of audio need, vocoded in one call
 
 States, each change reported as an :class:`Event`: ``silent`` (nothing heard, nothing to say),
 ``listening`` (the user speaks; audio is tokenized with a look-ahead and fed to the LM as it
@@ -158,13 +159,23 @@ class Session:
         self._feed_units([int(u) for u in units], out)
         return out
 
-    def end_turn(self) -> StepOutput:
-        """The user finished: fix the remaining audio, then respond (state ``speaking``)."""
+    def end_turn(self, audio: np.ndarray | None = None) -> StepOutput:
+        """The user finished: fix the remaining audio, then respond (state ``speaking``).
+
+        ``audio``: the turn's last chunk, heard first (``push`` then ``end_turn`` in one call, with
+        one tokenizer call instead of up to two while listening; otherwise just ``push``)."""
+        if audio is not None and (self.state != "listening" or self.duplex is not None or
+                                  self.listener is None):
+            return self.push(audio)  # not listening: end_turn alone would do nothing
         out = StepOutput()
         if self.state != "listening" or self.duplex is not None:
             return out
         if self.listener is not None:
-            self._feed_units(self.listener.flush(), out)
+            if audio is not None:
+                audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+                if audio.size:
+                    check_audio(audio, f"session chunk (turn {self.turns})")  # NaN/Inf: AudioError
+            self._feed_units(self.listener.flush(audio), out)
         if self.next is None:  # nothing heard: the response starts from the turn's start
             self.next = self._feed(self.pending_start, out)
             self.pending_start = []
@@ -181,19 +192,48 @@ class Session:
         out = StepOutput()
         if self.state != "speaking" or self.duplex is not None:
             return out
+        self._generate(self.response_chunk, out)
+        return self._vocode(out)
+
+    def speak(self, samples: int) -> StepOutput:
+        """Units of the response, ``response_chunk`` at a time, until ``samples`` of its audio can
+        be vocoded (or it ends), then one vocoder call: what ``samples`` of playback need, no
+        more, so a stream of calls (a frame each) spreads the response's work evenly. Without a
+        vocoder: one chunk, like :meth:`step`."""
+        out = StepOutput()
+        if self.state != "speaking" or self.duplex is not None:
+            return out
+        while self._generate(self.response_chunk, out) and self.speaker is not None and \
+                self.speaker.ready_samples() < samples:
+            pass
+        return self._vocode(out)
+
+    def _response_done(self) -> bool:
+        return self.ended or self.said >= self.sampling.max_new_tokens
+
+    def _generate(self, n: int, out: StepOutput) -> bool:
+        """Sample up to ``n`` more units into ``out`` (and the vocoder); False once it ended."""
         s, eos = self.sampling, self.lm.vocab.eos_id
-        for _ in range(self.response_chunk if s.max_new_tokens else 0):
+        units = []
+        for _ in range(n if s.max_new_tokens else 0):
             token = sample(self.next.row(0), s.temperature, s.top_k, s.top_p, self.generator)
             self.said += 1
             self.ended = s.stop_at_eos and token == eos
             if not self.ended:
-                out.tokens += self.lm.decode_units([token])
-            if self.ended or self.said == s.max_new_tokens:
+                units += self.lm.decode_units([token])
+            if self._response_done():
                 break
             self.next = self._feed([token], out)
+        out.tokens += units
         if self.speaker is not None:
-            out.audio = self.speaker.push(out.tokens)
-        if self.ended or self.said >= s.max_new_tokens:
+            self.speaker.extend(units)
+        return not self._response_done()
+
+    def _vocode(self, out: StepOutput) -> StepOutput:
+        """The audio that is ready; at the end of the response, the rest and state ``silent``."""
+        if self.speaker is not None:
+            out.audio = self.speaker.push([])
+        if self._response_done():
             if self.speaker is not None:
                 out.audio = np.concatenate([out.audio, self.speaker.flush()])
             self.state = "silent"
@@ -222,7 +262,7 @@ class Session:
         """``n`` samples of response audio, generating chunks as needed (zeros once it ended)."""
         out = StepOutput()
         while self.pending_audio.size < n and self.state == "speaking":
-            chunk = self.step()
+            chunk = self.speak(n - self.pending_audio.size)
             out.tokens += chunk.tokens
             out.events += chunk.events
             self.pending_audio = np.concatenate([self.pending_audio, chunk.audio])

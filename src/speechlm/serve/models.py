@@ -11,13 +11,13 @@ no vocoder. Two things are added on top of the core session, both for people at 
 * **the reply starts at once**: after ``end_turn`` the response is generated in the same call
   until one frame of its audio is ready, so that audio goes out with the acknowledgement instead
   of waiting for the next input frame, and the client holds a frame of audio in hand;
-* **no bursts while speaking**: the core session generates ``response_chunk`` units per step
-  and each later frame only as many steps as the audio it plays needs (about two units per 80 ms
-  frame). The core's default chunk of 10 units made every fifth frame carry ten LM steps and a
-  vocoder call (60-100 ms of CPU for one frame, longer than the frame) and the frames between
-  carry none; with 2 the same work is spread evenly. The units drawn are the same (one sample
-  per unit from the same seeded generator); the vocoder still sees ``vocoder_context`` units
-  before and ``vocoder_lookahead`` after every unit it renders.
+* **no bursts while speaking**: every frame generates only the units its audio needs,
+  ``response_chunk`` (2) at a time, and vocodes them in one call (the core session's
+  :meth:`~speechlm.generation.session.Session.speak`). The core's default of 10 units per
+  step made some frames carry ten LM steps and a vocoder call (60-100 ms of CPU for one frame,
+  longer than the frame) and the frames between carry none. The units drawn are the same (one
+  sample per unit from the same seeded generator); the vocoder still sees ``vocoder_context``
+  units before and ``vocoder_lookahead`` after every unit it renders.
 
 Silence the core session returns while it has nothing to say is not sent (it would cost 256
 kbit/s per idle session); the ``interrupted`` event is reported as the frame's state so clients
@@ -111,26 +111,27 @@ class ServedSession:
         self.quiet_ms = 0  # quiet since the user last spoke (while listening)
 
     def push(self, frame: np.ndarray) -> Output:
-        with torch.inference_mode():  # grad mode is per thread: the worker's must be off too
-            output = self._convert(self.session.push(frame))
-        if self.session.state != "listening":
-            self.quiet_ms = 0
-            return output
         rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64)))) if frame.size else 0.0
         speech = 20 * np.log10(rms + 1e-12) > self.session.speech_db
-        self.quiet_ms = 0 if speech else self.quiet_ms + self.factory.frame_ms
-        if self.factory.end_of_turn_ms and self.quiet_ms >= self.factory.end_of_turn_ms:
-            return _merge(output, self.end_turn())
+        eot = self.factory.end_of_turn_ms
+        if self.session.state == "listening" and not speech and eot and \
+                self.quiet_ms + self.factory.frame_ms >= eot:
+            return self.end_turn(frame)  # this quiet frame ends the turn
+        with torch.inference_mode():  # grad mode is per thread: the worker's must be off too
+            output = self._convert(self.session.push(frame))
+        listening = self.session.state == "listening"
+        self.quiet_ms = self.quiet_ms + self.factory.frame_ms if listening and not speech else 0
         return output
 
-    def end_turn(self) -> Output:
-        """End the turn and generate until a frame of the reply's audio is ready (or it ended)."""
+    def end_turn(self, frame: np.ndarray | None = None) -> Output:
+        """End the turn (after ``frame``, heard in the same tokenizer call that fixes the turn's
+        last units) and generate until a frame of the reply's audio is ready (or it ended)."""
         self.quiet_ms = 0
         with torch.inference_mode():
-            out = self._convert(self.session.end_turn())
-            while self.session.state == "speaking" and out.audio.size < self.factory.frame_samples:
-                out = _merge(out, self._convert(self.session.step()))
-            return out
+            ended = self._convert(self.session.end_turn(frame))
+            if self.session.state != "speaking":
+                return ended
+            return _merge(ended, self._convert(self.session.speak(self.factory.frame_samples)))
 
     def reset(self) -> None:
         self.session.reset()
