@@ -11,20 +11,20 @@ the other users; CPU time per frame does not, and it bounds the sessions a machi
 
 Configurations, in one run on the same audio:
 
-* ``before``: the server as it was: numpy's BLAS at its default threads (one per core; k-means
-  assignment multiplies a few vectors, and idle BLAS threads spin on busy cores), the core
-  session's tokenizer chunk (5 unit frames);
-* ``blas1``: BLAS on one thread (``speechlm serve`` now limits it to ``--threads``);
-* ``chunk10``: BLAS on one thread, the server's listening chunk (``--listen-chunk-ms`` 240),
-  replies generated 10 units per step (the core session's default; the server before
-  ``--response-chunk``);
-* ``served``: the server's defaults: as ``chunk10``, but a reply's units are generated as the
-  frame's audio needs them, 2 per step, and vocoded once per frame (``--response-chunk`` 2).
+* ``before``: the server as it was first: numpy's BLAS at its default threads (one per core;
+  k-means assignment multiplies a few vectors, and idle BLAS threads spin on busy cores), the
+  core session's tokenizer chunk (5 unit frames), replies 10 units per step, heard units fed
+  to the LM as each tokenizer call fixes them;
+* ``blas1``: BLAS on one thread (``speechlm serve`` limits it to ``--threads``);
+* ``listen240``: + 240 ms of audio tokenized per call (12 unit frames; the previous default);
+* ``spread``: + replies generated as each frame's audio needs them, 2 units per step, vocoded
+  once per frame (``--response-chunk`` 2);
+* ``feed64``: + heard units fed to the LM 64 at a time and at the end of the turn;
+* ``served``: the served defaults: + 400 ms tokenized per call (``--listen-chunk-ms`` 400).
 
 It also times one LM step (one new token with a 60-token KV cache) for B sessions, as B single
 calls and as one call over a batch of B rows: what batching sessions' steps would save.
-``value`` is the ``served`` CPU ms per frame, ``baseline`` the ``before`` one. The ``before`` and
-``blas1`` rows also generate replies 10 units per step, as the server did then.
+``value`` is the ``served`` CPU ms per frame, ``baseline`` the ``before`` one.
 """
 
 from __future__ import annotations
@@ -50,17 +50,19 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from speechlm.generation.pipeline import Sampling  # noqa: E402
 from speechlm.serve.models import load_model_factory  # noqa: E402
 
-# BLAS threads, tokenizer chunk (unit frames), response chunk (units per step); None: served
-CONFIGS = {"before": (None, 5, 10), "blas1": (1, 5, 10), "chunk10": (1, None, 10),
-           "served": (1, None, None)}
+# BLAS threads, tokenizer chunk (unit frames), response chunk (units per step), feed chunk (heard
+# ids per LM call); None: the served default
+CONFIGS = {"before": (None, 5, 10, 1), "blas1": (1, 5, 10, 1), "listen240": (1, 12, 10, 1),
+           "spread": (1, 12, None, 1), "feed64": (1, 12, None, None), "served": (1, None, None, None)}
 
 
 def frame_costs(factory, frames: list[np.ndarray], tokenizer_chunk: int,
-                response_chunk: int) -> dict:
+                response_chunk: int, feed_chunk: int) -> dict:
     """Process CPU ms of every pushed frame, by the state the frame ended in (the frame that
     ended the turn and started the reply: ``end_of_turn``)."""
-    factory = dataclasses.replace(factory, response_chunk=response_chunk, listen_chunk_ms=round(
-        tokenizer_chunk * 1000 / factory.pipeline.tokenizer.frame_rate))
+    factory = dataclasses.replace(factory, response_chunk=response_chunk, feed_chunk=feed_chunk,
+                                  listen_chunk_ms=round(tokenizer_chunk * 1000 /
+                                                        factory.pipeline.tokenizer.frame_rate))
     session = factory.new_session()
     costs: dict[str, list[float]] = {}
     for frame in frames:
@@ -124,18 +126,18 @@ def main() -> None:
     factory = load_model_factory(args.model, args.vocoder, sampling=Sampling(150, 0.8, 50))
     with threadpool_limits(1, user_api="blas"):
         factory.warmup()
-    served_chunk, served_response = factory.tokenizer_chunk, factory.response_chunk
+    served = factory.tokenizer_chunk, factory.response_chunk, factory.feed_chunk
     clips = speech_clips()
     audio = np.concatenate(clips * math.ceil(args.seconds / sum(c.size / 16_000 for c in clips)))
     n = factory.frame_samples
     frames = [audio[i:i + n] for i in range(0, min(audio.size, int(args.seconds * 16_000)) - n + 1, n)]
     frame_ms = 1000 * n / factory.sample_rate
     results = {}
-    for name, (blas, chunk, response) in CONFIGS.items():
+    for name, (blas, *chunks) in CONFIGS.items():
+        chunks = [c or default for c, default in zip(chunks, served)]
         with threadpool_limits(blas, user_api="blas") if blas else contextlib.nullcontext():
-            row = frame_costs(factory, frames, chunk or served_chunk, response or served_response)
-        row["tokenizer_chunk"] = chunk or served_chunk
-        row["response_chunk"] = response or served_response
+            row = frame_costs(factory, frames, *chunks)
+        row["tokenizer_chunk"], row["response_chunk"], row["feed_chunk"] = chunks
         row["blas_threads"] = blas or "default"
         row["implied_realtime_sessions"] = math.floor(args.cores * frame_ms / row["cpu_ms_per_frame"])
         results[name] = row

@@ -190,6 +190,29 @@ def test_end_turn_with_the_last_audio_is_push_then_end_turn(model_dir, vocoder, 
     assert silent.end_turn(np.zeros(1280, np.float32)).events == []  # not listening: a push
 
 
+def test_heard_units_fed_in_chunks_give_the_same_reply(model_dir, vocoder, speech):
+    """``feed_chunk``: fewer, larger LM calls while listening; the same context, the same reply."""
+    pipe = SpeechPipeline.load(model_dir, need_tokenizer=True)
+    pipe.vocoder = vocoder
+    runs = []
+    for feed_chunk in (1, 64):
+        session = Session(pipe, Sampling(30, 0.0, stop_at_eos=False), feed_chunk=feed_chunk)
+        feeds = []
+        feed = session.decoder.feed
+        session.decoder.feed = lambda ids: feeds.append(len(ids)) or feed(ids)
+        heard = [u for start in range(0, speech.size, 1280)
+                 for u in session.push(speech[start:start + 1280]).tokens]
+        listening_calls = len(feeds)
+        session.end_turn()
+        said = []
+        while session.state == "speaking":
+            said += session.step().tokens
+        runs.append((heard, said, session.history, listening_calls))
+    (heard_1, said_1, history_1, calls_1), (heard_64, said_64, history_64, calls_64) = runs
+    assert heard_1 == heard_64 and history_1 == history_64 and said_1 == said_64
+    assert calls_64 <= len(history_64) // 64 < calls_1
+
+
 def _edit_rate(a: list[int], b: list[int]) -> float:
     from rapidfuzz.distance import Levenshtein
 

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="audio per protocol frame (per model call), ms")
     model.add_argument("--end-of-turn-ms", type=int, default=640,
                        help="answer after this much quiet following speech (0: only on end_turn)")
-    model.add_argument("--listen-chunk-ms", type=int, default=240,
+    model.add_argument("--listen-chunk-ms", type=int, default=400,
                        help="heard audio tokenized per call (larger: less CPU, units reach the LM "
                        "later; the reply does not wait)")
     model.add_argument("--response-chunk", type=int, default=2,

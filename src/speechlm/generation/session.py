@@ -68,7 +68,7 @@ class Session:
     def __init__(self, pipeline: SpeechPipeline | str | Path, sampling: Sampling | None = None,
                  seed: int = 0, response_chunk: int = 10, tokenizer_lookahead: int = 4,
                  tokenizer_context: int = 50, vocoder_context: int = 8, vocoder_lookahead: int = 4,
-                 speech_db: float = -40.0, tokenizer_chunk: int = 5) -> None:
+                 speech_db: float = -40.0, tokenizer_chunk: int = 5, feed_chunk: int = 1) -> None:
         if not isinstance(pipeline, SpeechPipeline):
             pipeline = SpeechPipeline.load(pipeline, need_tokenizer=True)
         lm = pipeline.lm
@@ -87,6 +87,10 @@ class Session:
         if self.duplex is None:
             check_sampling(self.sampling.temperature, self.sampling.max_new_tokens, self.sampling.top_p)
         self.seed, self.response_chunk, self.speech_db = seed, response_chunk, speech_db
+        # heard ids go to the LM once feed_chunk of them wait (and at end_turn): the LM is causal,
+        # so a few larger calls build the same KV cache as many small ones, for a fraction of the
+        # per-call overhead that dominates a small model's forward; 1 = as they arrive
+        self.feed_chunk = feed_chunk
         self.listener = StreamingTokenizer(pipeline.tokenizer, tokenizer_lookahead, tokenizer_context,
                                            tokenizer_chunk) if pipeline.tokenizer is not None else None
         self.speaker = StreamingVocoder(pipeline.vocoder, vocoder_context, vocoder_lookahead) \
@@ -105,6 +109,7 @@ class Session:
         self.turns = 0
         self.next: NextStep | None = None
         self.pending_start: list[int] = []    # ids that open the current turn, fed with its first units
+        self.unfed: list[int] = []            # heard ids not yet fed to the LM (feed_chunk)
         self.pending_audio = np.zeros(0, dtype=np.float32)
         self._reset_streams()
         if self.duplex is not None:
@@ -176,6 +181,7 @@ class Session:
                 if audio.size:
                     check_audio(audio, f"session chunk (turn {self.turns})")  # NaN/Inf: AudioError
             self._feed_units(self.listener.flush(audio), out)
+        self._feed_heard(out)
         if self.next is None:  # nothing heard: the response starts from the turn's start
             self.next = self._feed(self.pending_start, out)
             self.pending_start = []
@@ -294,13 +300,20 @@ class Session:
         return [Event("state", self.state, {"turn": self.turns})]
 
     def _feed_units(self, units: list[int], out: StepOutput) -> None:
-        """Feed heard units (after the turn's start ids, once) and report them."""
+        """Queue heard units for the LM (after the turn's start ids, once) and report them."""
         if not units:
             return
-        ids = self.pending_start + self.lm.vocab.encode("units", units)
+        self.unfed += self.pending_start + self.lm.vocab.encode("units", units)
         self.pending_start = []
-        self.next = self._feed(ids, out)
+        if len(self.unfed) >= self.feed_chunk:
+            self._feed_heard(out)
         out.tokens += units
+
+    def _feed_heard(self, out: StepOutput) -> None:
+        """Feed the heard ids still waiting (see ``feed_chunk``)."""
+        if self.unfed:
+            self.next = self._feed(self.unfed, out)
+            self.unfed = []
 
     def _feed(self, ids: list[int], out: StepOutput | None = None) -> NextStep:
         limit = self.decoder.limit

@@ -28,7 +28,7 @@ class ModelSource:
     seed: int = 0
     frame_ms: int = 80
     end_of_turn_ms: int = 640
-    listen_chunk_ms: int = 240
+    listen_chunk_ms: int = 400
     response_chunk: int = 2
 
     def __call__(self) -> SessionFactory:
