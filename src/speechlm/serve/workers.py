@@ -192,6 +192,7 @@ class ProcessSessions(Sessions):
         self.closing = False
         self.replaced = 0      # workers that died and were started again
         self.sessions_lost = 0  # sessions ended by a dead worker
+        self.replacing: set[asyncio.Task] = set()  # (the loop keeps only weak references)
 
     async def start(self) -> None:
         for slot in range(len(self.slots)):
@@ -255,7 +256,9 @@ class ProcessSessions(Sessions):
             return
         self.sessions_lost += n
         log.error("%s", worker.lost)
-        asyncio.get_running_loop().create_task(self._replace(worker))
+        task = asyncio.get_running_loop().create_task(self._replace(worker))
+        self.replacing.add(task)
+        task.add_done_callback(self.replacing.discard)
 
     async def _replace(self, worker: _Worker) -> None:
         """Reap the dead worker (log its exit code) and start another in its slot."""
