@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="heard audio tokenized per call (larger: less CPU, units reach the LM "
                        "later; the reply does not wait)")
     model.add_argument("--response-chunk", type=int, default=2,
-                       help="units generated per LM step batch while speaking: each frame makes "
-                       "only the audio it plays (small: no frame carries a burst of steps)")
+                       help="while speaking, each frame generates the units its audio needs, this "
+                       "many at a time (small: no frame carries a burst of LM steps)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8998, help="port (0: any free port)")
