@@ -11,11 +11,16 @@ the other users; CPU time per frame does not, and it bounds the sessions a machi
 
 Configurations, in one run on the same audio:
 
-* ``before``: the server as it was: numpy's BLAS at its default threads (one per core; k-means
-  assignment multiplies a few vectors, and idle BLAS threads spin on busy cores), the core
-  session's tokenizer chunk (5 unit frames);
-* ``blas1``: BLAS on one thread (``speechlm serve`` now limits it to ``--threads``);
-* ``served``: BLAS on one thread and the server's listening chunk (``--listen-chunk-ms`` 240).
+* ``before``: the server as it was first: numpy's BLAS at its default threads (one per core;
+  k-means assignment multiplies a few vectors, and idle BLAS threads spin on busy cores), the
+  core session's tokenizer chunk (5 unit frames), replies 10 units per step, heard units fed
+  to the LM as each tokenizer call fixes them;
+* ``blas1``: BLAS on one thread (``speechlm serve`` limits it to ``--threads``);
+* ``listen240``: + 240 ms of audio tokenized per call (12 unit frames; the previous default);
+* ``spread``: + replies generated as each frame's audio needs them, 2 units per step, vocoded
+  once per frame (``--response-chunk`` 2);
+* ``feed64``: + heard units fed to the LM 64 at a time and at the end of the turn;
+* ``served``: the served defaults: + 400 ms tokenized per call (``--listen-chunk-ms`` 400).
 
 It also times one LM step (one new token with a 60-token KV cache) for B sessions, as B single
 calls and as one call over a batch of B rows: what batching sessions' steps would save.
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import math
 import os
 import sys
@@ -44,24 +50,33 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from speechlm.generation.pipeline import Sampling  # noqa: E402
 from speechlm.serve.models import load_model_factory  # noqa: E402
 
-CONFIGS = {"before": (None, 5), "blas1": (1, 5), "served": (1, None)}  # BLAS threads, chunk
+# BLAS threads, tokenizer chunk (unit frames), response chunk (units per step), feed chunk (heard
+# ids per LM call); None: the served default
+CONFIGS = {"before": (None, 5, 10, 1), "blas1": (1, 5, 10, 1), "listen240": (1, 12, 10, 1),
+           "spread": (1, 12, None, 1), "feed64": (1, 12, None, None), "served": (1, None, None, None)}
 
 
-def frame_costs(factory, frames: list[np.ndarray], tokenizer_chunk: int | None) -> dict:
-    """Process CPU ms of every pushed frame, by the state the frame ended in."""
-    if tokenizer_chunk is not None:
-        factory.listen_chunk_ms = round(tokenizer_chunk * 1000 / factory.pipeline.tokenizer.frame_rate)
+def frame_costs(factory, frames: list[np.ndarray], tokenizer_chunk: int,
+                response_chunk: int, feed_chunk: int) -> dict:
+    """Process CPU ms of every pushed frame, by the state the frame ended in (the frame that
+    ended the turn and started the reply: ``end_of_turn``)."""
+    factory = dataclasses.replace(factory, response_chunk=response_chunk, feed_chunk=feed_chunk,
+                                  listen_chunk_ms=round(tokenizer_chunk * 1000 /
+                                                        factory.pipeline.tokenizer.frame_rate))
     session = factory.new_session()
     costs: dict[str, list[float]] = {}
     for frame in frames:
         start = time.process_time()
-        state = session.push(frame).state
-        costs.setdefault(state, []).append(1e3 * (time.process_time() - start))
+        out = session.push(frame)
+        key = "end_of_turn" if "end_of_turn" in out.events else out.state
+        costs.setdefault(key, []).append(1e3 * (time.process_time() - start))
     every = [c for values in costs.values() for c in values]
     return {"frames": len(every), "cpu_ms_per_frame": float(np.mean(every)),
             "cpu_ms_p95": float(np.percentile(every, 95)),
-            "by_state": {s: {"frames": len(v), "cpu_ms_per_frame": float(np.mean(v))}
-                         for s, v in sorted(costs.items())}}
+            "cpu_ms_p99": float(np.percentile(every, 99)), "cpu_ms_max": float(np.max(every)),
+            "frames_over_frame_ms": sum(c > factory.frame_ms for c in every),
+            "by_state": {s: {"frames": len(v), "cpu_ms_per_frame": float(np.mean(v)),
+                             "cpu_ms_max": float(np.max(v))} for s, v in sorted(costs.items())}}
 
 
 def lm_step_costs(model, batches: tuple[int, ...], repeats: int = 20) -> list[dict]:
@@ -111,21 +126,23 @@ def main() -> None:
     factory = load_model_factory(args.model, args.vocoder, sampling=Sampling(150, 0.8, 50))
     with threadpool_limits(1, user_api="blas"):
         factory.warmup()
-    served_chunk = factory.tokenizer_chunk
+    served = factory.tokenizer_chunk, factory.response_chunk, factory.feed_chunk
     clips = speech_clips()
     audio = np.concatenate(clips * math.ceil(args.seconds / sum(c.size / 16_000 for c in clips)))
     n = factory.frame_samples
     frames = [audio[i:i + n] for i in range(0, min(audio.size, int(args.seconds * 16_000)) - n + 1, n)]
     frame_ms = 1000 * n / factory.sample_rate
     results = {}
-    for name, (blas, chunk) in CONFIGS.items():
+    for name, (blas, *chunks) in CONFIGS.items():
+        chunks = [c or default for c, default in zip(chunks, served)]
         with threadpool_limits(blas, user_api="blas") if blas else contextlib.nullcontext():
-            row = frame_costs(factory, frames, chunk or served_chunk)
-        row["tokenizer_chunk"] = chunk or served_chunk
+            row = frame_costs(factory, frames, *chunks)
+        row["tokenizer_chunk"], row["response_chunk"], row["feed_chunk"] = chunks
         row["blas_threads"] = blas or "default"
         row["implied_realtime_sessions"] = math.floor(args.cores * frame_ms / row["cpu_ms_per_frame"])
         results[name] = row
-        print(f"{name:7s} {row['cpu_ms_per_frame']:.2f} CPU ms/frame (p95 {row['cpu_ms_p95']:.1f}) "
+        print(f"{name:7s} {row['cpu_ms_per_frame']:.2f} CPU ms/frame (p95 {row['cpu_ms_p95']:.1f}, "
+              f"max {row['cpu_ms_max']:.1f}, {row['frames_over_frame_ms']} over {frame_ms:g} ms) "
               f"{ {s: round(v['cpu_ms_per_frame'], 2) for s, v in row['by_state'].items()} } -> "
               f"{row['implied_realtime_sessions']} sessions on {args.cores} idle cores", flush=True)
     with threadpool_limits(1, user_api="blas"):

@@ -128,6 +128,91 @@ def test_speaking_push_returns_audio_of_the_same_length(model_dir, vocoder):
     assert said == pipe.continue_units([1, 2, 3], Sampling(30, 0.0, stop_at_eos=True))[0]
 
 
+def test_speak_generates_what_the_audio_needs_and_vocodes_once(model_dir, vocoder):
+    """``speak(n)``: units until n samples can be vocoded, one vocoder call; same units as steps."""
+    pipe = SpeechPipeline.load(model_dir)
+    pipe.vocoder = vocoder
+    sampling = Sampling(40, 1.0, 8, stop_at_eos=False)
+    by_steps, by_speak = Session(pipe, sampling, seed=3), Session(pipe, sampling, seed=3,
+                                                                  response_chunk=2)
+    calls = []
+    synthesize = vocoder.synthesize
+    vocoder.synthesize = lambda *a: calls.append(1) or synthesize(*a)
+    try:
+        units, spoken = [], []
+        for session, said in ((by_steps, units), (by_speak, spoken)):
+            session.push_units([1, 2, 3])
+            session.end_turn()
+        while by_steps.state == "speaking":
+            units += by_steps.step().tokens
+        calls.clear()
+        frames = []
+        while by_speak.state == "speaking":
+            out = by_speak.speak(1280)
+            spoken += out.tokens
+            frames.append((out, len(calls)))
+            calls.clear()
+    finally:
+        vocoder.synthesize = synthesize
+    assert spoken == units  # the same seeded units, whatever the chunking
+    *middle, (last, _) = frames
+    assert all(out.audio.size >= 1280 and n == 1 for out, n in middle)  # enough, in one call
+    # no more than the audio needs: without its last chunk of 2 it would not have been enough
+    durations = vocoder.mean_durations.numpy()
+    assert all(durations[out.tokens[:-2]].sum() * 320 < 1280 + 4 * 3 * 320 for out, _ in middle)
+    assert last.events[-2].type == "end_of_response" and by_speak.state == "silent"
+
+
+def test_end_turn_with_the_last_audio_is_push_then_end_turn(model_dir, vocoder, speech):
+    """The turn's last chunk heard inside ``end_turn``: the same reply, one tokenizer call fewer."""
+    pipe = SpeechPipeline.load(model_dir, need_tokenizer=True)
+    pipe.vocoder = vocoder
+    outs, calls, tokenizer = [], [], pipe.tokenizer
+    encode = tokenizer.encode
+    tokenizer.encode = lambda *a, **k: calls.append(1) or encode(*a, **k)
+    for together in (False, True):
+        session = Session(pipe, Sampling(20, 0.0), seed=0, tokenizer_chunk=12)
+        for start in range(0, 16_000, 1280):
+            session.push(speech[start:start + 1280])
+        last = speech[16_000:17_280]
+        calls.clear()
+        if together:
+            session.end_turn(last)
+        else:
+            session.push(last)
+            session.end_turn()
+        outs.append((session.history, len(calls), session.state))
+    del tokenizer.encode
+    (apart, apart_calls, _), (together, together_calls, state) = outs
+    assert state == "speaking" and together_calls == 1 <= apart_calls
+    assert together[:len(together) // 2] == apart[:len(apart) // 2]  # same units up to look-ahead
+    silent = Session(pipe, Sampling(20, 0.0), seed=0)
+    assert silent.end_turn(np.zeros(1280, np.float32)).events == []  # not listening: a push
+
+
+def test_heard_units_fed_in_chunks_give_the_same_reply(model_dir, vocoder, speech):
+    """``feed_chunk``: fewer, larger LM calls while listening; the same context, the same reply."""
+    pipe = SpeechPipeline.load(model_dir, need_tokenizer=True)
+    pipe.vocoder = vocoder
+    runs = []
+    for feed_chunk in (1, 64):
+        session = Session(pipe, Sampling(30, 0.0, stop_at_eos=False), feed_chunk=feed_chunk)
+        feeds = []
+        feed = session.decoder.feed
+        session.decoder.feed = lambda ids: feeds.append(len(ids)) or feed(ids)
+        heard = [u for start in range(0, speech.size, 1280)
+                 for u in session.push(speech[start:start + 1280]).tokens]
+        listening_calls = len(feeds)
+        session.end_turn()
+        said = []
+        while session.state == "speaking":
+            said += session.step().tokens
+        runs.append((heard, said, session.history, listening_calls))
+    (heard_1, said_1, history_1, calls_1), (heard_64, said_64, history_64, calls_64) = runs
+    assert heard_1 == heard_64 and history_1 == history_64 and said_1 == said_64
+    assert calls_64 <= len(history_64) // 64 < calls_1
+
+
 def _edit_rate(a: list[int], b: list[int]) -> float:
     from rapidfuzz.distance import Levenshtein
 

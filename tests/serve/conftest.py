@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 import urllib.request
@@ -31,15 +32,15 @@ class RunningServer:
         self._thread = threading.Thread(target=asyncio.run, args=(self._main(factory, config),),
                                         daemon=True)
         self._thread.start()
-        if not self._ready.wait(30):
+        if not self._ready.wait(120):
             raise RuntimeError("server did not start")
 
     async def _main(self, factory, config) -> None:
         self.loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
 
-        def listening(urls):
-            self.urls = urls
+        def listening(info, urls):
+            self.info, self.urls = info, urls
             self._ready.set()
 
         self.stats = await serve(factory, config, on_listening=listening, stop=self.stop_event)
@@ -64,7 +65,9 @@ class RunningServer:
 
 def config(**limits) -> ServeConfig:
     return ServeConfig(host="127.0.0.1", port=0, max_sessions=limits.pop("max_sessions", 8),
-                       workers=limits.pop("workers", 2), limits=replace(Limits(), **limits))
+                       workers=limits.pop("workers", 2),
+                       worker_mode=limits.pop("worker_mode", "process"),
+                       limits=replace(Limits(), **limits))
 
 
 @pytest.fixture
@@ -131,6 +134,21 @@ class FailingSession(SlowSession):
         if self.frames == 3:
             raise RuntimeError("model bug")
         return Output("listening")
+
+
+class CrashingFactory(ParrotFactory):
+    """Parrot sessions, except that a frame of all -1 samples kills the process running it (a
+    crash in native code, the OOM killer)."""
+
+    def new_session(self):
+        return CrashingSession(self)
+
+
+class CrashingSession(ParrotFactory().new_session().__class__):
+    def push(self, frame: np.ndarray) -> Output:
+        if np.all(frame == -1.0):
+            os._exit(3)
+        return super().push(frame)
 
 
 def speech_like(seconds: float, rate: int = 16_000, seed: int = 0) -> np.ndarray:

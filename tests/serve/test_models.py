@@ -4,6 +4,7 @@ and random-weight vocoder built here, served through the same interface as every
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import sys
 
@@ -62,9 +63,13 @@ def test_a_session_answers_after_a_pause_at_once_and_is_interrupted(model_and_vo
     outs = [session.push(quiet) for _ in range(4)]  # 320 ms of quiet: the turn ends ...
     answer = outs[-1]
     assert answer.state == "speaking" and "end_of_turn" in answer.events
-    assert answer.audio.size > 0 and answer.tokens  # ... and the reply starts in the same call
+    # ... and the reply starts in the same call, with at least one frame of audio in hand
+    assert answer.audio.size >= n and answer.tokens
     said = [session.push(quiet) for _ in range(3)]
-    assert all(o.audio.size > 0 for o in said)
+    assert all(o.audio.size == n for o in said)
+    # each frame generates only what it plays: units last >= 20 ms, so at most 4 units (two
+    # steps of the default response chunk of 2) per 80 ms frame, never a burst of 10
+    assert all(len(o.tokens) <= 4 for o in said)
     barge_in = session.push(speech_like(0.08, seed=1))
     assert barge_in.state == "interrupted" and "interrupted" in barge_in.events
     assert barge_in.audio.size == 0
@@ -72,8 +77,29 @@ def test_a_session_answers_after_a_pause_at_once_and_is_interrupted(model_and_vo
     assert session.end_turn().state == "silent"  # nothing heard after reset: nothing to answer
 
 
+def test_the_response_chunk_spreads_the_work_but_says_the_same(model_and_vocoder):
+    """Sampling does not depend on how many units a step generates: the same seeded reply."""
+    replies = []
+    for chunk in (10, 2):
+        factory = load_model_factory(*model_and_vocoder, sampling=LONG, end_of_turn_ms=0,
+                                     response_chunk=chunk)
+        session = factory.new_session()
+        for frame in speech_like(0.96).reshape(-1, 1280):
+            session.push(frame)
+        first, later = session.end_turn(), []
+        while not later or later[-1].state == "speaking":  # until the reply has been played
+            later.append(session.push(np.zeros(1280, np.float32)))
+        units = first.tokens + [t for o in later for t in o.tokens]
+        replies.append((units, max(len(o.tokens) for o in later)))
+    (units_10, burst_10), (units_2, burst_2) = replies
+    assert units_10 == units_2 and len(units_10) > 30  # units heard, then the whole reply
+    assert burst_10 > 4 >= burst_2  # (an <eos> drawn mid-reply is no unit)
+
+
 def test_serving_a_model_end_to_end(model_and_vocoder, start_server):
-    server = start_server(load_model_factory(*model_and_vocoder, sampling=LONG, end_of_turn_ms=0))
+    # the recipe each worker process loads the model with
+    server = start_server(functools.partial(load_model_factory, *model_and_vocoder, sampling=LONG,
+                                            end_of_turn_ms=0))
     said = speech_like(1.2)
     result = asyncio.run(asyncio.wait_for(
         replay(server.ws_url, said, 16_000, end_turn=True, tail_s=1.5), 120))

@@ -10,15 +10,16 @@ import pytest
 from speechlm.serve.client import replay
 from speechlm.serve.protocol import PROTOCOL, Kind, pack
 
-from .conftest import WS, FailingFactory, SlowFactory, speech_like
+from .conftest import WS, CrashingFactory, FailingFactory, SlowFactory, speech_like
 
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
 
 
-def test_handshake_and_parrot_round_trip(start_server):
-    server = start_server()
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_handshake_and_parrot_round_trip(start_server, mode):
+    server = start_server(worker_mode=mode)
     said = np.concatenate([speech_like(1.0), np.zeros(8000, np.float32)])
     result = run(replay(server.ws_url, said, 16_000, end_turn=False, tail_s=1.5, pace=4.0))
     hs = result.handshake
@@ -33,6 +34,7 @@ def test_handshake_and_parrot_round_trip(start_server):
     assert len(result.first_audio_ms) == 1 and result.errors == []
     stats = server.http_stats()
     assert stats["sessions_active"] == 0 and stats["closed"] == {"client": 1}
+    assert stats["workers"]["mode"] == mode and stats["rss_bytes"] > 0
 
 
 def test_end_turn_answers_and_reset_clears(start_server):
@@ -149,7 +151,8 @@ def test_a_slow_model_drops_old_audio_and_never_blocks_other_sessions(start_serv
     assert stats["frames_dropped"] == metas[-1]["dropped"] and stats["frames_in"] == 12
 
 
-def test_a_failing_model_ends_its_session_only(start_server):
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_a_failing_model_ends_its_session_only(start_server, mode):
     async def go(url):
         ws = await WS.open(url)
         for _ in range(3):
@@ -160,16 +163,48 @@ def test_a_failing_model_ends_its_session_only(start_server):
         assert again.handshake["model"] == "failing"
         await again.close()
 
-    server = start_server(FailingFactory())
+    server = start_server(FailingFactory(), worker_mode=mode)
     run(go(server.ws_url))
     assert server.http_stats()["closed"]["error"] == 1
 
 
-def test_a_session_that_cannot_open_is_refused_with_the_reason(start_server):
-    class Unopenable(SlowFactory):
-        def new_session(self):
-            raise MemoryError("no room for another KV cache")
+def test_a_dead_worker_ends_only_its_sessions_and_is_replaced(start_server):
+    async def go(url):
+        doomed, other = await WS.open(url), await WS.open(url)  # one on each worker
+        await doomed.send_audio(np.full(1280, -1.0, np.float32))  # its worker exits (a crash)
+        error = await doomed.error()
+        assert error.startswith("internal error: WorkerLost: worker process ") and \
+            "exited unexpectedly; the 1 session it ran ended" in error, error
+        close = await doomed.ws.receive()
+        assert close.type.name == "CLOSE" and close.data == 1011
+        await doomed.close()
+        for _ in range(3):  # the other worker's session goes on
+            await other.send_audio(speech_like(0.08))
+            assert (await other.meta())["state"] == "listening"
+        deadline = time.monotonic() + 60
+        while server.http_stats()["workers"]["alive"] < 2:  # the replacement is starting
+            assert time.monotonic() < deadline, server.http_stats()
+            await asyncio.sleep(0.2)
+        new = [await WS.open(url) for _ in range(2)]  # sessions open on both workers again
+        for ws in new:
+            await ws.send_audio(speech_like(0.08))
+            assert (await ws.meta())["state"] == "listening"
+        await asyncio.gather(other.close(), *(ws.close() for ws in new))
 
+    server = start_server(CrashingFactory())
+    run(go(server.ws_url))
+    stats = server.http_stats()
+    assert stats["closed"] == {"error": 1, "client": 3}, stats
+    assert stats["workers"]["replaced"] == 1 and stats["workers"]["sessions_lost"] == 1
+    assert stats["workers"]["sessions_per_worker"] == [0, 0]
+
+
+class Unopenable(SlowFactory):
+    def new_session(self):
+        raise MemoryError("no room for another KV cache")
+
+
+def test_a_session_that_cannot_open_is_refused_with_the_reason(start_server):
     async def go(url):
         ws = await WS.open(url)
         assert ws.handshake["refused"].startswith("cannot open a session: MemoryError: no room")

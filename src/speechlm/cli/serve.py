@@ -31,16 +31,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="audio per protocol frame (per model call), ms")
     model.add_argument("--end-of-turn-ms", type=int, default=640,
                        help="answer after this much quiet following speech (0: only on end_turn)")
-    model.add_argument("--listen-chunk-ms", type=int, default=240,
+    model.add_argument("--listen-chunk-ms", type=int, default=400,
                        help="heard audio tokenized per call (larger: less CPU, units reach the LM "
                        "later; the reply does not wait)")
+    model.add_argument("--response-chunk", type=int, default=2,
+                       help="while speaking, each frame generates the units its audio needs, this "
+                       "many at a time (small: no frame carries a burst of LM steps)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8998, help="port (0: any free port)")
     parser.add_argument("--max-sessions", type=int, default=32,
                         help="concurrent sessions; more connections are refused (code 1013)")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
-                        help="threads running sessions (default: one per usable core)")
+                        help="worker processes (each with a copy of the model) or threads running "
+                        "sessions (default: one per usable core)")
+    parser.add_argument("--worker-mode", choices=("process", "thread"), default="process",
+                        help="process (default): sessions in parallel, a crash ends only its "
+                        "worker's sessions; thread: one copy of the weights, sessions share the "
+                        "GIL (for models whose kernels release it, e.g. on a GPU)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch and BLAS threads per worker (default 1: workers x threads = "
                         "cores)")
@@ -56,22 +64,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _model(args: argparse.Namespace):
+    """How to load the model (each worker process loads it; the server process never does)."""
     from speechlm.core.errors import ConfigError
+    from speechlm.serve.loading import ModelSource
 
-    if args.vocoder is None:  # before importing torch: the error comes at once
+    if args.vocoder is None:  # the error comes at once, before any worker starts
         raise ConfigError(f"--model {args.model}: pass --vocoder DIR (the unit vocoder that turns "
                           "its replies into audio; `speechlm vocoder train` makes one)")
-    from speechlm.generation.pipeline import Sampling
-    from speechlm.serve.models import load_model_factory
-
-    return load_model_factory(args.model, args.vocoder, args.tokenizer,
-                              Sampling(args.max_new_tokens, args.temperature, args.top_k),
-                              args.seed, args.frame_ms, args.end_of_turn_ms, args.listen_chunk_ms)
+    return ModelSource(args.model, args.vocoder, args.tokenizer, args.max_new_tokens,
+                       args.temperature, args.top_k, args.seed, args.frame_ms,
+                       args.end_of_turn_ms, args.listen_chunk_ms, args.response_chunk)
 
 
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
+    import functools
 
     from threadpoolctl import threadpool_limits
 
@@ -81,34 +89,39 @@ def _serve(args: argparse.Namespace) -> int:
     from speechlm.serve.loading import load_session_factory
     from speechlm.serve.parrot import ParrotFactory
     from speechlm.serve.server import ServeConfig, serve
+    from speechlm.serve.workers import ModelInfo
 
-    for name in ("max_sessions", "workers", "threads", "queue_frames", "max_message_bytes"):
+    for name in ("max_sessions", "workers", "threads", "queue_frames", "max_message_bytes",
+                 "response_chunk"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.idle_timeout <= 0 or args.send_timeout <= 0:
         raise ConfigError("--idle-timeout and --send-timeout must be > 0")
     factory = _model(args) if args.model else ParrotFactory() if args.parrot else \
-        load_session_factory(args.session)
+        functools.partial(load_session_factory, args.session)
     config = ServeConfig(host=args.host, port=args.port, max_sessions=args.max_sessions,
-                         workers=args.workers,
+                         workers=args.workers, worker_mode=args.worker_mode, threads=args.threads,
                          limits=Limits(queue_frames=args.queue_frames,
                                        idle_timeout_s=args.idle_timeout,
                                        send_timeout_s=args.send_timeout,
                                        max_message_bytes=args.max_message_bytes))
 
-    def listening(urls: list[str]) -> None:
-        frame_ms = 1000 * factory.frame_samples / factory.sample_rate
-        print(f"serving {factory.name} ({factory.sample_rate} Hz, {frame_ms:g} ms frames, "
-              f"{config.workers} workers, up to {config.max_sessions} sessions)")
+    def listening(model: ModelInfo, urls: list[str]) -> None:
+        frame_ms = 1000 * model.frame_samples / model.sample_rate
+        print(f"serving {model.name} ({model.sample_rate} Hz, {frame_ms:g} ms frames, "
+              f"{config.workers} worker {config.worker_mode}es, up to {config.max_sessions} "
+              "sessions)")
         for url in urls:
             print(f"listening on {url}  (page: {url}/  websocket: "
                   f"{url.replace('http', 'ws', 1)}/ws)", flush=True)
 
     try:
-        # the parrot needs no torch (and starts in a second without importing it). numpy's BLAS
-        # (k-means assignment) gets --threads too: its default of one thread per core spins
-        # on busy cores, ~100x the CPU of the multiply itself for a frame's few vectors
-        with contextlib.nullcontext() if args.parrot else torch_threads(args.threads), \
+        # worker processes limit their own torch and BLAS threads; threads of this process need
+        # the limits here (the parrot needs no torch). numpy's BLAS (k-means assignment) gets
+        # --threads too: its default of one thread per core spins on busy cores, ~100x the CPU
+        # of the multiply itself for a frame's few vectors
+        in_process = args.worker_mode == "thread" and not args.parrot
+        with torch_threads(args.threads) if in_process else contextlib.nullcontext(), \
                 threadpool_limits(args.threads, user_api="blas"):
             stats = asyncio.run(serve(factory, config, on_listening=listening))
     except OSError as err:  # port in use, address not available

@@ -10,6 +10,7 @@ streaming tokenizer and vocoder and the turn state between calls::
     session.end_turn()                       # the user finished: respond
     while session.state == "speaking":
         play(session.step().audio)           # the continuation, one chunk of units at a time
+    # or session.speak(n): as many units as n samples of audio need, vocoded in one call
 
 States, each change reported as an :class:`Event`: ``silent`` (nothing heard, nothing to say),
 ``listening`` (the user speaks; audio is tokenized with a look-ahead and fed to the LM as it
@@ -67,7 +68,7 @@ class Session:
     def __init__(self, pipeline: SpeechPipeline | str | Path, sampling: Sampling | None = None,
                  seed: int = 0, response_chunk: int = 10, tokenizer_lookahead: int = 4,
                  tokenizer_context: int = 50, vocoder_context: int = 8, vocoder_lookahead: int = 4,
-                 speech_db: float = -40.0, tokenizer_chunk: int = 5) -> None:
+                 speech_db: float = -40.0, tokenizer_chunk: int = 5, feed_chunk: int = 1) -> None:
         if not isinstance(pipeline, SpeechPipeline):
             pipeline = SpeechPipeline.load(pipeline, need_tokenizer=True)
         lm = pipeline.lm
@@ -86,6 +87,10 @@ class Session:
         if self.duplex is None:
             check_sampling(self.sampling.temperature, self.sampling.max_new_tokens, self.sampling.top_p)
         self.seed, self.response_chunk, self.speech_db = seed, response_chunk, speech_db
+        # heard ids go to the LM once feed_chunk of them wait (and at end_turn): the LM is causal,
+        # so a few larger calls build the same KV cache as many small ones, for a fraction of the
+        # per-call overhead that dominates a small model's forward; 1 = as they arrive
+        self.feed_chunk = feed_chunk
         self.listener = StreamingTokenizer(pipeline.tokenizer, tokenizer_lookahead, tokenizer_context,
                                            tokenizer_chunk) if pipeline.tokenizer is not None else None
         self.speaker = StreamingVocoder(pipeline.vocoder, vocoder_context, vocoder_lookahead) \
@@ -104,6 +109,7 @@ class Session:
         self.turns = 0
         self.next: NextStep | None = None
         self.pending_start: list[int] = []    # ids that open the current turn, fed with its first units
+        self.unfed: list[int] = []            # heard ids not yet fed to the LM (feed_chunk)
         self.pending_audio = np.zeros(0, dtype=np.float32)
         self._reset_streams()
         if self.duplex is not None:
@@ -158,13 +164,24 @@ class Session:
         self._feed_units([int(u) for u in units], out)
         return out
 
-    def end_turn(self) -> StepOutput:
-        """The user finished: fix the remaining audio, then respond (state ``speaking``)."""
+    def end_turn(self, audio: np.ndarray | None = None) -> StepOutput:
+        """The user finished: fix the remaining audio, then respond (state ``speaking``).
+
+        ``audio``: the turn's last chunk, heard first (``push`` then ``end_turn`` in one call, with
+        one tokenizer call instead of up to two while listening; otherwise just ``push``)."""
+        if audio is not None and (self.state != "listening" or self.duplex is not None or
+                                  self.listener is None):
+            return self.push(audio)  # not listening: end_turn alone would do nothing
         out = StepOutput()
         if self.state != "listening" or self.duplex is not None:
             return out
         if self.listener is not None:
-            self._feed_units(self.listener.flush(), out)
+            if audio is not None:
+                audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+                if audio.size:
+                    check_audio(audio, f"session chunk (turn {self.turns})")  # NaN/Inf: AudioError
+            self._feed_units(self.listener.flush(audio), out)
+        self._feed_heard(out)
         if self.next is None:  # nothing heard: the response starts from the turn's start
             self.next = self._feed(self.pending_start, out)
             self.pending_start = []
@@ -181,19 +198,48 @@ class Session:
         out = StepOutput()
         if self.state != "speaking" or self.duplex is not None:
             return out
+        self._generate(self.response_chunk, out)
+        return self._vocode(out)
+
+    def speak(self, samples: int) -> StepOutput:
+        """Units of the response, ``response_chunk`` at a time, until ``samples`` of its audio can
+        be vocoded (or it ends), then one vocoder call: what ``samples`` of playback need, no
+        more, so a stream of calls (a frame each) spreads the response's work evenly. Without a
+        vocoder: one chunk, like :meth:`step`."""
+        out = StepOutput()
+        if self.state != "speaking" or self.duplex is not None:
+            return out
+        while self._generate(self.response_chunk, out) and self.speaker is not None and \
+                self.speaker.ready_samples() < samples:
+            pass
+        return self._vocode(out)
+
+    def _response_done(self) -> bool:
+        return self.ended or self.said >= self.sampling.max_new_tokens
+
+    def _generate(self, n: int, out: StepOutput) -> bool:
+        """Sample up to ``n`` more units into ``out`` (and the vocoder); False once it ended."""
         s, eos = self.sampling, self.lm.vocab.eos_id
-        for _ in range(self.response_chunk if s.max_new_tokens else 0):
+        units = []
+        for _ in range(n if s.max_new_tokens else 0):
             token = sample(self.next.row(0), s.temperature, s.top_k, s.top_p, self.generator)
             self.said += 1
             self.ended = s.stop_at_eos and token == eos
             if not self.ended:
-                out.tokens += self.lm.decode_units([token])
-            if self.ended or self.said == s.max_new_tokens:
+                units += self.lm.decode_units([token])
+            if self._response_done():
                 break
             self.next = self._feed([token], out)
+        out.tokens += units
         if self.speaker is not None:
-            out.audio = self.speaker.push(out.tokens)
-        if self.ended or self.said >= s.max_new_tokens:
+            self.speaker.extend(units)
+        return not self._response_done()
+
+    def _vocode(self, out: StepOutput) -> StepOutput:
+        """The audio that is ready; at the end of the response, the rest and state ``silent``."""
+        if self.speaker is not None:
+            out.audio = self.speaker.push([])
+        if self._response_done():
             if self.speaker is not None:
                 out.audio = np.concatenate([out.audio, self.speaker.flush()])
             self.state = "silent"
@@ -222,7 +268,7 @@ class Session:
         """``n`` samples of response audio, generating chunks as needed (zeros once it ended)."""
         out = StepOutput()
         while self.pending_audio.size < n and self.state == "speaking":
-            chunk = self.step()
+            chunk = self.speak(n - self.pending_audio.size)
             out.tokens += chunk.tokens
             out.events += chunk.events
             self.pending_audio = np.concatenate([self.pending_audio, chunk.audio])
@@ -254,13 +300,20 @@ class Session:
         return [Event("state", self.state, {"turn": self.turns})]
 
     def _feed_units(self, units: list[int], out: StepOutput) -> None:
-        """Feed heard units (after the turn's start ids, once) and report them."""
+        """Queue heard units for the LM (after the turn's start ids, once) and report them."""
         if not units:
             return
-        ids = self.pending_start + self.lm.vocab.encode("units", units)
+        self.unfed += self.pending_start + self.lm.vocab.encode("units", units)
         self.pending_start = []
-        self.next = self._feed(ids, out)
+        if len(self.unfed) >= self.feed_chunk:
+            self._feed_heard(out)
         out.tokens += units
+
+    def _feed_heard(self, out: StepOutput) -> None:
+        """Feed the heard ids still waiting (see ``feed_chunk``)."""
+        if self.unfed:
+            self.next = self._feed(self.unfed, out)
+            self.unfed = []
 
     def _feed(self, ids: list[int], out: StepOutput | None = None) -> NextStep:
         limit = self.decoder.limit

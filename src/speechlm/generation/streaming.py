@@ -50,8 +50,11 @@ class StreamingTokenizer:
         """Add audio; returns the units whose runs started since the last call."""
         return self._runs(self.push_frames(samples))
 
-    def flush(self) -> list[int]:
-        """End of input: fix every remaining complete frame (no look-ahead left to wait for)."""
+    def flush(self, samples: np.ndarray | None = None) -> list[int]:
+        """End of input (after ``samples``, if given): fix every remaining complete frame (no
+        look-ahead left to wait for) in one encoder call."""
+        if samples is not None:
+            self._append(samples)
         return self._runs(self.flush_frames())
 
     def flush_frames(self) -> list[int]:
@@ -60,9 +63,12 @@ class StreamingTokenizer:
 
     def push_frames(self, samples: np.ndarray) -> list[int]:
         """Add audio; returns the unit of every frame fixed since the last call (no dedup)."""
-        self.audio = np.concatenate([self.audio, np.asarray(samples, dtype=np.float32).reshape(-1)])
+        self._append(samples)
         ready = self.frames - self.lookahead
         return self._fix(ready) if ready - self.done >= self.chunk else []
+
+    def _append(self, samples: np.ndarray) -> None:
+        self.audio = np.concatenate([self.audio, np.asarray(samples, dtype=np.float32).reshape(-1)])
 
     def _fix(self, upto: int) -> list[int]:
         start = max(0, self.done - self.context)
@@ -106,8 +112,25 @@ class StreamingVocoder:
         self.done = 0  # units whose audio was emitted
 
     def push(self, units: list[int]) -> np.ndarray:
-        self.units.extend(int(u) for u in units)
+        self.extend(units)
         return self._emit(len(self.units) - self.lookahead)
+
+    def extend(self, units: list[int]) -> None:
+        """Add units without vocoding (:meth:`push` with no units vocodes what is ready)."""
+        self.units.extend(int(u) for u in units)
+
+    def ready_samples(self) -> int:
+        """Samples :meth:`push` would emit now: units with ``lookahead`` units after them, each
+        lasting its duration (known before vocoding, so a caller can vocode once per need)."""
+        window = np.asarray(self.units[self.done: max(self.done, len(self.units) - self.lookahead)],
+                            dtype=np.int64)
+        frames = self._durations(window).sum() if window.size else 0
+        return int(frames) * self.samples_per_frame
+
+    def _durations(self, units: np.ndarray) -> np.ndarray:
+        """Frames per unit: the vocoder's mean durations, or ``unit_frames`` each."""
+        return self.vocoder.mean_durations.numpy()[units] if self.unit_frames is None \
+            else np.full(units.size, self.unit_frames)
 
     def flush(self) -> np.ndarray:
         return self._emit(len(self.units))
@@ -117,8 +140,7 @@ class StreamingVocoder:
             return np.zeros(0, dtype=np.float32)
         start = max(0, self.done - self.context)
         window = np.asarray(self.units[start:], dtype=np.int64)      # context + new + look-ahead
-        durations = self.vocoder.mean_durations.numpy()[window] if self.unit_frames is None \
-            else np.full(window.size, self.unit_frames)              # frames per unit
+        durations = self._durations(window)                          # frames per unit
         bounds = np.concatenate([[0], np.cumsum(durations)]) * self.samples_per_frame
         audio = np.asarray(self.vocoder.synthesize(window, durations), dtype=np.float32)
         out = audio[bounds[self.done - start]: bounds[upto - start]]

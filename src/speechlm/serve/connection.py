@@ -2,8 +2,9 @@
 
 The reader never waits for the model: it cuts incoming PCM into frames and puts them in a bounded
 queue, dropping the oldest audio (and counting it) when the model falls behind. The worker takes
-one item at a time and runs the session in the server's thread pool, so one slow session never
-blocks the event loop or the other connections. Controls travel in the same queue as audio, so
+one item at a time and awaits the session's call in a worker process or thread
+(:mod:`speechlm.serve.workers`), so one slow session never blocks the event loop or the other
+connections. Controls travel in the same queue as audio, so
 they act in order.
 """
 
@@ -13,7 +14,6 @@ import asyncio
 import logging
 import time
 from collections import deque
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,8 @@ from aiohttp import WSMsgType, web
 
 from speechlm.serve.protocol import (CONTROLS, PROTOCOL, Kind, ProtocolError, decode_control,
                                      decode_pcm16, encode_pcm16, pack, parse)
-from speechlm.serve.session import STATES, Output, SessionFactory, StreamingSession
+from speechlm.serve.session import STATES, Output
+from speechlm.serve.workers import ModelInfo, SessionHandle
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,10 @@ class SlowReader(Exception):
 
 
 class Connection:
-    def __init__(self, ws: web.WebSocketResponse, factory: SessionFactory,
-                 session: StreamingSession, executor: Executor, limits: Limits, sid: int) -> None:
-        self.ws, self.factory, self.session = ws, factory, session
-        self.executor, self.limits, self.sid = executor, limits, sid
+    def __init__(self, ws: web.WebSocketResponse, model: ModelInfo, session: SessionHandle,
+                 limits: Limits, sid: int) -> None:
+        self.ws, self.model, self.session = ws, model, session
+        self.limits, self.sid = limits, sid
         self.queue: deque[Frame | str] = deque()
         self.wakeup = asyncio.Event()
         self.pending = np.zeros(0, np.float32)  # samples of the next, incomplete frame
@@ -63,7 +64,7 @@ class Connection:
         self.state = "listening"
 
     def handshake(self) -> dict[str, Any]:
-        f = self.factory
+        f = self.model
         return {"protocol": PROTOCOL, "model": f.name, "sample_rate": f.sample_rate,
                 "frame_samples": f.frame_samples,
                 "frame_ms": 1000.0 * f.frame_samples / f.sample_rate, "session": self.sid,
@@ -141,7 +142,7 @@ class Connection:
             self._enqueue("reset")
         elif control == "end_turn":
             if self.pending.size:  # the last, incomplete frame: pad it with silence
-                self._on_audio(np.zeros(self.factory.frame_samples - self.pending.size, np.float32))
+                self._on_audio(np.zeros(self.model.frame_samples - self.pending.size, np.float32))
             self._enqueue("end_turn")
         if control in ("pause", "start"):
             self._enqueue(control)
@@ -149,7 +150,7 @@ class Connection:
     def _on_audio(self, samples: np.ndarray) -> None:
         if self.paused:
             return  # paused: the client's audio is not for the model
-        n = self.factory.frame_samples
+        n = self.model.frame_samples
         buffered = np.concatenate([self.pending, samples])
         whole = buffered.size // n * n
         now = time.monotonic()
@@ -170,7 +171,6 @@ class Connection:
     # ---- the model -------------------------------------------------------------------------------
 
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self.wakeup.wait()
             self.wakeup.clear()
@@ -178,17 +178,15 @@ class Connection:
                 item = self.queue.popleft()
                 if isinstance(item, Frame):
                     started = time.monotonic()
-                    output, compute = await loop.run_in_executor(self.executor, _timed,
-                                                                 self.session.push, item.samples)
+                    output, compute = await self.session.push(item.samples)
                     await self._send_output(output, frame=item.index, compute_ms=compute * 1e3,
                                             queue_ms=(started - item.received) * 1e3)
                 elif item == "end_turn":
-                    output, compute = await loop.run_in_executor(self.executor, _timed,
-                                                                 self.session.end_turn)
+                    output, compute = await self.session.end_turn()
                     await self._send_output(output, frame=self.frames_in - 1, control=item,
                                             compute_ms=compute * 1e3)
                 elif item == "reset":
-                    await loop.run_in_executor(self.executor, self.session.reset)
+                    await self.session.reset()
                     self.state = "listening"
                     await self._send_meta(control=item)
                 else:  # pause / start: acknowledge in order with the audio before it
@@ -227,9 +225,3 @@ class Connection:
             await self.send(data)
         except (SlowReader, ConnectionError, RuntimeError):
             pass
-
-
-def _timed(fn, *args):
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start

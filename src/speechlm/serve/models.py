@@ -8,9 +8,20 @@ no vocoder. Two things are added on top of the core session, both for people at 
 * **end of turn after a pause**: a turn-based continuation model answers only after
   ``end_turn``; the adapter calls it once the user has been quiet for ``end_of_turn_ms`` after
   speaking (0 = only the client's ``end_turn`` control);
-* **the reply starts at once**: after ``end_turn`` the first chunk of the response is generated
-  in the same call, so its audio goes out with the acknowledgement instead of waiting for the
-  next input frame.
+* **the reply starts at once**: after ``end_turn`` the response is generated in the same call
+  until one frame of its audio is ready, so that audio goes out with the acknowledgement instead
+  of waiting for the next input frame, and the client holds a frame of audio in hand;
+* **heard units reach the LM in a few calls**: up to 64 at a time and the rest when the turn
+  ends (the core session's ``feed_chunk``), not in one forward per tokenizer call: a decoding
+  call of a small LM is mostly per-call overhead, and the causal LM builds the same KV cache
+  either way. The reply starts from the same context;
+* **no bursts while speaking**: every frame generates only the units its audio needs,
+  ``response_chunk`` (2) at a time, and vocodes them in one call (the core session's
+  :meth:`~speechlm.generation.session.Session.speak`). The core's default of 10 units per
+  step made some frames carry ten LM steps and a vocoder call (60-100 ms of CPU for one frame,
+  longer than the frame) and the frames between carry none. The units drawn are the same (one
+  sample per unit from the same seeded generator); the vocoder still sees ``vocoder_context``
+  units before and ``vocoder_lookahead`` after every unit it renders.
 
 Silence the core session returns while it has nothing to say is not sent (it would cost 256
 kbit/s per idle session); the ``interrupted`` event is reported as the frame's state so clients
@@ -42,7 +53,9 @@ class SpeechLMFactory:
     end_of_turn_ms: int = 640
     name: str = "speechlm"
     sample_rate: int = Session.sample_rate
-    listen_chunk_ms: int = 240
+    listen_chunk_ms: int = 400
+    response_chunk: int = 2
+    feed_chunk: int = 64  # heard ids per LM call while listening (the core Session's feed_chunk)
 
     @property
     def frame_samples(self) -> int:
@@ -53,16 +66,18 @@ class SpeechLMFactory:
         """Unit frames the streaming tokenizer fixes per call while listening.
 
         Each call re-encodes its left context (50 frames) with the new frames, so a larger chunk
-        costs less CPU per frame: 240 ms takes 12 frames per call where the core session's default
-        of 5 took 8 at a time (two 80 ms frames), 30 % less tokenizer work and a third fewer LM
-        calls while listening. What is heard reaches the LM up to one chunk later; the reply does
-        not wait for it, since ``end_turn`` fixes the rest at once.
+        costs less CPU per frame: 400 ms takes 20 frames per call (74 encoded, 3.7x the new ones)
+        where the core session's default of 5 took 8 at a time (58 encoded, 7x). Heard units are
+        reported up to one chunk later; the LM gets them in ``feed_chunk`` batches anyway, and the
+        reply does not wait for them, since ``end_turn`` fixes the rest at once.
         """
         return max(1, round(self.listen_chunk_ms * self.pipeline.tokenizer.frame_rate / 1000))
 
     def new_session(self) -> ServedSession:
         return ServedSession(Session(self.pipeline, self.sampling, seed=self.seed,
-                                     tokenizer_chunk=self.tokenizer_chunk), self)
+                                     response_chunk=self.response_chunk,
+                                     tokenizer_chunk=self.tokenizer_chunk,
+                                     feed_chunk=self.feed_chunk), self)
 
     def warmup(self) -> None:
         """Hear a second of noise, answer it, reset: lazy initialisation is paid before serving."""
@@ -79,17 +94,19 @@ class SpeechLMFactory:
 def load_model_factory(model_dir: str | Path, vocoder_dir: str | Path,
                        tokenizer_dir: str | Path | None = None,
                        sampling: Sampling | None = None, seed: int = 0, frame_ms: int = 80,
-                       end_of_turn_ms: int = 640, listen_chunk_ms: int = 240) -> SpeechLMFactory:
+                       end_of_turn_ms: int = 640, listen_chunk_ms: int = 400,
+                       response_chunk: int = 2) -> SpeechLMFactory:
     """Load ``model_dir`` with its tokenizer and the vocoder at ``vocoder_dir`` (units checked)."""
-    if frame_ms < 10 or end_of_turn_ms < 0 or listen_chunk_ms < 20:
+    if frame_ms < 10 or end_of_turn_ms < 0 or listen_chunk_ms < 20 or response_chunk < 1:
         raise ConfigError(f"frame_ms={frame_ms} must be >= 10, end_of_turn_ms="
-                          f"{end_of_turn_ms} >= 0 and listen_chunk_ms={listen_chunk_ms} >= 20")
+                          f"{end_of_turn_ms} >= 0, listen_chunk_ms={listen_chunk_ms} >= 20 and "
+                          f"response_chunk={response_chunk} >= 1")
     pipeline = SpeechPipeline.load(model_dir, tokenizer_dir=None if tokenizer_dir is None else
                                    str(tokenizer_dir), vocoder_dir=str(vocoder_dir),
                                    need_tokenizer=True)
     return SpeechLMFactory(pipeline, sampling or Sampling(150, 0.8, 50), seed, frame_ms,
                            end_of_turn_ms, name=Path(model_dir).resolve().name,
-                           listen_chunk_ms=listen_chunk_ms)
+                           listen_chunk_ms=listen_chunk_ms, response_chunk=response_chunk)
 
 
 class ServedSession:
@@ -100,25 +117,27 @@ class ServedSession:
         self.quiet_ms = 0  # quiet since the user last spoke (while listening)
 
     def push(self, frame: np.ndarray) -> Output:
-        with torch.inference_mode():  # grad mode is per thread: the worker's must be off too
-            output = self._convert(self.session.push(frame))
-        if self.session.state != "listening":
-            self.quiet_ms = 0
-            return output
         rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64)))) if frame.size else 0.0
         speech = 20 * np.log10(rms + 1e-12) > self.session.speech_db
-        self.quiet_ms = 0 if speech else self.quiet_ms + self.factory.frame_ms
-        if self.factory.end_of_turn_ms and self.quiet_ms >= self.factory.end_of_turn_ms:
-            return _merge(output, self.end_turn())
+        eot = self.factory.end_of_turn_ms
+        if self.session.state == "listening" and not speech and eot and \
+                self.quiet_ms + self.factory.frame_ms >= eot:
+            return self.end_turn(frame)  # this quiet frame ends the turn
+        with torch.inference_mode():  # grad mode is per thread: the worker's must be off too
+            output = self._convert(self.session.push(frame))
+        listening = self.session.state == "listening"
+        self.quiet_ms = self.quiet_ms + self.factory.frame_ms if listening and not speech else 0
         return output
 
-    def end_turn(self) -> Output:
+    def end_turn(self, frame: np.ndarray | None = None) -> Output:
+        """End the turn (after ``frame``, heard in the same tokenizer call that fixes the turn's
+        last units) and generate until a frame of the reply's audio is ready (or it ended)."""
         self.quiet_ms = 0
         with torch.inference_mode():
-            ended = self._convert(self.session.end_turn())
+            ended = self._convert(self.session.end_turn(frame))
             if self.session.state != "speaking":
                 return ended
-            return _merge(ended, self._convert(self.session.step()))
+            return _merge(ended, self._convert(self.session.speak(self.factory.frame_samples)))
 
     def reset(self) -> None:
         self.session.reset()

@@ -2,8 +2,8 @@
 
 aiohttp serves the static page, the websocket endpoint and a JSON status route from one asyncio
 server, and its client drives ``speechlm client`` and the benchmark, so one well-kept library
-covers both ends. Sessions run in a thread pool (torch releases the GIL inside its kernels); the
-event loop only moves bytes.
+covers both ends. Sessions run in worker processes (or threads: :mod:`speechlm.serve.workers`);
+the event loop only moves bytes.
 """
 
 from __future__ import annotations
@@ -15,18 +15,16 @@ import os
 import signal
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import psutil
 from aiohttp import web
 
 from speechlm.serve.connection import Connection, Limits
 from speechlm.serve.protocol import Kind, pack
-from speechlm.serve.session import SessionFactory
+from speechlm.serve.workers import FactorySource, ModelInfo, Sessions, make_sessions
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +38,8 @@ class ServeConfig:
     port: int = 8998
     max_sessions: int = 32
     workers: int = len(os.sched_getaffinity(0))  # one per usable core
+    worker_mode: str = "process"  # or "thread" (see speechlm.serve.workers)
+    threads: int = 1              # torch and BLAS threads per worker process
     limits: Limits = field(default_factory=Limits)
 
 
@@ -57,17 +57,15 @@ class Stats:
         return {"sessions_active": self.sessions_active, "sessions_total": self.sessions_total,
                 "rejected_full": self.rejected_full, "frames_in": self.frames_in,
                 "frames_dropped": self.frames_dropped, "protocol_errors": self.protocol_errors,
-                "closed": dict(self.closed),
-                "rss_bytes": psutil.Process().memory_info().rss}
+                "closed": dict(self.closed)}
 
 
 class Server:
     """The application: one :class:`Connection` (and session) per websocket."""
 
-    def __init__(self, factory: SessionFactory, config: ServeConfig) -> None:
-        self.factory, self.config = factory, config
+    def __init__(self, sessions: Sessions, config: ServeConfig) -> None:
+        self.sessions, self.config = sessions, config
         self.stats = Stats()
-        self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="speechlm-session")
         self.connections: set[Connection] = set()
         self.shutting_down = False
         self.app = web.Application()
@@ -81,7 +79,9 @@ class Server:
         return web.FileResponse(STATIC / "index.html")
 
     async def _stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats.to_dict())
+        workers = self.sessions.stats()  # rss_bytes: the server and its worker processes
+        return web.json_response({**self.stats.to_dict(), "rss_bytes": workers.pop("rss_bytes"),
+                                  "workers": workers})
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         limits = self.config.limits
@@ -99,18 +99,17 @@ class Server:
         self.stats.sessions_total += 1
         sid = self.stats.sessions_total
         reason = "error"
-        connection = None
+        connection = session = None
         try:
-            loop = asyncio.get_running_loop()
             try:
-                session = await loop.run_in_executor(self.executor, self.factory.new_session)
+                session = await self.sessions.open()
             except Exception as err:  # noqa: BLE001 - any model failure ends this session only
                 log.exception("session %d: new_session failed", sid)
                 with contextlib.suppress(ConnectionError):
                     await ws.send_bytes(pack(Kind.ERROR, f"cannot open a session: "
                                                          f"{type(err).__name__}: {err}"))
                 return ws
-            connection = Connection(ws, self.factory, session, self.executor, limits, sid)
+            connection = Connection(ws, self.sessions.info, session, limits, sid)
             self.connections.add(connection)
             reason = await connection.run()
         finally:
@@ -118,6 +117,8 @@ class Server:
                 reason = "shutdown"
             self.stats.sessions_active -= 1
             self.stats.closed[reason] += 1
+            if session is not None:
+                session.close()
             if connection is not None:
                 self.connections.discard(connection)
                 self.stats.frames_in += connection.frames_in
@@ -148,21 +149,24 @@ async def _close(ws: web.WebSocketResponse, request: web.Request, code: int) -> 
             request.transport.abort()
 
 
-async def serve(factory: SessionFactory, config: ServeConfig,
-                on_listening: Callable[[list[str]], None] | None = None,
+async def serve(factory: FactorySource, config: ServeConfig,
+                on_listening: Callable[[ModelInfo, list[str]], None] | None = None,
                 stop: asyncio.Event | None = None) -> Stats:
-    """Warm the model up, listen, and serve until SIGINT/SIGTERM (or ``stop``) arrives."""
+    """Start the workers (each loads and warms up the model), listen, and serve until
+    SIGINT/SIGTERM (or ``stop``) arrives. ``factory`` is a :class:`SessionFactory` or a
+    zero-argument callable that builds one (in each worker process; it must pickle)."""
     loop = asyncio.get_running_loop()
-    server = Server(factory, config)
-    await loop.run_in_executor(server.executor, factory.warmup)
+    sessions = make_sessions(factory, config.worker_mode, config.workers, config.threads)
+    await sessions.start()
+    server = Server(sessions, config)
     runner = web.AppRunner(server.app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
-    await runner.setup()
     stop = stop or asyncio.Event()
     handled = []
     try:
+        await runner.setup()
         await web.TCPSite(runner, config.host, config.port).start()
         if on_listening is not None:
-            on_listening([_url(address) for address in runner.addresses])
+            on_listening(sessions.info, [_url(address) for address in runner.addresses])
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(sig, stop.set)
@@ -174,7 +178,7 @@ async def serve(factory: SessionFactory, config: ServeConfig,
         for sig in handled:
             loop.remove_signal_handler(sig)
         await runner.cleanup()
-        server.executor.shutdown(wait=True, cancel_futures=True)
+        await sessions.close()
     return server.stats
 
 

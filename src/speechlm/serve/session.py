@@ -3,8 +3,8 @@
 The server is model-agnostic. Anything that implements :class:`SessionFactory` can be served:
 a speechlm model directory (:func:`speechlm.serve.models.load_model_factory`), the built-in
 parrot used as a sound check and as the benchmarks' no-model baseline, or a user's own factory
-(``speechlm serve --session module:attr``). Sessions are called from worker threads, never from
-the event loop, and never from two threads at once.
+(``speechlm serve --session module:attr``). Sessions are called in worker processes (or threads),
+never from the event loop, and one call at a time (:mod:`speechlm.serve.workers`).
 """
 
 from __future__ import annotations
