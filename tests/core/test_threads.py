@@ -38,3 +38,16 @@ def test_decorator_uses_threads_argument_and_restores_after_errors(two_threads):
     with pytest.raises(ValueError):
         stage(-1, 1)
     assert seen == [1, 2, 1] and torch.get_num_threads() == 2
+
+
+def test_blas_pools_follow_and_are_restored():
+    import numpy  # noqa: F401  (loads its BLAS)
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    with threadpool_limits(2, user_api="blas"):  # a busy caller's setting
+        with torch_threads(1):
+            assert blas() and all(n == 1 for n in blas())
+        assert all(n == 2 for n in blas())
