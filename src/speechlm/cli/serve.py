@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from speechlm.serve import DEFAULT_WORKERS  # the package root: no aiohttp, no torch
+
     parser = sub.add_parser(
         "serve", help="serve a model over websockets with a web page (real-time talk)",
         description="Serve a model to browsers and `speechlm client`: the page at http://HOST:PORT/, "
@@ -42,16 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8998, help="port (0: any free port)")
     parser.add_argument("--max-sessions", type=int, default=32,
                         help="concurrent sessions; more connections are refused (code 1013)")
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                         help="worker processes (each with a copy of the model) or threads running "
-                        "sessions (default: one per usable core)")
+                        f"sessions (default: two per usable core, {DEFAULT_WORKERS} here)")
     parser.add_argument("--worker-mode", choices=("process", "thread"), default="process",
                         help="process (default): sessions in parallel, a crash ends only its "
                         "worker's sessions; thread: one copy of the weights, sessions share the "
                         "GIL (for models whose kernels release it, e.g. on a GPU)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch and BLAS threads per worker (default 1: workers x threads = "
-                        "cores)")
+                        help="torch and BLAS threads per worker (default 1)")
     parser.add_argument("--queue-frames", type=int, default=8,
                         help="frames a session may fall behind before its oldest audio is dropped")
     parser.add_argument("--idle-timeout", type=float, default=60.0,

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from speechlm.serve import DEFAULT_WORKERS
 from speechlm.serve.connection import Connection, Limits
 from speechlm.serve.protocol import Kind, pack
 from speechlm.serve.workers import FactorySource, ModelInfo, Sessions, make_sessions
@@ -37,7 +38,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8998
     max_sessions: int = 32
-    workers: int = len(os.sched_getaffinity(0))  # one per usable core
+    workers: int = DEFAULT_WORKERS  # two per usable core (speechlm.serve)
     worker_mode: str = "process"  # or "thread" (see speechlm.serve.workers)
     threads: int = 1              # torch and BLAS threads per worker process
     limits: Limits = field(default_factory=Limits)
