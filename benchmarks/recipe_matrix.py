@@ -173,10 +173,8 @@ def eval_run(cfg: MatrixConfig, recipe: str, seed: int, benchmarks, tokenizer) -
     result = {"benchmarks": scores, "eval_s": round(time.perf_counter() - start, 1)}
     if "crossmodal" in cfg.suite:  # similarity by layer and few-shot ASR of the trained model
         analyses = crossmodal_analyses(lm, benchmarks, config, tokenizer, tok_dir)
-        sim = analyses["similarity"]
         result.update(crossmodal=analyses, asr_wer=analyses["asr"]["wer"],
-                      similarity_gap=statistics.fmean(m - r for m, r in
-                                                      zip(sim["matched"], sim["shuffled"])))
+                      similarity_gap=statistics.fmean(analyses["similarity"]["gap"]))
     record.write_text(json.dumps(result, indent=2))
     return result
 

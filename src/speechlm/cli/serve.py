@@ -78,7 +78,6 @@ def _model(args: argparse.Namespace):
 
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
-    import contextlib
     import functools
 
     from threadpoolctl import threadpool_limits
@@ -121,8 +120,8 @@ def _serve(args: argparse.Namespace) -> int:
         # --threads too: its default of one thread per core spins on busy cores, ~100x the CPU
         # of the multiply itself for a frame's few vectors
         in_process = args.worker_mode == "thread" and not args.parrot
-        with torch_threads(args.threads) if in_process else contextlib.nullcontext(), \
-                threadpool_limits(args.threads, user_api="blas"):
+        with torch_threads(args.threads) if in_process else \
+                threadpool_limits(args.threads, user_api="blas"):  # torch_threads bounds BLAS too
             stats = asyncio.run(serve(factory, config, on_listening=listening))
     except OSError as err:  # port in use, address not available
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
