@@ -85,6 +85,61 @@ def evaluate(recipe: str, run: Path, work: Path, prompts: int, samples: int) -> 
     return entry
 
 
+# The issue's claims: (recipe, metric, sign) where sign * (recipe - gslm) > 0 means "recipe better".
+# f0_std is judged by its distance to the real continuations' F0 spread (closer is better).
+CLAIMS = (("pgslm", "logf0_min_mae", -1), ("pgslm", "f0_prompt_corr", 1), ("pgslm", "f0_std", -1),
+          ("spiritlm", "style_preservation", 1))
+
+
+def _claim_value(entry: dict, metric: str) -> float:
+    if metric == "f0_std":
+        return abs(entry["value"] - entry["reference"])
+    return entry["value"]
+
+
+def paired_contrasts(per_seed: dict[str, dict[str, dict]]) -> list[dict]:
+    """Each claim as ``recipe - gslm`` per seed evaluated for both (paired), mean and 95 % t
+    interval over seeds; ``holds`` when the whole interval lies on the better side of 0."""
+    from recipe_matrix import interval
+
+    out = []
+    for recipe, metric, sign in CLAIMS:
+        seeds = sorted(s for s in set(per_seed[recipe]) & set(per_seed["gslm"])
+                       if per_seed[recipe][s][metric]["value"] is not None
+                       and per_seed["gslm"][s][metric]["value"] is not None)
+        if not seeds:
+            continue
+        diffs = [_claim_value(per_seed[recipe][s][metric], metric)
+                 - _claim_value(per_seed["gslm"][s][metric], metric) for s in seeds]
+        entry = interval(diffs)
+        lo, hi = entry["ci95"]
+        out.append({"recipe": RECIPES[recipe], "reference": RECIPES["gslm"],
+                    "metric": "|f0_std - real|" if metric == "f0_std" else metric,
+                    "better": "lower" if sign < 0 else "higher", "seeds": seeds, **entry,
+                    "holds": bool(len(seeds) > 1 and (hi < 0 if sign < 0 else lo > 0))})
+    return out
+
+
+def markdown(summary: dict, contrasts: list[dict], config: dict) -> str:
+    """README-ready tables: each metric per recipe (mean over seeds, per-seed values), then the
+    paired differences against the unit-only GSLM."""
+    lines = [f"Prosody LMs, seeds {config['seeds']}, {config['steps']} steps each "
+             f"({config['overrides']}); {config['prompts']} prompts x {config['samples']} "
+             "samples per model.", "",
+             "| recipe | " + " | ".join(METRICS) + " |", "|" + "---|" * (len(METRICS) + 1)]
+    for recipe, row in summary.items():
+        cells = [f"{row[m]['mean']:.3f} ({', '.join(f'{v:.3f}' for v in row[m]['per_seed'])})"
+                 if row[m]["mean"] is not None else "–" for m in METRICS]
+        lines.append(f"| {RECIPES[recipe]} | " + " | ".join(cells) + " |")
+    lines += ["", "| recipe − gslm-tiny | metric (better) | mean difference [95 % t interval] "
+              "| holds |", "|---|---|---|---|"]
+    for c in contrasts:
+        lo, hi = c["ci95"]
+        lines.append(f"| {c['recipe']} | {c['metric']} ({c['better']}) | {c['mean']:+.3f} "
+                     f"[{lo:+.3f}, {hi:+.3f}] | {'yes' if c['holds'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=Path("work/prosody-lm"))
@@ -133,24 +188,7 @@ def main() -> None:
                         for v in [[s[m]["value"] for s in seeds.values() if s[m]["value"] is not None]]}
                for recipe, seeds in per_seed.items()}
 
-    def compare(recipe: str, metric: str, better) -> dict[str, bool]:
-        """Per seed evaluated for both: does ``recipe`` beat gslm on ``metric``?"""
-        both = sorted(set(per_seed[recipe]) & set(per_seed["gslm"]))
-        return {s: bool(better(per_seed[recipe][s][metric], per_seed["gslm"][s][metric]))
-                for s in both if per_seed[recipe][s][metric]["value"] is not None
-                and per_seed["gslm"][s][metric]["value"] is not None}
-
-    wins = {
-        "pgslm_lower_logf0_min_mae": compare("pgslm", "logf0_min_mae",
-                                             lambda a, b: a["value"] < b["value"]),
-        "pgslm_higher_f0_prompt_corr": compare("pgslm", "f0_prompt_corr",
-                                               lambda a, b: a["value"] > b["value"]),
-        "pgslm_f0_std_closer_to_real": compare(
-            "pgslm", "f0_std", lambda a, b: abs(a["value"] - a["reference"])
-            < abs(b["value"] - b["reference"])),
-        "spiritlm_higher_style_preservation": compare("spiritlm", "style_preservation",
-                                                      lambda a, b: a["value"] > b["value"]),
-    }
+    contrasts = paired_contrasts(per_seed)
     config = {"seeds": args.seeds, "steps": args.steps, "prompts": args.prompts,
               "samples": args.samples, "recipes": RECIPES, "work": str(args.work),
               "overrides": "seq_len=256 batch_size=8 threads=1 for all three",
@@ -159,8 +197,9 @@ def main() -> None:
                         summary["gslm"]["logf0_min_mae"]["mean"],
                         "log-F0 min-MAE (nats, mean over seeds): pgslm-tiny (value) vs gslm-tiny "
                         "(baseline); every metric of every recipe and seed below",
-                        summary=summary, per_seed=per_seed, wins=wins, missing=missing,
-                        seconds=round(time.perf_counter() - start, 1))
+                        summary=summary, per_seed=per_seed, contrasts=contrasts,
+                        missing=missing, seconds=round(time.perf_counter() - start, 1))
+    path.with_suffix(".md").write_text(markdown(summary, contrasts, config))
     print(f"wrote {path}" + (f" (missing: {', '.join(missing)})" if missing else ""))
 
 

@@ -269,3 +269,39 @@ def test_resynth_cli(trained, tiny_corpus, tok_dir, tmp_path, capsys):
     assert main(["resynth", "--tokenizer", str(other), "--vocoder", str(voc_dir),
                  str(tmp_path / "in.wav"), str(tmp_path / "o.wav")]) == 2
     assert "expects K=16" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("hz", [110.0, 230.0])
+def test_source_generator_speaks_at_the_given_f0(hz):
+    """The harmonic-plus-noise generator's pitch is its F0 input by construction (the
+    phase-predicting generator spoke at its 100 Hz frame rate whatever the voice): with flat
+    filters, pulse train at gain 1 and noise at gain e^-6, the output is voiced at F0."""
+    from speechlm.tokenizers.prosody.f0 import extract_f0
+    from speechlm.vocoder.model import MelGenerator
+
+    gen = MelGenerator(VocoderConfig(source=True, voc_dim=32, voc_layers=1)).eval()
+    bins = gen.n_fft // 2 + 1
+    with torch.no_grad():
+        gen.out.weight.zero_()
+        gen.out.bias[:bins], gen.out.bias[bins:] = 0.0, -6.0
+    frames = 150  # 1.5 s at 100 Hz; the second half unvoiced
+    f0 = torch.tensor([hz] * 75 + [0.0] * 75)[None]
+    with torch.no_grad():
+        wav = gen(torch.full((1, frames, 80), -2.0), f0)[0].numpy()
+    measured = extract_f0(wav.astype(np.float32) / np.abs(wav).max() * 0.5)
+    voiced = measured[10:65]
+    assert (voiced > 0).mean() > 0.9 and abs(np.median(voiced) / hz - 1) < 0.03
+    assert (measured[90:] > 0).mean() < 0.2  # noise only where F0 is 0
+    with pytest.raises(ValueError, match="need F0 per mel frame"):
+        gen(torch.zeros(1, frames, 80))
+
+
+def test_source_vocoder_predicts_f0_and_needs_it_for_copy_synthesis(trained):
+    _, voc = trained
+    assert voc.config.source and voc.acoustic.pitch is not None  # the default for new vocoders
+    units, durations = np.array([3, 7, 1]), np.array([2, 5, 1])
+    mel, f0 = voc.features(units, durations)
+    assert mel.shape == (16, 80) and f0.shape == (16,) and (f0 >= 0).all()
+    assert np.array_equal(voc.vocode(mel, f0=f0), voc.synthesize(units, durations))
+    with pytest.raises(DataError, match="needs f0 with one value per mel frame"):
+        voc.vocode(mel)

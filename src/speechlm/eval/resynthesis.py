@@ -28,6 +28,7 @@ from speechlm.core.errors import ConfigError, DataError
 from speechlm.core.progress import progress_bar
 from speechlm.core.threads import with_torch_threads
 from speechlm.eval.asr import DEFAULT_ASR, transcribe_all, wer
+from speechlm.tokenizers.prosody.f0 import extract_f0
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ def resynthesis_report(tokenizer_dir: str | Path, vocoder_dir: str | Path, corpu
                                                          griffin_lim_baseline=True))
             if copy_synthesis:
                 mel = mel_spectrogram(torch.from_numpy(samples[: samples.size // MEL_HOP * MEL_HOP]), fbank)
-                clips["copy_neural"].append(voc.vocode(mel))
+                f0 = extract_f0(samples)[: mel.shape[0]] if voc.config.source else None
+                clips["copy_neural"].append(voc.vocode(mel, f0=f0))
                 if griffin_lim:
                     clips["copy_griffin_lim"].append(voc.vocode(mel, griffin_lim_baseline=True))
             advance()

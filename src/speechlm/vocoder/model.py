@@ -9,6 +9,13 @@
 * ``MelGenerator``: Vocos (Siuzdenko 2023) in miniature: ConvNeXt blocks over mel frames predict
   STFT magnitude and phase; an inverse STFT gives samples. All its work happens at 100 Hz, so it
   trains on 2 CPU cores; the discriminators (``speechlm.vocoder.discriminators``) make it sharp.
+* ``source=True`` (the default for new vocoders): a source-filter generator (harmonic-plus-noise,
+  as in NSF and DDSP). Learning phase from scratch needs far more steps than a CPU budget: after
+  800 steps the phase-predicting generator spoke every voice as a 100 Hz buzz (its frame rate),
+  whatever the input's pitch. Here the acoustic model also predicts F0 and voicing per mel frame,
+  a band-limited pulse train at that F0 and white noise are taken to the STFT domain, and the
+  generator predicts one magnitude (filter) per bin for each: the pitch is the F0 by
+  construction, and an F0 stream (``streams``) moves it.
 * ``griffin_lim``: the non-neural baseline from the same predicted mel.
 """
 
@@ -27,6 +34,8 @@ from speechlm.tokenizers.semantic.dsp import mel_filterbank, stft_magnitude
 MEL_HOP, MEL_WIN, MEL_NFFT, N_MELS = 160, 640, 1024, 80
 MEL_RATE = SAMPLE_RATE // MEL_HOP  # 100 mel frames per second
 LOG_MEL_FLOOR = float(np.log(1e-5))
+F0_CENTRE_HZ = 150.0               # the F0 head predicts log(F0 / 150 Hz)
+HARMONIC_CEILING_HZ = 7600.0       # highest partial of the pulse train (below 8 kHz Nyquist)
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class VocoderConfig:
     voc_layers: int = 4
     n_fft: int = 640                  # generator's iSTFT size (hop = MEL_HOP)
     dropout: float = 0.1
+    source: bool = False              # harmonic-plus-noise excitation at a predicted F0 (module doc)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "streams", tuple((str(n), int(d)) for n, d in self.streams))
@@ -117,7 +127,8 @@ def length_regulate(durations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 class AcousticModel(nn.Module):
     """(B, U) units + (B, U) durations [+ (B, S) speaker vectors, {name: (B, N, d)} streams]
-    -> (B, N * mel_per_frame, 80) log-mel."""
+    -> (B, N * mel_per_frame, 80) log-mel and, with ``source``, (B, N * mel_per_frame, 2) pitch:
+    log(F0 / 150 Hz) and a voicing logit per mel frame (None without)."""
 
     def __init__(self, c: VocoderConfig) -> None:
         super().__init__()
@@ -131,10 +142,12 @@ class AcousticModel(nn.Module):
         self.decoder = nn.ModuleList(ResConv(c.dim, 5, dilations[i % 8], c.dropout)
                                      for i in range(c.decoder_layers))
         self.out = nn.Linear(c.dim, c.mel_per_frame * N_MELS)
+        self.pitch = nn.Linear(c.dim, c.mel_per_frame * 2) if c.source else None
 
     def forward(self, units: torch.Tensor, durations: torch.Tensor,
                 speaker: torch.Tensor | None = None,
-                streams: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                streams: dict[str, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         b = units.shape[0]
         unit_mask = (durations > 0)[:, None, :].float()                           # (B, 1, U)
         x = self.units(units.masked_fill(durations == 0, self.c.vocab_size))     # (B, U, D)
@@ -154,29 +167,83 @@ class AcousticModel(nn.Module):
         mel = self.out(h.transpose(1, 2))                                         # (B, N, r * 80)
         mel = mel.reshape(b, -1, N_MELS) - 5.0                                    # (B, N * r, 80)
         floor = torch.full_like(mel, LOG_MEL_FLOOR)  # padding frames read as silence
-        return torch.where(mask.transpose(1, 2).repeat_interleave(self.c.mel_per_frame, 1) > 0,
-                           mel, floor)
+        frames = mask.transpose(1, 2).repeat_interleave(self.c.mel_per_frame, 1) > 0
+        pitch = None if self.pitch is None else self.pitch(h.transpose(1, 2)).reshape(b, -1, 2)
+        return torch.where(frames, mel, floor), pitch
+
+
+def pitch_to_f0(pitch: torch.Tensor) -> torch.Tensor:
+    """(..., 2) predicted log(F0 / 150 Hz) + voicing logit -> (...) F0 in Hz, 0 where unvoiced."""
+    return torch.where(pitch[..., 1] > 0, F0_CENTRE_HZ * torch.exp(pitch[..., 0]),
+                       torch.zeros_like(pitch[..., 0]))
+
+
+def excitation(f0: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, F) F0 in Hz per mel frame (0 = unvoiced) -> (B, F * 160) band-limited pulse train
+    (every partial below 7.6 kHz at amplitude 1, silent where unvoiced) and (B, F * 160) white
+    noise from ``seed``. F0 and voicing are interpolated between frame centres, so the phase is
+    continuous inside a call."""
+    b, frames = f0.shape
+    length = frames * MEL_HOP
+    up = lambda x: nn.functional.interpolate(x[:, None], size=length, mode="linear",  # noqa: E731
+                                             align_corners=False)[:, 0]
+    voiced = (f0 > 0).float()
+    # unvoiced frames take the next voiced frame's F0 (the last one's after it), so the pulse
+    # fades in and out at a pitch of the utterance
+    filled = f0.clone()
+    for row in range(b):
+        idx = torch.nonzero(f0[row] > 0).flatten()
+        if idx.numel():
+            nearest = idx[torch.searchsorted(idx, torch.arange(frames)).clamp(max=idx.numel() - 1)]
+            filled[row] = f0[row, nearest]
+    hz, amp = up(filled), up(voiced)
+    phase = torch.remainder(torch.cumsum(hz.double() * (2 * np.pi / SAMPLE_RATE), dim=1),
+                            2 * np.pi).float()
+    partials = torch.floor(HARMONIC_CEILING_HZ / hz.clamp(min=20.0))
+    half = torch.sin(phase / 2)
+    # sum_{k=1..K} cos(k phase) in closed form (Dirichlet kernel), K partials per sample
+    dirichlet = torch.sin((partials + 0.5) * phase) / (2 * torch.where(half.abs() < 1e-4,
+                                                                        torch.ones_like(half), half)) - 0.5
+    pulses = torch.where(half.abs() < 1e-4, partials, dirichlet) * amp
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    noise = torch.randn(b, length, generator=gen).to(f0.device)
+    return pulses, noise
 
 
 class MelGenerator(nn.Module):
-    """(B, F, 80) log-mel at 100 Hz -> (B, F * 160) samples via magnitude + phase and iSTFT."""
+    """(B, F, 80) log-mel at 100 Hz -> (B, F * 160) samples via magnitude + phase and iSTFT; with
+    ``source``, (B, F) F0 too: magnitudes for the pulse train and the noise instead of a phase."""
 
     def __init__(self, c: VocoderConfig) -> None:
         super().__init__()
-        self.n_fft = c.n_fft
+        self.n_fft, self.source = c.n_fft, c.source
         self.inp = nn.Conv1d(N_MELS, c.voc_dim, 7, padding=3)
         self.blocks = nn.Sequential(*(ConvNeXt(c.voc_dim) for _ in range(c.voc_layers)))
         self.norm = nn.LayerNorm(c.voc_dim)
         self.out = nn.Linear(c.voc_dim, c.n_fft + 2)
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, f0: torch.Tensor | None = None,
+                seed: int = 0) -> torch.Tensor:
         x = self.blocks(self.inp(mel.transpose(1, 2)))                  # (B, D, F)
         x = self.out(self.norm(x.transpose(1, 2))).transpose(1, 2)      # (B, n_fft + 2, F)
-        log_mag, phase = x.chunk(2, dim=1)                               # (B, n_fft/2 + 1, F) each
-        mag = torch.exp(torch.clamp(log_mag, max=6.0))
-        spec = torch.polar(mag, phase)
+        first, second = x.chunk(2, dim=1)                                # (B, n_fft/2 + 1, F) each
         n_frames = mel.shape[1]
+        if not self.source:  # log-magnitude and phase
+            spec = torch.polar(torch.exp(torch.clamp(first, max=6.0)), second)
+        else:  # filters (log-magnitudes) for the pulse train and for the noise
+            if f0 is None or f0.shape != mel.shape[:2]:
+                raise ValueError(f"source generator: need F0 per mel frame, shaped "
+                                 f"{tuple(mel.shape[:2])}")
+            with torch.no_grad():
+                pulses, noise = excitation(f0, seed)
+                w = self.window
+                spectra = [torch.stft(e, self.n_fft, MEL_HOP, self.n_fft, w, center=True,
+                                      return_complex=True)[..., :n_frames] for e in (pulses, noise)]
+                harmonic = spectra[0] / (w.sum() / 2)          # a partial's bin: magnitude ~1
+                aperiodic = spectra[1] / w.square().sum().sqrt()  # white noise: ~1 per bin
+            spec = (torch.exp(torch.clamp(first, max=6.0)) * harmonic
+                    + torch.exp(torch.clamp(second, max=6.0)) * aperiodic)
         return torch.istft(spec, self.n_fft, MEL_HOP, self.n_fft, self.window, center=True,
                            length=n_frames * MEL_HOP)
 

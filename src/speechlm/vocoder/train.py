@@ -44,8 +44,8 @@ from speechlm.tokenizers import dedup, load_tokenizer
 from speechlm.vocoder.discriminators import (Discriminators, discriminator_loss,
                                              feature_matching_loss, generator_loss)
 from speechlm.tokenizers.semantic.dsp import mel_filterbank
-from speechlm.vocoder.model import (LOG_MEL_FLOOR, MEL_NFFT, N_MELS, VocoderConfig, mel_spectrogram,
-                                    stft_loss)
+from speechlm.vocoder.model import (F0_CENTRE_HZ, LOG_MEL_FLOOR, MEL_NFFT, N_MELS, VocoderConfig,
+                                    mel_spectrogram, stft_loss)
 from speechlm.vocoder.unit_vocoder import UnitVocoder, write_vocoder_files
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,9 @@ class VocoderTrainConfig:
     voc_layers: int = 4
     n_fft: int = 640
     dropout: float = 0.1
+    source: bool = True                # source-filter generator at a predicted F0 (model.py doc);
+                                       # false: the phase-predicting generator of format 2
+    f0_weight: float = 1.0             # acoustic model: log-F0 L1 + voicing BCE (source only)
     # run
     device: str = "auto"               # auto (cuda when available, else cpu) | cpu | cuda | cuda:N
     threads: int | None = 2            # torch intra-op threads (None: torch's default)
@@ -109,8 +112,8 @@ class VocoderTrainConfig:
             value = getattr(self, key)
             if not (value > 0 and math.isfinite(value)):
                 bad.append(f"{key}={value} must be a positive number")
-        for key in ("mel_weight", "stft_weight", "fm_weight", "adv_weight", "warmup_steps",
-                    "save_every"):
+        for key in ("mel_weight", "stft_weight", "fm_weight", "adv_weight", "f0_weight",
+                    "warmup_steps", "save_every"):
             if getattr(self, key) < 0:
                 bad.append(f"{key}={getattr(self, key)} must be >= 0")
         for key in ("gan_start", "speaker_dropout", "dropout"):
@@ -145,6 +148,7 @@ class Utterance:
     wav: np.ndarray              # (N * hop,) samples
     speaker: str
     streams: dict[str, np.ndarray]
+    f0: np.ndarray | None        # (N * r,) Hz per mel frame, 0 = unvoiced (source vocoders)
 
 
 def cached_units(cfg: VocoderTrainConfig, tok) -> dict[str, np.ndarray]:
@@ -166,8 +170,11 @@ def cached_units(cfg: VocoderTrainConfig, tok) -> dict[str, np.ndarray]:
 
 
 def prepare(corpus: Corpus, tok, cfg: VocoderTrainConfig, streams: Mapping[str, FrameStream],
-            hop: int, fbank: torch.Tensor) -> list[Utterance]:
-    """Per utterance: frame-level units, target log-mel, samples, speaker, extra streams."""
+            hop: int, fbank: torch.Tensor, pitch: bool = False) -> list[Utterance]:
+    """Per utterance: frame-level units, target log-mel, samples, speaker, extra streams and,
+    with ``pitch``, the F0 per mel frame (Praat) that a source vocoder learns to predict."""
+    from speechlm.tokenizers.prosody.f0 import extract_f0
+
     known = cached_units(cfg, tok)
     total = sum(corpus.table(cfg.split, ["duration"]).column("duration").to_pylist())
     if cfg.max_hours is not None:
@@ -195,8 +202,11 @@ def prepare(corpus: Corpus, tok, cfg: VocoderTrainConfig, streams: Mapping[str, 
                     raise DataError(f"{corpus.root}: stream {name!r} gave {values.shape} for "
                                     f"utterance {utt.id}, expected finite ({n}, {stream.dim})")
                 extra[name] = values
-            items.append(Utterance(units, mel_spectrogram(torch.from_numpy(wav), fbank).numpy(),
-                                   wav, utt.speaker, extra))
+            mel = mel_spectrogram(torch.from_numpy(wav), fbank).numpy()
+            f0 = extract_f0(wav).astype(np.float32)[: mel.shape[0]] if pitch else None
+            if f0 is not None and f0.size < mel.shape[0]:
+                f0 = np.pad(f0, (0, mel.shape[0] - f0.size))
+            items.append(Utterance(units, mel, wav, utt.speaker, extra, f0))
     if not items:
         raise DataError(f"{corpus.root}: split {cfg.split!r} has no utterances of 0.2 s or more")
     return items
@@ -256,6 +266,8 @@ class Batcher:
         mask = np.zeros((cfg.batch, n_max * r), np.float32)
         voc_mel = np.zeros((cfg.batch, vf * r, N_MELS), np.float32)
         voc_wav = np.zeros((cfg.batch, vf * hop), np.float32)
+        f0 = np.zeros((cfg.batch, n_max * r), np.float32)   # 0 = unvoiced (or no source)
+        voc_f0 = np.zeros((cfg.batch, vf * r), np.float32)
         streams = {name: np.zeros((cfg.batch, n_max, dim), np.float32) for name, dim in self.vc.streams}
         speaker = np.zeros((cfg.batch, max(self.vc.speaker_dim, 1)), np.float32)
         for row, ((it, off, n), (u, d)) in enumerate(zip(rows, runs)):
@@ -267,11 +279,15 @@ class Batcher:
             v = off + int(self.rng.integers(0, n - vf + 1))
             voc_mel[row] = it.mel[v * r: (v + vf) * r]
             voc_wav[row] = it.wav[v * hop: (v + vf) * hop]
+            if it.f0 is not None:
+                f0[row, : n * r] = it.f0[off * r: (off + n) * r]
+                voc_f0[row] = it.f0[v * r: (v + vf) * r]
             if self.table is not None and self.rng.random() >= cfg.speaker_dropout:
                 speaker[row] = self.table[self.spk[it.speaker]]
         t = torch.from_numpy
         return {"units": t(units), "durations": t(durations), "mel": t(mel), "mask": t(mask),
                 "voc_mel": t(voc_mel), "voc_wav": t(voc_wav), "speaker": t(speaker),
+                "f0": t(f0), "voc_f0": t(voc_f0),
                 "streams": {k: t(v) for k, v in streams.items()}}
 
 
@@ -335,13 +351,14 @@ def _train(cfg: VocoderTrainConfig, streams: dict[str, FrameStream], resume: boo
                            streams=tuple((n, s.dim) for n, s in streams.items()),
                            dim=cfg.dim, encoder_layers=cfg.encoder_layers,
                            decoder_layers=cfg.decoder_layers, voc_dim=cfg.voc_dim,
-                           voc_layers=cfg.voc_layers, n_fft=cfg.n_fft, dropout=cfg.dropout)
+                           voc_layers=cfg.voc_layers, n_fft=cfg.n_fft, dropout=cfg.dropout,
+                           source=cfg.source)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"vocoder config: {err}") from None
     problems = vc.validate()
     if problems:
         raise ConfigError(f"{cfg.tokenizer}: " + "; ".join(problems))
-    items = prepare(corpus, tok, cfg, streams, vc.hop, mel_filterbank(N_MELS, MEL_NFFT))
+    items = prepare(corpus, tok, cfg, streams, vc.hop, mel_filterbank(N_MELS, MEL_NFFT), vc.source)
     speakers = sorted({it.speaker for it in items})
     model = UnitVocoder(vc, speakers, str(Path(cfg.tokenizer).resolve()))
     table = None
@@ -407,7 +424,7 @@ def _train(cfg: VocoderTrainConfig, streams: dict[str, FrameStream], resume: boo
                     writer.add_scalar(f"vocoder/{key}", value, step)
             if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
                 _save_checkpoint(run, step, parts, opts, batcher, ema, cfg.keep_last)
-            advance(1, **{k: v for k, v in ema.items() if k in ("mel_l1", "voc_mel_l1", "disc")})
+            advance(1, **{k: v for k, v in ema.items() if k in ("mel_l1", "f0_l1", "voc_mel_l1", "disc")})
     if writer is not None:
         writer.close()
     _save_checkpoint(run, step, parts, opts, batcher, ema, cfg.keep_last)
@@ -451,16 +468,28 @@ def train_step(model: UnitVocoder, disc: Discriminators, opts: dict, batch: dict
     """One update of the acoustic model, the generator and (when ``gan``) the discriminators."""
     # acoustic model: masked L1 on log-mel
     speaker = batch["speaker"] if model.config.speaker_dim else None
-    pred = model.acoustic(batch["units"], batch["durations"], speaker, batch["streams"])
+    pred, pitch = model.acoustic(batch["units"], batch["durations"], speaker, batch["streams"])
     mask = batch["mask"][..., None]                                              # (B, F, 1)
     loss_mel = ((pred - batch["mel"]).abs() * mask).sum() / (mask.sum() * N_MELS)
-    # generator on ground-truth mel slices
-    wav = model.generator(batch["voc_mel"])                                      # (B, T)
+    out = {"mel_l1": loss_mel.item()}
+    if pitch is not None:  # log-F0 L1 on voiced frames + voicing BCE on every frame
+        frames, f0 = batch["mask"], batch["f0"]
+        voiced = (f0 > 0).float() * frames
+        log_f0 = torch.log(f0.clamp(min=1.0) / F0_CENTRE_HZ)
+        loss_f0 = ((pitch[..., 0] - log_f0).abs() * voiced).sum() / voiced.sum().clamp(min=1.0)
+        loss_vuv = (nn.functional.binary_cross_entropy_with_logits(
+            pitch[..., 1], (f0 > 0).float(), reduction="none") * frames).sum() / frames.sum()
+        loss_mel = loss_mel + cfg.f0_weight * (loss_f0 + loss_vuv)
+        out.update(f0_l1=loss_f0.item(), vuv=loss_vuv.item())
+    # generator on ground-truth mel slices (and their real F0)
+    # the noise is drawn from torch's RNG (saved in checkpoints, so a resumed run is the same)
+    wav = model.generator(batch["voc_mel"], batch["voc_f0"] if model.config.source else None,
+                          seed=int(torch.randint(0, 2**31 - 1, ())))
     target = batch["voc_wav"]
     loss_voc_mel = (mel_spectrogram(wav, model.fbank) - batch["voc_mel"]).abs().mean()
     loss_stft = stft_loss(wav, target)
     loss_g = cfg.mel_weight * loss_voc_mel + cfg.stft_weight * loss_stft
-    out = {"mel_l1": loss_mel.item(), "voc_mel_l1": loss_voc_mel.item(), "stft": loss_stft.item()}
+    out.update(voc_mel_l1=loss_voc_mel.item(), stft=loss_stft.item())
     if gan:
         # D(real) once, with its graph: its features are the matching targets now and its scores
         # the discriminators' loss below (their weights do not change in between)

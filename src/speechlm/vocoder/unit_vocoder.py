@@ -32,7 +32,7 @@ from speechlm.core.files import read_artefact_dir
 from speechlm.data.audio import SAMPLE_RATE
 from speechlm.tokenizers.semantic.dsp import mel_filterbank
 from speechlm.vocoder.model import (MEL_NFFT, N_MELS, AcousticModel, MelGenerator, VocoderConfig,
-                                    griffin_lim)
+                                    griffin_lim, pitch_to_f0)
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +137,19 @@ class UnitVocoder(nn.Module):
         return torch.from_numpy(units)[None], torch.from_numpy(durations)[None], tensors
 
     @torch.inference_mode()
-    def mel(self, units, durations=None, speaker: Speaker = None, streams=None) -> torch.Tensor:
-        """(F, 80) predicted log-mel at 100 Hz."""
+    def features(self, units, durations=None, speaker: Speaker = None,
+                 streams=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(F, 80) predicted log-mel at 100 Hz and, for a source vocoder, (F,) predicted F0 in
+        Hz (0 = unvoiced; None otherwise)."""
         self.eval()
         u, d, s = self._inputs(units, durations, streams)
         vec = self.speaker_vector(speaker)
-        return self.acoustic(u, d, None if vec is None else vec[None], s)[0]
+        mel, pitch = self.acoustic(u, d, None if vec is None else vec[None], s)
+        return mel[0], None if pitch is None else pitch_to_f0(pitch[0])
+
+    def mel(self, units, durations=None, speaker: Speaker = None, streams=None) -> torch.Tensor:
+        """(F, 80) predicted log-mel at 100 Hz."""
+        return self.features(units, durations, speaker, streams)[0]
 
     @torch.inference_mode()
     def synthesize(self, units, durations=None, speaker: Speaker = None, streams=None,
@@ -150,16 +157,26 @@ class UnitVocoder(nn.Module):
         """Deduplicated units with ``durations`` in tokenizer frames (None: mean training run
         lengths) -> 16 kHz float32 samples, ``sum(durations) * hop`` long, peak <= 0.95.
         ``griffin_lim_baseline`` swaps the generator for Griffin-Lim on the same mel."""
-        return self.vocode(self.mel(units, durations, speaker, streams), griffin_lim_baseline)
+        mel, f0 = self.features(units, durations, speaker, streams)
+        return self.vocode(mel, griffin_lim_baseline, f0=f0)
 
     @torch.inference_mode()
-    def vocode(self, mel: torch.Tensor, griffin_lim_baseline: bool = False) -> np.ndarray:
+    def vocode(self, mel: torch.Tensor, griffin_lim_baseline: bool = False,
+               f0: torch.Tensor | np.ndarray | None = None) -> np.ndarray:
         """(F, 80) log-mel at 100 Hz -> F * 160 samples (peak <= 0.95), by the generator or by
-        Griffin-Lim; given the mel of real speech this is copy synthesis, the vocoder alone."""
+        Griffin-Lim; given the mel of real speech this is copy synthesis, the vocoder alone. A
+        source vocoder (``config.source``) also needs ``f0``: (F,) Hz per mel frame, 0 =
+        unvoiced (for real speech, :func:`speechlm.tokenizers.prosody.f0.extract_f0`)."""
         self.eval()
         if griffin_lim_baseline:
             return griffin_lim(mel.numpy())
-        wav = self.generator(mel[None])[0]
+        if self.config.source:
+            if f0 is None or len(f0) != mel.shape[0]:
+                raise DataError(f"vocode: this source-filter vocoder needs f0 with one value per "
+                                f"mel frame ({mel.shape[0]}), got "
+                                f"{'none' if f0 is None else len(f0)}")
+            f0 = torch.as_tensor(np.asarray(f0, dtype=np.float32))[None]
+        wav = self.generator(mel[None], f0)[0]
         return (wav / max(1.0, float(wav.abs().max()) / 0.95)).numpy().astype(np.float32)
 
     def save(self, out_dir: str | Path) -> Path:
