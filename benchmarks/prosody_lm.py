@@ -16,7 +16,7 @@ Inputs in ``--work`` (W), built once with the CLI (what the committed figures us
     speechlm prosody train style --corpus W/corpus --out W/pros-style
     speechlm prosody train pitch-vq --corpus W/corpus --out W/pros-pitch steps=300
     speechlm prosody style-classifier --corpus W/corpus --out W/style-clf
-    V="--corpus W/corpus --tokenizer W/tok --units W/units --steps 200 threads=1 max_hours=0.12"
+    V="--config configs/vocoder/demo.yaml --corpus W/corpus --tokenizer W/tok --units W/units threads=1"
     speechlm vocoder train $V --out W/voc-units     # units-only baseline
     speechlm prosody vocoder $V --out W/voc-f0      # F0-aware
 
@@ -26,7 +26,7 @@ can run in parallel processes (``--train-only``, ``--no-report``) before the one
 writes the JSON. When ``benchmarks/recipe_matrix.py`` lands on main, the same runs are rows of its
 matrix: pass these three recipe files and the ``prosody`` suite to it instead.
 
-    python benchmarks/prosody_lm.py --work W --seeds 0 1 2 --steps 80 --prompts 10 --samples 10
+    python benchmarks/prosody_lm.py --work W --seeds 0 1 2       # the committed figures
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def paired_contrasts(per_seed: dict[str, dict[str, dict]]) -> list[dict]:
         entry = interval(diffs)
         lo, hi = entry["ci95"]
         out.append({"recipe": RECIPES[recipe], "reference": RECIPES["gslm"],
-                    "metric": "|f0_std - real|" if metric == "f0_std" else metric,
+                    "metric": "f0_std distance to real" if metric == "f0_std" else metric,
                     "better": "lower" if sign < 0 else "higher", "seeds": seeds, **entry,
                     "holds": bool(len(seeds) > 1 and (hi < 0 if sign < 0 else lo > 0))})
     return out

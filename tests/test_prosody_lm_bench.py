@@ -31,7 +31,7 @@ def test_claims_are_paired_by_seed_and_judged_by_direction():
     mae = by["pgslm-tiny", "logf0_min_mae"]
     assert mae["values"] == [-0.1, -0.1, -0.1] and mae["better"] == "lower" and mae["holds"]
     assert not by["pgslm-tiny", "f0_prompt_corr"]["holds"]  # differences 0, +0.01, -0.01
-    spread = by["pgslm-tiny", "|f0_std - real|"]  # distance to the real spread: 0.01..0.02 vs 0.1
+    spread = by["pgslm-tiny", "f0_std distance to real"]  # distance to the real spread: 0.01..0.02 vs 0.1
     assert spread["mean"] < 0 and spread["holds"]
     assert not by["spiritlm-expressive-tiny", "style_preservation"]["holds"]  # +0.01, -0.02, +0.02
     table = markdown({r: {m: {"mean": 0.5, "per_seed": [0.5]} for m in
