@@ -11,11 +11,11 @@ error, and is replaced. :class:`ThreadSessions` keeps everything in the server p
 of the weights, for models whose kernels release the GIL (large models, GPUs).
 
 A worker runs its sessions' calls a slice at a time when the session offers slices
-(:class:`~speechlm.serve.session.SlicedSession`): slices that lead to a reply first, the call
-that has used the least compute so far first among them (a frame that just arrived does not wait
-behind the 60 ms frame that ends another session's turn, only behind its current slice), then
-the work a session does ahead for its next call. Each session's calls still run one at a time,
-in order, and that work finishes before its next call starts.
+(:class:`~speechlm.serve.session.SlicedSession`): slices that lead to a reply first, a slice per
+session in turn (a frame that just arrived waits behind the current slice of the 60 ms frame
+that ends another session's turn, not behind all of it), then the work a session does ahead for
+its next call. Each session's calls still run one at a time, in order, and that work finishes
+before its next call starts.
 
 Both hand out :class:`SessionHandle` objects the connection awaits, so the event loop never runs
 the model.
@@ -443,6 +443,7 @@ class _WorkerLoop:
         self.sessions: dict[int, Any] = {}
         self.queued: dict[int, deque[tuple]] = {}  # per session: calls not started, in order
         self.running: dict[int, _Run] = {}          # per session: the call it is in
+        self.turns: deque[int] = deque()            # sessions with work, whose slice comes first
         self.failed: dict[int, BaseException] = {}  # work done ahead that raised: the next call's
 
     def run(self, calls: queue.SimpleQueue) -> None:
@@ -456,6 +457,8 @@ class _WorkerLoop:
                         stopping = True
                     else:
                         self.queued.setdefault(call[1], deque()).append(call)
+                        if call[1] not in self.turns:
+                            self.turns.append(call[1])
             except queue.Empty:
                 pass
             if (self.running or self.queued) and not self.slice():
@@ -469,14 +472,16 @@ class _WorkerLoop:
             run = self._start(sid)
             if run is None:
                 return True
+        self.turns.remove(sid)  # its next slice comes after the others'
+        self.turns.append(sid)
         start = time.perf_counter()
         try:
             reply, result = next(run.steps)
         except StopIteration:
-            del self.running[sid]
+            self._done(sid)
             return True
         except Exception as err:  # noqa: BLE001 - ends this session only (the server says why)
-            del self.running[sid]
+            self._done(sid)
             log.exception("session call %s failed", run.op)
             if run.replied:  # while working ahead: the session's next call reports it
                 self.failed[sid] = err
@@ -490,14 +495,16 @@ class _WorkerLoop:
         return True
 
     def _pick(self) -> int:
-        """The session whose slice goes next: one owing a reply (a call running or waiting),
-        the least compute spent on it first; else one working ahead."""
-        owing = [sid for sid in {**self.running, **self.queued}
-                 if sid in self.queued or not self.running[sid].replied]
-        if owing:
-            return min(owing, key=lambda sid: self.running[sid].seconds
-                       if sid in self.running else 0.0)
-        return next(iter(self.running))
+        """The session whose slice goes next: the first in turn that owes a reply (a call
+        running or waiting); else the first in turn (working ahead)."""
+        return next((sid for sid in self.turns if sid in self.queued or
+                     not self.running[sid].replied), self.turns[0])
+
+    def _done(self, sid: int) -> None:
+        """The session's call ended; it leaves the turns unless another call waits."""
+        del self.running[sid]
+        if sid not in self.queued:
+            self.turns.remove(sid)
 
     def _start(self, sid: int) -> _Run | None:
         """Start the session's next call; None when it needed no slice (``close``) or failed."""
@@ -505,6 +512,7 @@ class _WorkerLoop:
         rid, _, op, args = calls.popleft()
         if not calls:
             del self.queued[sid]
+            self.turns.remove(sid)  # (back in turn if it runs a call)
         if op == "close":
             self.sessions.pop(sid, None)
             self.failed.pop(sid, None)
@@ -513,6 +521,8 @@ class _WorkerLoop:
             self._send((rid, _portable(self.failed.pop(sid)), None, 0.0))
             return None
         run = self.running[sid] = _Run(rid, op, self._steps(sid, op, args))
+        if sid not in self.turns:
+            self.turns.appendleft(sid)  # its first slice now
         return run
 
     def _steps(self, sid: int, op: str, args: tuple) -> Iterator[tuple[bool, Any]]:
