@@ -12,9 +12,8 @@ per worker:
 * **the reply starts at once**: after ``end_turn`` the response is generated in the same call
   until one frame of its audio is ready, so that audio goes out with the acknowledgement instead
   of waiting for the next input frame, and the client holds a frame of audio in hand;
-* **heard units reach the LM in a few calls, between frames**: once ``feed_chunk`` (64) wait,
-  once the user has been quiet for ``prefill_quiet_ms`` (320; the turn may be ending) and the
-  rest when the turn ends, not in one
+* **heard units reach the LM in a few calls, between frames**: once ``feed_chunk`` (64) wait
+  and the rest when the turn ends, not in one
   forward per tokenizer call: a decoding call of a small LM is mostly per-call overhead, and the
   causal LM builds the same KV cache either way. The reply starts from the same context;
 * **no bursts while speaking**: every frame generates only the units its audio needs,
@@ -67,8 +66,7 @@ class SpeechLMFactory:
     sample_rate: int = Session.sample_rate
     listen_chunk_ms: int = 400
     response_chunk: int = 2
-    feed_chunk: int = 64  # heard ids fed to the LM between calls once this many wait, or
-    prefill_quiet_ms: int = 320  # once the user has been quiet this long (the turn may be ending)
+    feed_chunk: int = 64  # heard ids fed to the LM between calls once this many wait
 
     @property
     def frame_samples(self) -> int:
@@ -162,7 +160,7 @@ class ServedSession:
         listening = self.session.state == "listening"
         self.quiet_ms = self.quiet_ms + self.factory.frame_ms if listening and not speech else 0
         yield self._reply(output)
-        yield from self._ahead(quiet=listening and self.quiet_ms >= self.factory.prefill_quiet_ms)
+        yield from self._ahead()
 
     def _end_turn(self, frame: np.ndarray | None = None) -> Iterator[Output | None]:
         """End the turn (after ``frame``, heard in the same tokenizer call that fixes the turn's
@@ -180,17 +178,15 @@ class ServedSession:
         yield self._reply(output)
         yield from self._ahead()
 
-    def _ahead(self, quiet: bool = False) -> Iterator[None]:
+    def _ahead(self) -> Iterator[None]:
         """Work for the next call, done before it arrives: while speaking, the units the next
         frame's audio needs (a chunk per slice); while listening, feeding the heard ids to the
-        LM once ``feed_chunk`` wait or the user has been quiet for ``prefill_quiet_ms`` (the
-        turn may be ending: its last frame then prefills only what its own flush fixed)."""
+        LM once ``feed_chunk`` wait."""
         session = self.session
         if session.state == "speaking":
             while self._run(session.prepare_push, self.factory.frame_samples):
                 yield None
-        elif session.state == "listening" and session.waiting and \
-                (quiet or session.waiting >= self.factory.feed_chunk):
+        elif session.state == "listening" and session.waiting >= self.factory.feed_chunk:
             fed = self._convert(self._run(session.feed_heard))
             if fed.events:  # a context reset: reported with the next reply
                 self.held = fed if self.held is None else _merge(self.held, fed)
