@@ -177,15 +177,9 @@ class Session:
         if audio is not None and (self.state != "listening" or self.duplex is not None or
                                   self.listener is None):
             return self.push(audio)  # not listening: end_turn alone would do nothing
-        out = StepOutput()
         if self.state != "listening" or self.duplex is not None:
-            return out
-        if self.listener is not None:
-            if audio is not None:
-                audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-                if audio.size:
-                    check_audio(audio, f"session chunk (turn {self.turns})")  # NaN/Inf: AudioError
-            self._feed_units(self.listener.flush(audio), out)
+            return StepOutput()
+        out = self.flush(audio)
         self._feed_heard(out)
         if self.next is None:  # nothing heard: the response starts from the turn's start
             self.next = self._feed(self.pending_start, out)
@@ -194,6 +188,21 @@ class Session:
         self.state = "speaking"
         out.events += [Event("end_of_turn", self.state, {"turn": self.turns}),
                        Event("state", self.state)]
+        return out
+
+    def flush(self, audio: np.ndarray | None = None) -> StepOutput:
+        """The first half of :meth:`end_turn`: the turn's remaining audio (after ``audio``) fixed
+        in the tokenizer's last call, its units queued for the LM (``feed_chunk`` allowing),
+        the turn not ended yet; :meth:`end_turn` right after it does the rest (a server runs
+        the two as separate slices)."""
+        out = StepOutput()
+        if self.state != "listening" or self.duplex is not None or self.listener is None:
+            return out
+        if audio is not None:
+            audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+            if audio.size:
+                check_audio(audio, f"session chunk (turn {self.turns})")  # NaN/Inf: AudioError
+        self._feed_units(self.listener.flush(audio), out)
         return out
 
     # ---------------------------------------------------------------- speaking

@@ -25,8 +25,8 @@ per worker:
   units before and ``vocoder_lookahead`` after every unit it renders;
 * **calls in slices, work done ahead** (:class:`~speechlm.serve.session.SlicedSession`): a
   worker process runs other sessions' calls between the slices of this one (the turn-ending
-  frame: the tokenizer's flush and the prefill, each chunk of the reply's first units, the
-  vocoder call) and sends the reply as soon as it is complete; then, before the session's next
+  frame: the tokenizer's flush, the prefill, each chunk of the reply's first units, the vocoder
+  call) and sends the reply as soon as it is complete; then, before the session's next
   frame, it generates that frame's units (:meth:`~speechlm.generation.session.Session.prepare_push`)
   or feeds the heard ids. A speaking frame's call then only vocodes. The work is the same and
   always done, in the same order for a session, so the units and the audio do not depend on
@@ -163,11 +163,13 @@ class ServedSession:
         yield from self._ahead()
 
     def _end_turn(self, frame: np.ndarray | None = None) -> Iterator[Output | None]:
-        """End the turn (after ``frame``, heard in the same tokenizer call that fixes the turn's
-        last units), then the units of the reply's first frame a chunk per slice, then one
-        vocoder call: the reply goes out with its first audio."""
+        """End the turn in slices: the tokenizer's last call (``frame`` heard in it), the prefill
+        of the heard ids still waiting, the units of the reply's first frame a chunk per slice,
+        one vocoder call; the reply goes out with its first audio."""
         self.quiet_ms = 0
-        output = self._convert(self._run(self.session.end_turn, frame))
+        output = self._convert(self._run(self.session.flush, frame))  # the tokenizer's last call
+        yield None
+        output = _merge(output, self._convert(self._run(self.session.end_turn)))  # the prefill
         if "end_of_turn" in output.events and self.session.state == "speaking":
             n = self.factory.frame_samples
             more = True
