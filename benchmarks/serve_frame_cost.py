@@ -22,6 +22,13 @@ Configurations, in one run on the same audio:
 * ``feed64``: + heard units fed to the LM 64 at a time and at the end of the turn;
 * ``served``: the served defaults: + 400 ms tokenized per call (``--listen-chunk-ms`` 400).
 
+Every frame runs slice by slice, as a worker process runs it (``ServedSession.slices``): each
+row reports the whole call's CPU (what a worker that ran a call at once made the other sessions'
+frames wait for; the ``cpu_ms_*`` and ``by_state`` ``cpu_ms_*`` figures), the CPU until the
+frame's reply (``reply_ms_*``: the frame's own compute; the rest prepares the next frame) and the
+longest slice (``slice_ms_max``: what another session's frame on the same worker waits behind at
+most). ``worst_case`` sums them up for the served defaults.
+
 It also times one LM step (one new token with a 60-token KV cache) for B sessions, as B single
 calls and as one call over a batch of B rows: what batching sessions' steps would save.
 ``value`` is the ``served`` CPU ms per frame, ``baseline`` the ``before`` one.
@@ -59,24 +66,44 @@ CONFIGS = {"before": (None, 5, 10, 1), "blas1": (1, 5, 10, 1), "listen240": (1, 
 def frame_costs(factory, frames: list[np.ndarray], tokenizer_chunk: int,
                 response_chunk: int, feed_chunk: int) -> dict:
     """Process CPU ms of every pushed frame, by the state the frame ended in (the frame that
-    ended the turn and started the reply: ``end_of_turn``)."""
+    ended the turn and started the reply: ``end_of_turn``), run slice by slice as a worker
+    process runs it: the whole call (what a worker without slices runs at once), the part before
+    its reply (the frame's own compute) and its longest slice (what another session's frame on
+    the same worker can wait behind)."""
     factory = dataclasses.replace(factory, response_chunk=response_chunk, feed_chunk=feed_chunk,
                                   listen_chunk_ms=round(tokenizer_chunk * 1000 /
                                                         factory.pipeline.tokenizer.frame_rate))
     session = factory.new_session()
-    costs: dict[str, list[float]] = {}
+    costs: dict[str, list[tuple[float, float, float]]] = {}  # state -> (whole, reply, slice)
     for frame in frames:
-        start = time.process_time()
-        out = session.push(frame)
+        whole = reply = longest = 0.0
+        out = None
+        steps = session.slices("push", frame)
+        while True:
+            start = time.process_time()
+            item = next(steps, steps)  # the iterator itself: no slice left
+            cost = 1e3 * (time.process_time() - start)
+            whole, longest = whole + cost, max(longest, cost)
+            if item is steps:
+                break
+            if item is not None:
+                out, reply = item, whole
         key = "end_of_turn" if "end_of_turn" in out.events else out.state
-        costs.setdefault(key, []).append(1e3 * (time.process_time() - start))
-    every = [c for values in costs.values() for c in values]
-    return {"frames": len(every), "cpu_ms_per_frame": float(np.mean(every)),
-            "cpu_ms_p95": float(np.percentile(every, 95)),
-            "cpu_ms_p99": float(np.percentile(every, 99)), "cpu_ms_max": float(np.max(every)),
-            "frames_over_frame_ms": sum(c > factory.frame_ms for c in every),
-            "by_state": {s: {"frames": len(v), "cpu_ms_per_frame": float(np.mean(v)),
-                             "cpu_ms_max": float(np.max(v))} for s, v in sorted(costs.items())}}
+        costs.setdefault(key, []).append((whole, reply, longest))
+    every = np.array([c for values in costs.values() for c in values])  # (frames, 3)
+    whole, reply, longest = every.T
+    return {"frames": len(every), "cpu_ms_per_frame": float(whole.mean()),
+            "cpu_ms_p95": float(np.percentile(whole, 95)),
+            "cpu_ms_p99": float(np.percentile(whole, 99)), "cpu_ms_max": float(whole.max()),
+            "frames_over_frame_ms": int((whole > factory.frame_ms).sum()),
+            "reply_ms_p95": float(np.percentile(reply, 95)), "reply_ms_max": float(reply.max()),
+            "slice_ms_max": float(longest.max()),
+            "by_state": {s: {"frames": len(v), "cpu_ms_per_frame": float(np.mean(v, 0)[0]),
+                             "cpu_ms_max": float(np.max(v, 0)[0]),
+                             "reply_ms_per_frame": float(np.mean(v, 0)[1]),
+                             "reply_ms_max": float(np.max(v, 0)[1]),
+                             "slice_ms_max": float(np.max(v, 0)[2])}
+                         for s, v in sorted(costs.items())}}
 
 
 def lm_step_costs(model, batches: tuple[int, ...], repeats: int = 20) -> list[dict]:
@@ -107,6 +134,16 @@ def lm_step_costs(model, batches: tuple[int, ...], repeats: int = 20) -> list[di
                          "one_batched_call_cpu_ms": round(batched, 2),
                          "saving": round(separate / batched, 2)})
     return rows
+
+
+def worst_case(row: dict) -> dict:
+    """The served defaults' longest calls: run at once (a worker without slices: other sessions'
+    frames wait for all of it) vs until the frame's reply vs the longest slice."""
+    eot = row["by_state"]["end_of_turn"]
+    return {"call_ms_max": row["cpu_ms_max"], "reply_ms_max": row["reply_ms_max"],
+            "slice_ms_max": row["slice_ms_max"], "end_of_turn_call_ms": eot["cpu_ms_per_frame"],
+            "end_of_turn_reply_ms": eot["reply_ms_per_frame"],
+            "end_of_turn_slice_ms_max": eot["slice_ms_max"]}
 
 
 def _copy(cache):
@@ -142,7 +179,9 @@ def main() -> None:
         row["implied_realtime_sessions"] = math.floor(args.cores * frame_ms / row["cpu_ms_per_frame"])
         results[name] = row
         print(f"{name:7s} {row['cpu_ms_per_frame']:.2f} CPU ms/frame (p95 {row['cpu_ms_p95']:.1f}, "
-              f"max {row['cpu_ms_max']:.1f}, {row['frames_over_frame_ms']} over {frame_ms:g} ms) "
+              f"max {row['cpu_ms_max']:.1f}, {row['frames_over_frame_ms']} over {frame_ms:g} ms; "
+              f"until the reply p95 {row['reply_ms_p95']:.1f} max {row['reply_ms_max']:.1f}, "
+              f"longest slice {row['slice_ms_max']:.1f}) "
               f"{ {s: round(v['cpu_ms_per_frame'], 2) for s, v in row['by_state'].items()} } -> "
               f"{row['implied_realtime_sessions']} sessions on {args.cores} idle cores", flush=True)
     with threadpool_limits(1, user_api="blas"):
@@ -157,7 +196,7 @@ def main() -> None:
         results["served"]["cpu_ms_per_frame"], results["before"]["cpu_ms_per_frame"],
         "process CPU ms per 80 ms frame of one served session (served defaults); baseline = the "
         "server before (BLAS default threads, tokenizer chunk 5)",
-        configs=results, lm_step=steps)
+        configs=results, lm_step=steps, worst_case=worst_case(results["served"]))
     print(f"wrote {path}")
 
 

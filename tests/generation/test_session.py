@@ -163,6 +163,51 @@ def test_speak_generates_what_the_audio_needs_and_vocodes_once(model_dir, vocode
     assert last.events[-2].type == "end_of_response" and by_speak.state == "silent"
 
 
+def test_units_prepared_between_pushes_are_the_same_units_and_audio(model_dir, vocoder):
+    """``prepare_push(n)`` between calls: the next push only vocodes, and says and sounds the
+    same as without it; an interruption drops what was prepared."""
+    pipe = SpeechPipeline.load(model_dir)
+    pipe.vocoder = vocoder
+    sampling = Sampling(40, 1.0, 8, stop_at_eos=False)
+    quiet = np.zeros(1280, dtype=np.float32)
+    runs = []
+    for ahead in (False, True):
+        session = Session(pipe, sampling, seed=5, response_chunk=2)
+        session.push_units([1, 2, 3])
+        session.end_turn()
+        feeds, outs = [], []
+        feed = session.decoder.feed
+        session.decoder.feed = lambda ids: feeds.append(len(ids)) or feed(ids)
+        while session.state == "speaking":
+            if ahead:
+                while session.prepare_push(1280):
+                    pass
+            feeds.clear()
+            outs.append(session.push(quiet))
+            if ahead and session.state == "speaking":
+                assert feeds == []  # the push found its units ready: no LM call
+        runs.append(([u for o in outs for u in o.tokens], np.concatenate([o.audio for o in outs])))
+    (units, audio), (units_ahead, audio_ahead) = runs
+    assert units == units_ahead and len(units) > 20  # (special ids drawn are no units)
+    np.testing.assert_array_equal(audio, audio_ahead)
+    session = Session(pipe, sampling, seed=5, response_chunk=2)
+    session.push_units([1, 2, 3])
+    session.end_turn()
+    while session.prepare_push(1280):
+        pass
+    assert session.ahead is not None and session.interrupt().events[0].type == "interrupted"
+    assert session.ahead is None and not session.prepare_push(1280)
+
+
+def test_heard_ids_wait_for_feed_heard_with_feed_chunk_none(model_dir):
+    session = Session(SpeechPipeline.load(model_dir), Sampling(5, 0.0), feed_chunk=None)
+    session.push_units([1, 2, 3])
+    assert session.decoder.length == 0 and session.waiting == 4  # <bos> and three units
+    session.feed_heard()
+    assert session.decoder.length == 4 and session.waiting == 0 and session.history[1:] == [
+        session.lm.vocab.encode("units", [u])[0] for u in (1, 2, 3)]
+
+
 def test_end_turn_with_the_last_audio_is_push_then_end_turn(model_dir, vocoder, speech):
     """The turn's last chunk heard inside ``end_turn``: the same reply, one tokenizer call fewer."""
     pipe = SpeechPipeline.load(model_dir, need_tokenizer=True)

@@ -4,6 +4,7 @@ and random-weight vocoder built here, served through the same interface as every
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import subprocess
 import sys
@@ -113,3 +114,54 @@ def test_serve_model_needs_a_vocoder(model_and_vocoder):
     proc = speechlm("serve", "--model", str(model_and_vocoder[0]), "--port", "0")
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "pass --vocoder DIR" in err and len(err.strip().splitlines()) == 1
+
+
+def _slices(session, frame) -> tuple[list, int]:
+    """Run one push slice by slice: (LM feeds, vocoder calls) per slice, the reply's slice, the
+    reply."""
+    lm, voc = session.session.decoder, session.session.speaker.vocoder
+    counts = {"feed": 0, "voc": 0}
+    feed, synthesize = lm.feed, voc.synthesize
+    lm.feed = lambda ids: counts.__setitem__("feed", counts["feed"] + 1) or feed(ids)
+    voc.synthesize = lambda *a: counts.__setitem__("voc", counts["voc"] + 1) or synthesize(*a)
+    per_slice, reply, output = [], None, None
+    try:
+        for item in session.slices("push", frame):
+            per_slice.append((counts["feed"], counts["voc"]))
+            counts.update(feed=0, voc=0)
+            if item is not None:
+                reply, output = len(per_slice) - 1, item
+        per_slice.append((counts["feed"], counts["voc"]))  # the slice that ended the call
+    finally:
+        del lm.feed, voc.synthesize
+    return per_slice, reply, output
+
+
+def test_the_turn_ending_frame_runs_in_slices_and_later_frames_find_their_units_ready(
+        model_and_vocoder):
+    factory = dataclasses.replace(load_model_factory(*model_and_vocoder, sampling=LONG,
+                                                     end_of_turn_ms=320), feed_chunk=4)
+    sliced, plain = factory.new_session(), factory.new_session()
+    quiet = np.zeros(1280, np.float32)
+    frames = list(speech_like(0.96).reshape(-1, 1280)) + [quiet] * 12
+    runs = {"sliced": [], "plain": []}
+    checked = fed_after = 0
+    for frame in frames:
+        expected = plain.push(frame)
+        per_slice, reply, output = _slices(sliced, frame)
+        runs["plain"].append(expected)
+        runs["sliced"].append(output)
+        if "end_of_turn" in output.events:  # tokenizer flush + prefill, LM chunks, vocoder
+            assert reply >= 3 and all(feeds <= 2 for feeds, _ in per_slice)
+            assert per_slice[reply][1] == 1 and sum(v for _, v in per_slice) == 1
+            assert sum(f for f, _ in per_slice[reply + 1:]) > 0  # the next frame's units, after
+        elif output.state == "speaking" and sliced.session.state == "speaking":
+            assert reply == 0 and per_slice[0] == (0, 1)  # the reply only vocodes
+            checked += 1
+        elif output.state == "listening":
+            assert reply == 0 and per_slice[0][0] == 0  # heard ids are fed after the reply
+            fed_after += sum(f for f, _ in per_slice[1:])
+    assert any("end_of_turn" in o.events for o in runs["sliced"]) and checked >= 5 and fed_after
+    for a, b in zip(runs["sliced"], runs["plain"]):  # slices or not: the same conversation
+        assert (a.state, a.tokens, a.events) == (b.state, b.tokens, b.events)
+        np.testing.assert_array_equal(a.audio, b.audio)

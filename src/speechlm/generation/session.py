@@ -10,7 +10,9 @@ streaming tokenizer and vocoder and the turn state between calls::
     session.end_turn()                       # the user finished: respond
     while session.state == "speaking":
         play(session.step().audio)           # the continuation, one chunk of units at a time
-    # or session.speak(n): as many units as n samples of audio need, vocoded in one call
+    # or session.speak(n): as many units as n samples of audio need, vocoded in one call;
+    # session.prepare_push(n) between calls generates the next push's units ahead (a server's
+    # spare time), so that push only vocodes
 
 States, each change reported as an :class:`Event`: ``silent`` (nothing heard, nothing to say),
 ``listening`` (the user speaks; audio is tokenized with a look-ahead and fed to the LM as it
@@ -68,7 +70,8 @@ class Session:
     def __init__(self, pipeline: SpeechPipeline | str | Path, sampling: Sampling | None = None,
                  seed: int = 0, response_chunk: int = 10, tokenizer_lookahead: int = 4,
                  tokenizer_context: int = 50, vocoder_context: int = 8, vocoder_lookahead: int = 4,
-                 speech_db: float = -40.0, tokenizer_chunk: int = 5, feed_chunk: int = 1) -> None:
+                 speech_db: float = -40.0, tokenizer_chunk: int = 5,
+                 feed_chunk: int | None = 1) -> None:
         if not isinstance(pipeline, SpeechPipeline):
             pipeline = SpeechPipeline.load(pipeline, need_tokenizer=True)
         lm = pipeline.lm
@@ -89,7 +92,8 @@ class Session:
         self.seed, self.response_chunk, self.speech_db = seed, response_chunk, speech_db
         # heard ids go to the LM once feed_chunk of them wait (and at end_turn): the LM is causal,
         # so a few larger calls build the same KV cache as many small ones, for a fraction of the
-        # per-call overhead that dominates a small model's forward; 1 = as they arrive
+        # per-call overhead that dominates a small model's forward; 1 = as they arrive; None =
+        # when the caller says (feed_heard, e.g. between a server's calls) or the turn ends
         self.feed_chunk = feed_chunk
         self.listener = StreamingTokenizer(pipeline.tokenizer, tokenizer_lookahead, tokenizer_context,
                                            tokenizer_chunk) if pipeline.tokenizer is not None else None
@@ -118,6 +122,7 @@ class Session:
     def _reset_streams(self) -> None:
         self.said = 0
         self.ended = False
+        self._drop_ahead()
         self.generator: torch.Generator | None = None
         if self.listener is not None:
             self.listener.reset()
@@ -172,15 +177,9 @@ class Session:
         if audio is not None and (self.state != "listening" or self.duplex is not None or
                                   self.listener is None):
             return self.push(audio)  # not listening: end_turn alone would do nothing
-        out = StepOutput()
         if self.state != "listening" or self.duplex is not None:
-            return out
-        if self.listener is not None:
-            if audio is not None:
-                audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-                if audio.size:
-                    check_audio(audio, f"session chunk (turn {self.turns})")  # NaN/Inf: AudioError
-            self._feed_units(self.listener.flush(audio), out)
+            return StepOutput()
+        out = self.flush(audio)
         self._feed_heard(out)
         if self.next is None:  # nothing heard: the response starts from the turn's start
             self.next = self._feed(self.pending_start, out)
@@ -189,6 +188,21 @@ class Session:
         self.state = "speaking"
         out.events += [Event("end_of_turn", self.state, {"turn": self.turns}),
                        Event("state", self.state)]
+        return out
+
+    def flush(self, audio: np.ndarray | None = None) -> StepOutput:
+        """The first half of :meth:`end_turn`: the turn's remaining audio (after ``audio``) fixed
+        in the tokenizer's last call, its units queued for the LM (``feed_chunk`` allowing),
+        the turn not ended yet; :meth:`end_turn` right after it does the rest (a server runs
+        the two as separate slices)."""
+        out = StepOutput()
+        if self.state != "listening" or self.duplex is not None or self.listener is None:
+            return out
+        if audio is not None:
+            audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+            if audio.size:
+                check_audio(audio, f"session chunk (turn {self.turns})")  # NaN/Inf: AudioError
+        self._feed_units(self.listener.flush(audio), out)
         return out
 
     # ---------------------------------------------------------------- speaking
@@ -205,14 +219,42 @@ class Session:
         """Units of the response, ``response_chunk`` at a time, until ``samples`` of its audio can
         be vocoded (or it ends), then one vocoder call: what ``samples`` of playback need, no
         more, so a stream of calls (a frame each) spreads the response's work evenly. Without a
-        vocoder: one chunk, like :meth:`step`."""
-        out = StepOutput()
+        vocoder: one chunk, like :meth:`step`. Units :meth:`prepare` generated ahead for these
+        ``samples`` are not generated again."""
         if self.state != "speaking" or self.duplex is not None:
-            return out
-        while self._generate(self.response_chunk, out) and self.speaker is not None and \
-                self.speaker.ready_samples() < samples:
+            return StepOutput()
+        while self.prepare(samples):
             pass
+        out, self.ahead = self.ahead or StepOutput(), None
+        self.ahead_chunks = 0
         return self._vocode(out)
+
+    def prepare(self, samples: int) -> bool:
+        """One chunk of the units the next :meth:`speak` of ``samples`` needs, generated now (the
+        same units, drawn in the same order; reported by that call); True while it needs more.
+        A caller with spare time between calls spreads a response's work with it."""
+        if self.state != "speaking" or self.duplex is not None or self._prepared(samples):
+            return False
+        if self.ahead is None:
+            self.ahead = StepOutput()
+        self._generate(self.response_chunk, self.ahead)
+        self.ahead_chunks += 1
+        return not self._prepared(samples)
+
+    def prepare_push(self, samples: int) -> bool:
+        """:meth:`prepare` for the next :meth:`push` of ``samples`` quiet samples while speaking
+        (what that push will ask :meth:`speak` for); True while it needs more."""
+        need = samples - self.pending_audio.size
+        return self.state == "speaking" and need > 0 and self.prepare(need)
+
+    def _prepared(self, samples: int) -> bool:
+        """:meth:`speak`'s stop rule: at least one chunk, then until ``samples`` are ready."""
+        return self.ahead_chunks > 0 and (self._response_done() or self.speaker is None or
+                                          self.speaker.ready_samples() >= samples)
+
+    def _drop_ahead(self) -> None:
+        self.ahead: StepOutput | None = None  # units prepared for the next speak()
+        self.ahead_chunks = 0
 
     def _response_done(self) -> bool:
         return self.ended or self.said >= self.sampling.max_new_tokens
@@ -261,6 +303,7 @@ class Session:
         self.state = "interrupted"
         dropped = self.pending_audio.size
         self.pending_audio = np.zeros(0, dtype=np.float32)
+        self._drop_ahead()
         return StepOutput(events=[Event("interrupted", self.state,
                                         {"units_said": self.said, "audio_dropped": int(dropped)})])
 
@@ -305,9 +348,21 @@ class Session:
             return
         self.unfed += self.pending_start + self.lm.vocab.encode("units", units)
         self.pending_start = []
-        if len(self.unfed) >= self.feed_chunk:
+        if self.feed_chunk is not None and len(self.unfed) >= self.feed_chunk:
             self._feed_heard(out)
         out.tokens += units
+
+    @property
+    def waiting(self) -> int:
+        """Heard ids not yet fed to the LM (see ``feed_chunk``)."""
+        return len(self.unfed)
+
+    def feed_heard(self) -> StepOutput:
+        """Feed the heard ids waiting now (the reply then starts with less to feed)."""
+        out = StepOutput()
+        if self.state == "listening":
+            self._feed_heard(out)
+        return out
 
     def _feed_heard(self, out: StepOutput) -> None:
         """Feed the heard ids still waiting (see ``feed_chunk``)."""

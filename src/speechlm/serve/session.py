@@ -5,12 +5,17 @@ a speechlm model directory (:func:`speechlm.serve.models.load_model_factory`), t
 parrot used as a sound check and as the benchmarks' no-model baseline, or a user's own factory
 (``speechlm serve --session module:attr``). Sessions are called in worker processes (or threads),
 never from the event loop, and one call at a time (:mod:`speechlm.serve.workers`).
+
+A session may also offer its calls in slices (:class:`SlicedSession`): a worker process then runs
+other sessions' calls between the slices of a long one (the frame that ends a turn) and sends each
+reply as soon as it is complete, before the work that only prepares the session's next call.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -43,6 +48,29 @@ class StreamingSession(Protocol):
     def reset(self) -> None:
         """Forget the conversation (caches, buffers, state) and listen again."""
         ...
+
+
+@runtime_checkable
+class SlicedSession(Protocol):
+    """A session whose ``push`` and ``end_turn`` can run in slices (optional)."""
+
+    def slices(self, op: str, *args: Any) -> Iterator[Output | None]:
+        """The work of ``op`` (``"push"`` or ``"end_turn"``) one slice per ``next()``: ``None``
+        after each slice, the call's :class:`Output` once it is complete (the worker sends it at
+        once), then ``None`` after each slice of work done ahead for later calls (finished
+        before the session's next call runs). Calling ``op`` itself does all of it in one go."""
+        ...
+
+
+def run_slices(slices: Iterator[Output | None]) -> Output:
+    """All of a sliced call at once; its output."""
+    output = None
+    for item in slices:
+        if item is not None:
+            output = item
+    if output is None:
+        raise RuntimeError("a sliced session call ended without an output")
+    return output
 
 
 @runtime_checkable

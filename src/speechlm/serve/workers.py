@@ -10,6 +10,13 @@ dies (a crash in native code, the OOM killer) ends only its own sessions, each w
 error, and is replaced. :class:`ThreadSessions` keeps everything in the server process: one copy
 of the weights, for models whose kernels release the GIL (large models, GPUs).
 
+A worker runs its sessions' calls a slice at a time when the session offers slices
+(:class:`~speechlm.serve.session.SlicedSession`): slices that lead to a reply first, a slice per
+session in turn (a frame that just arrived waits behind the current slice of the 60 ms frame
+that ends another session's turn, not behind all of it), then the work a session does ahead for
+its next call. Each session's calls still run one at a time, in order, and that work finishes
+before its next call starts.
+
 Both hand out :class:`SessionHandle` objects the connection awaits, so the event loop never runs
 the model.
 """
@@ -28,7 +35,8 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -44,6 +52,7 @@ log = logging.getLogger(__name__)
 
 FactorySource = SessionFactory | Callable[[], SessionFactory]  # a factory, or how to build one
 WORKER_MODES = ("process", "thread")
+SLICED_OPS = ("push", "end_turn")  # the calls a SlicedSession runs in slices
 
 
 @dataclass(frozen=True)
@@ -115,12 +124,6 @@ def make_sessions(source: FactorySource, mode: str, workers: int, threads: int) 
     raise ValueError(f"worker mode {mode!r}: expected one of {WORKER_MODES}")
 
 
-def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start
-
-
 # ---- threads -------------------------------------------------------------------------------------
 
 
@@ -151,15 +154,52 @@ class ThreadSessions(Sessions):
 
 
 class _ThreadHandle(SessionHandle):
+    """Runs a call until its reply, then what the session does ahead as a second pool job, which
+    the session's next call waits for."""
+
     def __init__(self, executor: ThreadPoolExecutor, session: Any) -> None:
         self.executor, self.session = executor, session
+        self.ahead: asyncio.Future | None = None
 
     async def _call(self, op: str, *args: Any) -> tuple[Any, float]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, _timed, getattr(self.session, op), *args)
+        if self.ahead is not None:
+            ahead, self.ahead = self.ahead, None
+            await ahead  # (its error, if any, is this call's)
+        steps = call_steps(self.session, op, args)
+        result = await loop.run_in_executor(self.executor, _until_reply, steps)
+        self.ahead = loop.run_in_executor(self.executor, _finish, steps)
+        return result
 
     def close(self) -> None:
+        if self.ahead is not None:  # nobody will wait for it: do not warn about its error
+            self.ahead.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.session = None
+
+
+def call_steps(session: Any, op: str, args: tuple) -> Iterator[tuple[bool, Any]]:
+    """One call as slices: ``(False, None)`` after a slice, ``(True, result)`` for the reply
+    (a session without slices: one slice, the reply)."""
+    sliced = getattr(session, "slices", None)
+    if sliced is None or op not in SLICED_OPS:
+        yield True, getattr(session, op)(*args)
+        return
+    for item in sliced(op, *args):
+        yield item is not None, item
+
+
+def _until_reply(steps: Iterator[tuple[bool, Any]]) -> tuple[Any, float]:
+    """Run slices until the reply; it and the compute seconds it took."""
+    start = time.perf_counter()
+    for reply, result in steps:
+        if reply:
+            return result, time.perf_counter() - start
+    raise RuntimeError("a session call ended without a reply")
+
+
+def _finish(steps: Iterator[tuple[bool, Any]]) -> None:
+    for _ in steps:
+        pass
 
 
 # ---- processes -----------------------------------------------------------------------------------
@@ -381,28 +421,126 @@ def worker_main(conn: Connection, source: FactorySource, threads: int) -> None:
         return
     calls: queue.SimpleQueue = queue.SimpleQueue()
     threading.Thread(target=_read_calls, args=(conn, calls), daemon=True).start()
-    sessions: dict[int, Any] = {}
-    while (call := calls.get()) is not None:
-        rid, sid, op, args = call
-        if op == "close":
-            sessions.pop(sid, None)
-            continue
+    _WorkerLoop(factory, conn).run(calls)
+
+
+@dataclass(eq=False)
+class _Run:
+    """One call of one session in a worker process: its slices so far."""
+
+    rid: int
+    op: str
+    steps: Iterator[tuple[bool, Any]]
+    replied: bool = False
+    seconds: float = 0.0  # compute so far (until the reply: the figure the reply carries)
+
+
+class _WorkerLoop:
+    """The calls of a worker's sessions, a slice at a time (see the module docstring)."""
+
+    def __init__(self, factory: SessionFactory, conn: Connection) -> None:
+        self.factory, self.conn = factory, conn
+        self.sessions: dict[int, Any] = {}
+        self.queued: dict[int, deque[tuple]] = {}  # per session: calls not started, in order
+        self.running: dict[int, _Run] = {}          # per session: the call it is in
+        self.turns: deque[int] = deque()            # sessions with work, whose slice comes first
+        self.failed: dict[int, BaseException] = {}  # work done ahead that raised: the next call's
+
+    def run(self, calls: queue.SimpleQueue) -> None:
+        """Until the server says stop (``None``): every call it sent by then is answered."""
+        stopping = False
+        while not stopping or self.running or self.queued:
+            try:  # wait for a call only when there is nothing to do
+                while not stopping:
+                    call = calls.get_nowait() if self.running or self.queued else calls.get()
+                    if call is None:
+                        stopping = True
+                    else:
+                        self.queued.setdefault(call[1], deque()).append(call)
+                        if call[1] not in self.turns:
+                            self.turns.append(call[1])
+            except queue.Empty:
+                pass
+            if (self.running or self.queued) and not self.slice():
+                return  # the server is gone
+
+    def slice(self) -> bool:
+        """Run one slice of the most urgent call; False once the server cannot be reached."""
+        sid = self._pick()
+        run = self.running.get(sid)
+        if run is None:
+            run = self._start(sid)
+            if run is None:
+                return True
+        self.turns.remove(sid)  # its next slice comes after the others'
+        self.turns.append(sid)
+        start = time.perf_counter()
         try:
-            if op == "open":
-                reply = (rid, None, None, 0.0)
-                sessions[sid] = factory.new_session()
-            else:
-                result, seconds = _timed(getattr(sessions[sid], op), *args)
-                reply = (rid, None, result, seconds)
+            reply, result = next(run.steps)
+        except StopIteration:
+            self._done(sid)
+            return True
         except Exception as err:  # noqa: BLE001 - ends this session only (the server says why)
-            log.exception("session call %s failed", op)
-            reply = (rid, _portable(err), None, 0.0)
+            self._done(sid)
+            log.exception("session call %s failed", run.op)
+            if run.replied:  # while working ahead: the session's next call reports it
+                self.failed[sid] = err
+                return True
+            return self._send((run.rid, _portable(err), None, 0.0))
+        if not run.replied:
+            run.seconds += time.perf_counter() - start
+        if reply:
+            run.replied = True
+            return self._send((run.rid, None, result, run.seconds))
+        return True
+
+    def _pick(self) -> int:
+        """The session whose slice goes next: the first in turn that owes a reply (a call
+        running or waiting); else the first in turn (working ahead)."""
+        return next((sid for sid in self.turns if sid in self.queued or
+                     not self.running[sid].replied), self.turns[0])
+
+    def _done(self, sid: int) -> None:
+        """The session's call ended; it leaves the turns unless another call waits."""
+        del self.running[sid]
+        if sid not in self.queued:
+            self.turns.remove(sid)
+
+    def _start(self, sid: int) -> _Run | None:
+        """Start the session's next call; None when it needed no slice (``close``) or failed."""
+        calls = self.queued[sid]
+        rid, _, op, args = calls.popleft()
+        if not calls:
+            del self.queued[sid]
+            self.turns.remove(sid)  # (back in turn if it runs a call)
+        if op == "close":
+            self.sessions.pop(sid, None)
+            self.failed.pop(sid, None)
+            return None
+        if sid in self.failed:
+            self._send((rid, _portable(self.failed.pop(sid)), None, 0.0))
+            return None
+        run = self.running[sid] = _Run(rid, op, self._steps(sid, op, args))
+        if sid not in self.turns:
+            self.turns.appendleft(sid)  # its first slice now
+        return run
+
+    def _steps(self, sid: int, op: str, args: tuple) -> Iterator[tuple[bool, Any]]:
+        """A call's slices (run lazily: an error is raised by the slice, which reports it)."""
+        if op == "open":
+            self.sessions[sid] = self.factory.new_session()
+            yield True, None
+        else:
+            yield from call_steps(self.sessions[sid], op, args)
+
+    def _send(self, reply: tuple) -> bool:
         try:
-            conn.send(reply)
+            self.conn.send(reply)
         except OSError:
-            return  # the server is gone
+            return False  # the server is gone
         except Exception as err:  # noqa: BLE001 - a result that does not pickle
-            conn.send((rid, _portable(err), None, 0.0))
+            self.conn.send((reply[0], _portable(err), None, 0.0))
+        return True
 
 
 def _read_calls(conn: Connection, calls: queue.SimpleQueue) -> None:
