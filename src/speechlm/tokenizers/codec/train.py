@@ -186,8 +186,7 @@ class UsageMeter:
     def add(self, codes: torch.Tensor) -> None:
         flat = codes.reshape(-1, codes.shape[-1]).numpy()                     # (B * N, K)
         for k in range(flat.shape[1]):
-            used = flat[:, k][flat[:, k] >= 0]                                 # -1: dropped out
-            np.add.at(self.counts[k], used, 1)
+            np.add.at(self.counts[k], flat[:, k], 1)
 
     def summary(self) -> tuple[list[float], list[float]]:
         usage, perplexity = [], []
