@@ -103,6 +103,44 @@ def test_more_codebooks_reconstruct_training_audio_better(tiny_corpus, tmp_path)
     assert all(b < a for a, b in zip(distance, distance[1:])), distance
 
 
+def test_quantizer_dropout_cuts_the_decoder_input_but_every_codebook_learns():
+    """Regression (issue 14, codebook usage): with the library's quantizer dropout, codebook j was
+    updated on only (K - j + 1) / K of the steps, so the last codebooks kept entries fitted to the
+    untrained encoder and used 8-33 % of them on held-out audio. Every codebook must quantize and
+    update its EMA state on every step, while the decoder sees only the first k."""
+    import random
+
+    torch.manual_seed(0)
+    model = CodecModel(CodecConfig(**TINY))
+    model.train()
+    seed = next(s for s in range(100) if random.Random(s).randint(1, 4) == 1)   # k = 1
+    audio = torch.randn(2, 1, 3200) * 0.1
+    before = [vq._codebook.cluster_size.clone() for vq in model.quantizer.layers]
+    out = model(audio, dropout_seed=seed)
+    assert (out.codes >= 0).all() and out.codes.shape[-1] == 4                 # every codebook ran
+    assert all(bool(vq._codebook.initted) for vq in model.quantizer.layers)
+    assert all(not torch.equal(b, vq._codebook.cluster_size)                   # and updated its EMA
+               for b, vq in zip(before, model.quantizer.layers))
+    model.eval()
+    codes = out.codes.transpose(1, 2)                                          # (B, K, N)
+    with torch.inference_mode():
+        expected = model.decoder(model.code_vectors(codes[:, :1])[0].transpose(1, 2))
+    # the training output decoded codebook 1 alone (k = 2 differs by 7e-3 here)
+    assert torch.allclose(out.audio.detach(), expected, atol=1e-5)
+
+
+def test_dead_code_threshold_scales_with_the_frames_per_step():
+    """The library's threshold is an absolute EMA count per step. The old default (2 frames per
+    step for 1024 entries and 100 frames per batch, a uniform share of 0.1) marked every entry dead
+    on every step, so the codebooks were a rolling buffer of raw batch vectors instead of k-means
+    centroids. The threshold is now a fraction of an entry's uniform share of a batch."""
+    cfg = CodecTrainConfig(batch=4, segment_seconds=0.5, codebook_size=1024, dead_code_fraction=0.2)
+    assert cfg.model_config().dead_code_threshold == pytest.approx(0.2 * 4 * 25 / 1024)
+    bigger = CodecTrainConfig(batch=16, segment_seconds=1.0, codebook_size=256, dead_code_fraction=0.2)
+    assert bigger.model_config().dead_code_threshold == pytest.approx(0.2 * 16 * 50 / 256)
+    assert any("dead_code_fraction" in p for p in CodecTrainConfig(dead_code_fraction=-1).validate())
+
+
 def test_losses_on_hand_computed_cases():
     real = [(torch.tensor([2.0, 0.5]), [torch.tensor([1.0, -1.0])])]
     fake = [(torch.tensor([-2.0, 0.0]), [torch.tensor([0.0, -1.0])])]
@@ -122,10 +160,10 @@ def test_losses_on_hand_computed_cases():
 
 def test_usage_meter_known_answer():
     meter = UsageMeter(codebooks=2, size=4)
-    codes = torch.tensor([[[0, 1], [0, -1], [1, -1], [2, -1]]])         # (B=1, N=4, K=2)
+    codes = torch.tensor([[[0, 1], [0, 1], [1, 1], [2, 1]]])            # (B=1, N=4, K=2)
     meter.add(codes)
     usage, perplexity = meter.summary()
-    assert usage == [0.75, 0.25]                                        # -1 (dropped) not counted
+    assert usage == [0.75, 0.25]
     p = np.array([2, 1, 1]) / 4
     assert perplexity[0] == pytest.approx(math.exp(-(p * np.log(p)).sum()))
     assert perplexity[1] == pytest.approx(1.0)

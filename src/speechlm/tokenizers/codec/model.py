@@ -20,6 +20,7 @@ output to a semantic teacher's features (SpeechTokenizer), trained with a cosine
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -40,7 +41,8 @@ class CodecConfig:
     codebooks: int = 8                       # residual quantizers (K)
     codebook_size: int = 1024                # entries per codebook (V)
     ema_decay: float = 0.99
-    dead_code_threshold: float = 2.0         # EMA usage below which an entry is restarted
+    dead_code_threshold: float = 0.02        # EMA frames/step below which an entry is restarted
+                                             # (training sets it from dead_code_fraction)
     kmeans_iters: int = 10
     quantizer_dropout: bool = True           # train on the first k of K codebooks, k random
     distill_dim: int = 0                     # teacher feature dim (0 = no semantic distillation)
@@ -256,7 +258,7 @@ class CodecOutput:
     """What one training forward pass returns."""
 
     audio: torch.Tensor          # (B, 1, L) reconstruction
-    codes: torch.Tensor          # (B, N, K) indices, -1 where quantizer dropout cut the stack
+    codes: torch.Tensor          # (B, N, K) indices of every codebook (dropout only cuts the decoder's input)
     commit_loss: torch.Tensor    # () summed over the codebooks used
     semantic: torch.Tensor | None = None  # (B, N, distill_dim) prediction from codebook 1
     extras: dict = field(default_factory=dict)
@@ -276,21 +278,37 @@ class CodecModel(nn.Module):
             dim=config.dim, num_quantizers=config.codebooks, codebook_size=config.codebook_size,
             decay=config.ema_decay, kmeans_init=True, kmeans_iters=config.kmeans_iters,
             threshold_ema_dead_code=config.dead_code_threshold,
-            quantize_dropout=config.quantizer_dropout, commitment_weight=1.0)
+            commitment_weight=1.0)  # quantizer dropout: forward() (every codebook keeps learning)
         self.semantic_head = nn.Linear(config.dim, config.distill_dim) if config.distill_dim else None
 
     def forward(self, audio: torch.Tensor, dropout_seed: int | None = None) -> CodecOutput:
-        """(B, 1, L) with L a multiple of the hop -> reconstruction, codes, losses."""
+        """(B, 1, L) with L a multiple of the hop -> reconstruction, codes, losses.
+
+        Quantizer dropout (``dropout_seed`` picks k uniformly in 1..K) cuts what the decoder sees to
+        the first k codebooks, but every codebook still quantizes its residual and updates its
+        k-means/EMA state on every step. The library's own dropout skips the codebooks past k, so
+        codebook j saw only (K - j + 1) / K of the steps (codebook 8 of 8: one in eight) and its
+        entries stayed where the early, untrained encoder had put them (docs/codec.md).
+        """
         latent = self.encoder(audio).transpose(1, 2)                          # (B, N, dim)
-        quantized, codes, commit, all_codes = self.quantizer(
-            latent, return_all_codes=True, rand_quantize_dropout_fixed_seed=dropout_seed)
+        k = self.config.codebooks
+        if self.training and self.config.quantizer_dropout and dropout_seed is not None:
+            k = random.Random(dropout_seed).randint(1, self.config.codebooks)
+        residual, quantized, commit, codes, first = latent, 0, 0, [], None
+        for j, vq in enumerate(self.quantizer.layers):
+            q, idx, loss = vq(residual)                                       # (B, N, dim), (B, N)
+            residual = residual - q.detach()
+            codes.append(idx)
+            if j < k:
+                quantized, commit = quantized + q, commit + loss.sum()
+            if first is None:
+                first = q.detach()
         semantic = None
         if self.semantic_head is not None:
             # straight-through: the value of codebook 1's entry, the gradient of the encoder output
-            first = latent + (all_codes[0] - latent).detach()                 # (B, N, dim)
-            semantic = self.semantic_head(first)
+            semantic = self.semantic_head(latent + (first - latent).detach())
         audio_hat = self.decoder(quantized.transpose(1, 2))                   # (B, 1, L)
-        return CodecOutput(audio_hat, codes, commit.sum(), semantic)
+        return CodecOutput(audio_hat, torch.stack(codes, -1), commit, semantic)
 
     @torch.inference_mode()
     def encode(self, audio: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:

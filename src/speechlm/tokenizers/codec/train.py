@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 # may differ on --resume (extend or shorten a run; the replay is exact only when unchanged)
 _SCHEDULE_KEYS = ("steps", "adv_start", "threads")
 _MODEL_KEYS = ("channels", "strides", "dim", "codebooks", "codebook_size", "ema_decay",
-               "dead_code_threshold", "kmeans_iters", "quantizer_dropout", "encoder", "decoder",
+               "kmeans_iters", "quantizer_dropout", "encoder", "decoder",
                "convnext_dim", "convnext_layers")
 
 
@@ -67,7 +67,9 @@ class CodecTrainConfig:
     codebooks: int = 8
     codebook_size: int = 1024
     ema_decay: float = 0.99
-    dead_code_threshold: float = 2.0
+    # an entry is restarted when its EMA count of frames per step falls below this fraction of its
+    # uniform share of a batch (batch x frames / codebook_size): ~160 steps unused at the defaults
+    dead_code_fraction: float = 0.2
     kmeans_iters: int = 10
     quantizer_dropout: bool = True
     encoder: str = "mel"
@@ -111,15 +113,19 @@ class CodecTrainConfig:
                             f"{self.log_every} (a resumed run then logs the same windows)")
         if self.adv_start < 0:
             problems.append(f"adv_start={self.adv_start}: must be >= 0")
+        if self.dead_code_fraction < 0:
+            problems.append(f"dead_code_fraction={self.dead_code_fraction}: must be >= 0 (0 = no restarts)")
         return problems
 
     def model_config(self, distill_dim: int = 0) -> CodecConfig:
         values = {k: getattr(self, k) for k in _MODEL_KEYS}
-        return CodecConfig.from_dict({**values, "distill_dim": distill_dim})
+        share = self.batch * self.segment_frames / self.codebook_size
+        return CodecConfig.from_dict({**values, "distill_dim": distill_dim,
+                                      "dead_code_threshold": self.dead_code_fraction * share})
 
     @property
     def segment_frames(self) -> int:
-        return max(1, int(self.segment_seconds * 16000) // self.model_config().hop)
+        return max(1, int(self.segment_seconds * 16000) // math.prod(self.strides))
 
 
 @dataclass
@@ -180,8 +186,7 @@ class UsageMeter:
     def add(self, codes: torch.Tensor) -> None:
         flat = codes.reshape(-1, codes.shape[-1]).numpy()                     # (B * N, K)
         for k in range(flat.shape[1]):
-            used = flat[:, k][flat[:, k] >= 0]                                 # -1: dropped out
-            np.add.at(self.counts[k], used, 1)
+            np.add.at(self.counts[k], flat[:, k], 1)
 
     def summary(self) -> tuple[list[float], list[float]]:
         usage, perplexity = [], []
