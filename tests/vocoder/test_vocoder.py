@@ -296,9 +296,15 @@ def test_source_generator_speaks_at_the_given_f0(hz):
         gen(torch.zeros(1, frames, 80))
 
 
-def test_source_vocoder_predicts_f0_and_needs_it_for_copy_synthesis(trained):
-    _, voc = trained
-    assert voc.config.source and voc.acoustic.pitch is not None  # the default for new vocoders
+def test_source_vocoder_predicts_f0_and_needs_it_for_copy_synthesis(trained, tiny_corpus,
+                                                                    tok_dir, tmp_path):
+    assert not trained[1].config.source  # source: null = phase generator without extra streams
+    train_vocoder(tiny_config(tiny_corpus, tok_dir, tmp_path / "v", source=True))
+    voc = load_vocoder(tmp_path / "v")
+    assert voc.config.source and voc.acoustic.pitch is not None
+    with_stream = train_vocoder(tiny_config(tiny_corpus, tok_dir, tmp_path / "e", steps=1),
+                                streams={"energy": Energy()})
+    assert with_stream.config.source  # null: source-filter when an extra stream is given
     units, durations = np.array([3, 7, 1]), np.array([2, 5, 1])
     mel, f0 = voc.features(units, durations)
     assert mel.shape == (16, 80) and f0.shape == (16,) and (f0 >= 0).all()

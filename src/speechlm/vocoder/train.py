@@ -91,8 +91,10 @@ class VocoderTrainConfig:
     voc_layers: int = 4
     n_fft: int = 640
     dropout: float = 0.1
-    source: bool = True                # source-filter generator at a predicted F0 (model.py doc);
-                                       # false: the phase-predicting generator of format 2
+    source: bool | None = None         # source-filter generator at a predicted F0 (model.py doc);
+                                       # false: the phase-predicting one; null: source-filter when
+                                       # extra streams are given (the F0-aware vocoder), else phase
+                                       # (measured WER ratios in docs/vocoder.md)
     f0_weight: float = 1.0             # acoustic model: log-F0 L1 + voicing BCE (source only)
     # run
     device: str = "auto"               # auto (cuda when available, else cpu) | cpu | cuda | cuda:N
@@ -352,7 +354,7 @@ def _train(cfg: VocoderTrainConfig, streams: dict[str, FrameStream], resume: boo
                            dim=cfg.dim, encoder_layers=cfg.encoder_layers,
                            decoder_layers=cfg.decoder_layers, voc_dim=cfg.voc_dim,
                            voc_layers=cfg.voc_layers, n_fft=cfg.n_fft, dropout=cfg.dropout,
-                           source=cfg.source)
+                           source=bool(streams) if cfg.source is None else cfg.source)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"vocoder config: {err}") from None
     problems = vc.validate()
