@@ -185,8 +185,11 @@ def excitation(f0: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
     continuous inside a call."""
     b, frames = f0.shape
     length = frames * MEL_HOP
-    up = lambda x: nn.functional.interpolate(x[:, None], size=length, mode="linear",  # noqa: E731
-                                             align_corners=False)[:, 0]
+
+    def up(x: torch.Tensor) -> torch.Tensor:  # per mel frame -> per sample
+        return nn.functional.interpolate(x[:, None], size=length, mode="linear",
+                                         align_corners=False)[:, 0]
+
     voiced = (f0 > 0).float()
     # unvoiced frames take the next voiced frame's F0 (the last one's after it), so the pulse
     # fades in and out at a pitch of the utterance
@@ -194,8 +197,8 @@ def excitation(f0: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
     for row in range(b):
         idx = torch.nonzero(f0[row] > 0).flatten()
         if idx.numel():
-            nearest = idx[torch.searchsorted(idx, torch.arange(frames)).clamp(max=idx.numel() - 1)]
-            filled[row] = f0[row, nearest]
+            following = torch.searchsorted(idx, torch.arange(frames, device=f0.device))
+            filled[row] = f0[row, idx[following.clamp(max=idx.numel() - 1)]]
     hz, amp = up(filled), up(voiced)
     phase = torch.remainder(torch.cumsum(hz.double() * (2 * np.pi / SAMPLE_RATE), dim=1),
                             2 * np.pi).float()
