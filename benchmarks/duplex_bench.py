@@ -36,7 +36,7 @@ from common import RESULTS, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
-BASELINE_OVERRIDES = ["tokenizer_features=mfcc", "tokenizer_units=50", "max_steps=40",
+BASELINE_OVERRIDES = ["tokenizer_features=mfcc", "tokenizer_units=50", "max_steps=300",
                       "batch_size=8", "eval_every=20"]
 KEYS = ("interruption_stop_latency_p50_ms", "interruption_stop_latency_p95_ms", "interruptions",
         "turn_taking_latency_ms", "takeover_rate_pause", "backchannel_rate",
