@@ -107,7 +107,7 @@ def resynthesis_report(tokenizer_dir: str | Path, vocoder_dir: str | Path, corpu
                                                          griffin_lim_baseline=True))
             if copy_synthesis:
                 mel = mel_spectrogram(torch.from_numpy(samples[: samples.size // MEL_HOP * MEL_HOP]), fbank)
-                f0 = extract_f0(samples)[: mel.shape[0]] if voc.config.source else None
+                f0 = extract_f0(samples) if voc.config.source else None  # one per mel frame
                 clips["copy_neural"].append(voc.vocode(mel, f0=f0))
                 if griffin_lim:
                     clips["copy_griffin_lim"].append(voc.vocode(mel, griffin_lim_baseline=True))

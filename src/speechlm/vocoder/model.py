@@ -9,7 +9,9 @@
 * ``MelGenerator``: Vocos (Siuzdenko 2023) in miniature: ConvNeXt blocks over mel frames predict
   STFT magnitude and phase; an inverse STFT gives samples. All its work happens at 100 Hz, so it
   trains on 2 CPU cores; the discriminators (``speechlm.vocoder.discriminators``) make it sharp.
-* ``source=True`` (the default for new vocoders): a source-filter generator (harmonic-plus-noise,
+* ``source=True`` (training's default ``source: null`` picks it for vocoders with an extra
+  stream, i.e. the F0-aware one; units-only vocoders keep the phase generator, which read better
+  to Whisper in docs/vocoder.md's comparison): a source-filter generator (harmonic-plus-noise,
   as in NSF and DDSP). Learning phase from scratch needs far more steps than a CPU budget: after
   800 steps the phase-predicting generator spoke every voice as a 100 Hz buzz (its frame rate),
   whatever the input's pitch. Here the acoustic model also predicts F0 and voicing per mel frame,

@@ -205,9 +205,7 @@ def prepare(corpus: Corpus, tok, cfg: VocoderTrainConfig, streams: Mapping[str, 
                                     f"utterance {utt.id}, expected finite ({n}, {stream.dim})")
                 extra[name] = values
             mel = mel_spectrogram(torch.from_numpy(wav), fbank).numpy()
-            f0 = extract_f0(wav).astype(np.float32)[: mel.shape[0]] if pitch else None
-            if f0 is not None and f0.size < mel.shape[0]:
-                f0 = np.pad(f0, (0, mel.shape[0] - f0.size))
+            f0 = extract_f0(wav).astype(np.float32) if pitch else None  # one per mel frame
             items.append(Utterance(units, mel, wav, utt.speaker, extra, f0))
     if not items:
         raise DataError(f"{corpus.root}: split {cfg.split!r} has no utterances of 0.2 s or more")
