@@ -6,14 +6,17 @@ AudioLM hierarchical vs the mixed single-stage model; writes ``results/codec_lm.
 ``--work`` holds (or gets) the inputs the recipes name: ``corpus``, ``tok-whisper``, ``codec``,
 ``codec-tokens``; runs go to ``WORK/bench/<name>`` (a finished run is reused). Every recipe trains
 ``--steps`` steps of ``--batch`` blocks of its ``seq_len`` positions, so all layouts get the same
-compute. Evaluation on the ``heldout`` split (voices never seen in training): for item i the text
+compute (VALL-E's two stages may get ``--valle-steps``). Every system trains once per ``--seeds``
+seed; each metric is also given as the mean and 95 % t interval over seeds (``over_seeds``).
+Evaluation on the ``heldout`` split (voices never seen in training): for item i the text
 of utterance i, the voice prompt = the first ``prompt_seconds`` of another utterance of the same
 speaker. Baselines in the same run: the original audio and its codec resynthesis (the ceiling).
 
 TTS: Whisper tiny.en WER against the text; Resemblyzer similarity of the output to its prompt vs
 to the prompts of the other held-out speakers (bootstrap 95 % intervals over items); codec
-frames/s and RTF of the LMs. Continuation (3 s prompt, 2 s more): mel distance and WER against
-the utterance's true next 2 s, similarity to the prompt, frames/s.
+frames/s and RTF of the LMs. Continuation (3 s prompt, 2 s more; held-out utterances of at least
+4 s): mel distance and WER against the utterance's true next 2 s, similarity to the prompt,
+frames/s.
 """
 
 from __future__ import annotations
@@ -40,38 +43,61 @@ def finished(out: Path) -> bool:
     return (out / "speechlm.json").is_file() or (out / "tts.json").is_file()
 
 
-def train(name: str, config: str, work: Path, args, *extra: str):
+def train(name: str, config: str, work: Path, args, steps: int, *extra: str):
     """Start training ``name`` (a Popen), or None when its run dir exists (done, or being trained
     by another invocation of this script: then it is waited for)."""
     out = work / "bench" / name
     if out.exists() or Path(f"{out}.log").exists():
         return None
     cmd = [sys.executable, "-m", "speechlm", "train", "--config", str(RECIPES / config),
-           f"max_steps={args.steps}", f"batch_size={args.batch}", f"output_dir={out}",
+           f"max_steps={steps}", f"batch_size={args.batch}", f"output_dir={out}",
            f"corpus_dir={work}/corpus", f"tokenizer_dir={work}/tok-whisper", f"codec_dir={work}/codec",
            f"tokens_dir={work}/codec-tokens", "progress=false", "plot=false", "threads=1",
-           f"save_every={args.steps}", f"eval_every={max(1, args.steps // 2)}", *extra]
+           f"save_every={steps}", f"eval_every={max(1, steps // 2)}", *extra]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(f"{out}.log", "w"))
+
+
+def plan_runs(args) -> list[tuple[str, str, int, str]]:
+    """(run name, recipe file, steps, seed override) for the requested ``--parts``."""
+    plan = []
+    if "valle" in args.parts:
+        plan += [(f"valle-s{s}", "valle-tiny.yaml", args.valle_steps or args.steps, f"seed={s}")
+                 for s in args.seeds]
+    if "layouts" in args.parts:
+        plan += [(f"codec-{lay}-s{s}", f"codec-{lay}-tiny.yaml", args.steps, f"seed={s}")
+                 for s in args.seeds for lay in LAYOUTS]
+    if "hierarchy" in args.parts:
+        plan += [(f"{name}-s{s}", f"{name}-tiny.yaml", args.steps, f"seed={s}")
+                 for s in args.seeds for name in ("audiolm", "codec-delay")]
+    return list(dict.fromkeys(plan))
+
+
+def build_inputs(work: Path) -> None:
+    """Corpus, tokenizer, codec and codec tokens, built once here when missing (parallel training
+    runs would otherwise race to build them)."""
+    from speechlm.core.config import load_config
+    from speechlm.lm.config import TrainConfig
+    from speechlm.pipeline import ensure_codec_tokens
+
+    cfg = load_config(TrainConfig, RECIPES / "valle-tiny.yaml", [
+        f"corpus_dir={work}/corpus", f"tokenizer_dir={work}/tok-whisper", f"codec_dir={work}/codec",
+        f"tokens_dir={work}/codec-tokens"])
+    ensure_codec_tokens(cfg, progress=False)
 
 
 def train_all(work: Path, args) -> dict[str, Path]:
     """Train the runs the requested ``--parts`` need, ``--jobs`` at a time; returns their dirs."""
+    build_inputs(work)
     (work / "bench").mkdir(parents=True, exist_ok=True)
-    plan = []
-    if "valle" in args.parts:
-        plan += [(f"valle-s{s}", "valle-tiny.yaml", f"seed={s}") for s in args.seeds]
-    if "layouts" in args.parts:
-        plan += [(f"codec-{lay}", f"codec-{lay}-tiny.yaml", "seed=0") for lay in LAYOUTS]
-    if "hierarchy" in args.parts:
-        plan += [("audiolm", "audiolm-tiny.yaml", "seed=0"), ("codec-delay", "codec-delay-tiny.yaml", "seed=0")]
+    plan = plan_runs(args)
     running = []
-    for name, config, seed in plan:
+    for name, config, steps, seed in plan:
         while len([p for p in running if p.poll() is None]) >= args.jobs:
             time.sleep(2)
-        proc = train(name, config, work, args, seed)
+        proc = train(name, config, work, args, steps, seed)
         if proc is not None:
             running.append(proc)
-    runs = {name: work / "bench" / name for name, _, _ in plan}
+    runs = {name: work / "bench" / name for name, *_ in plan}
     while not all(finished(out) for out in runs.values()):
         failed = [p for p in running if p.poll() not in (None, 0)]
         if failed:
@@ -86,15 +112,17 @@ def bootstrap(values: np.ndarray, seed: int = 0, n: int = 2000) -> list[float]:
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
-def items(work: Path, n: int):
-    """Held-out (text, target audio, prompt audio, speaker, words) tuples."""
+def items(work: Path, n: int, min_seconds: float = 0.0):
+    """Held-out (text, target audio, prompt audio, speaker, words) tuples, round-robin over the
+    speakers; targets at least ``min_seconds`` long (continuation needs prompt + continuation)."""
     from speechlm.data.audio import read_audio
     from speechlm.data.corpus import Corpus
 
-    utts = list(Corpus(work / "corpus").utterances("heldout"))
+    utts = [u for u in Corpus(work / "corpus").utterances("heldout") if u.duration >= min_seconds]
     by_speaker: dict[str, list] = {}
     for u in utts:
         by_speaker.setdefault(u.speaker, []).append(u)
+    n = min(n, len(utts))
     speakers = sorted(by_speaker)
     out = []
     for i in range(n):  # round-robin over speakers
@@ -169,7 +197,10 @@ def train_tok_s(run: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("work"))
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=100, help="training steps of every layout / "
+                        "hierarchy run (equal compute)")
+    parser.add_argument("--valle-steps", type=int, default=None, help="VALL-E's steps per stage "
+                        "(default: --steps)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--items", type=int, default=10)
@@ -194,6 +225,7 @@ def main() -> None:
     torch.set_num_threads(1)
     embed = speaker_encoder().embed
     evals = items(args.work, args.items)
+    cont_evals = items(args.work, args.items, args.prompt_seconds + CONTINUE_SECONDS / 2)
     codec = CodecGenerator(next(iter(runs.values()))).codec
     resynth = [codec.decode(codec.encode(it["audio"])) for it in evals]
     refs = [it["text"] for it in evals]
@@ -206,8 +238,8 @@ def main() -> None:
 
     def save(done: str) -> Path:
         """(Re)write the JSON after each section, so a cut-short run keeps what it measured."""
-        tts_wer = [v["wer"] for v in results["valle"].values()] or \
-            [v["tts"]["wer"] for v in results["layouts"].values()] or [1.0]
+        tts_wer = ([v["wer"] for k, v in results["valle"].items() if k != "over_seeds"]
+                   or [v["over_seeds"]["tts"]["wer"]["mean"] for v in results["layouts"].values()] or [1.0])
         return write_result(args.name, config, float(np.mean(tts_wer)),
                             baselines["codec_resynthesis"]["wer"],
                             "Whisper WER of TTS on held-out voices (mean over VALL-E seeds, else over "
@@ -217,31 +249,52 @@ def main() -> None:
     for seed in args.seeds if "valle" in args.parts else []:
         results["valle"][f"seed{seed}"] = tts_metrics(CodecGenerator(runs[f"valle-s{seed}"]), evals,
                                                       args, embed, transcribe)
+    if results["valle"]:
+        results["valle"]["over_seeds"] = over_seeds(list(results["valle"].values()))
     save("valle")
     for lay in LAYOUTS if "layouts" in args.parts else []:
-        run = runs[f"codec-{lay}"]
-        gen = CodecGenerator(run)
-        results["layouts"][lay] = {"tts": tts_metrics(gen, evals, args, embed, transcribe),
-                                   "continuation": continuation_metrics(gen, evals, args, embed, transcribe),
-                                   "train_tok_s": train_tok_s(run),
-                                   "best_valid_loss": json.loads((run / "best.json").read_text())["best_valid_loss"]}
+        per_seed = {}
+        for seed in args.seeds:
+            run = runs[f"codec-{lay}-s{seed}"]
+            gen = CodecGenerator(run)
+            per_seed[f"seed{seed}"] = {
+                "tts": tts_metrics(gen, evals, args, embed, transcribe),
+                "continuation": continuation_metrics(gen, cont_evals, args, embed, transcribe),
+                "train_tok_s": train_tok_s(run),
+                "best_valid_loss": json.loads((run / "best.json").read_text())["best_valid_loss"]}
+        results["layouts"][lay] = {**per_seed, "over_seeds": over_seeds(list(per_seed.values()))}
         save(f"layouts up to {lay}")
     if "hierarchy" not in args.parts:
         return finish(save("all requested parts"), results, args)
     ds = CodecDataset(args.work / "codec-tokens")
     T = float(np.mean([r.codes.shape[1] for r in ds.records("train")]))
     K = ds.meta["n_codebooks"]
-    results["hierarchy"] = {
-        "mean_frames_per_utterance": T, "n_codebooks": K,
-        "audiolm": {"stages": 3, "continuation": continuation_metrics(
-            CodecGenerator(runs["audiolm"]), evals, args, embed, transcribe),
-            "sequence_steps_per_utterance": {"semantic": T, "coarse (units prefix + delay codes)": 2 * T + 1,
-                                             "fine (NAR, one pass per codebook)": T}},
-        "mixed_single_stage": {"stages": 1, "model": "codec-delay",
-                               "continuation": continuation_metrics(
-                                   CodecGenerator(runs["codec-delay"]), evals, args, embed, transcribe),
-                               "sequence_steps_per_utterance": {"delay over K codebooks": T + K - 1}}}
+    systems = {"audiolm": {"stages": 3, "sequence_steps_per_utterance": {
+                   "semantic": T, "coarse (units prefix + delay codes)": 2 * T + 1,
+                   "fine (NAR, one pass per codebook)": T}},
+               "mixed_single_stage": {"stages": 1, "model": "codec-delay",
+                                      "sequence_steps_per_utterance": {"delay over K codebooks": T + K - 1}}}
+    results["hierarchy"] = {"mean_frames_per_utterance": T, "n_codebooks": K}
+    for system, prefix in (("audiolm", "audiolm"), ("mixed_single_stage", "codec-delay")):
+        per_seed = {f"seed{seed}": {"continuation": continuation_metrics(
+            CodecGenerator(runs[f"{prefix}-s{seed}"]), cont_evals, args, embed, transcribe)} for seed in args.seeds}
+        results["hierarchy"][system] = {**systems[system], **per_seed,
+                                        "over_seeds": over_seeds(list(per_seed.values()))}
     finish(save("all requested parts"), results, args)
+
+
+def over_seeds(per_seed: list[dict]) -> dict:
+    """Every numeric leaf of the per-seed results as mean + 95 % t interval over seeds."""
+    from recipe_matrix import interval
+
+    first = per_seed[0]
+    out = {}
+    for key, value in first.items():
+        if isinstance(value, dict):
+            out[key] = over_seeds([r[key] for r in per_seed])
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = interval([float(r[key]) for r in per_seed])
+    return out
 
 
 def finish(path: Path, results: dict, args) -> None:
@@ -258,8 +311,9 @@ def plot(results: dict, out: Path) -> None:
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     for lay, r in results["layouts"].items():
-        ax[0].scatter(r["tts"]["frames_per_s"], r["tts"]["wer"], label=lay)
-        ax[1].scatter(r["continuation"]["frames_per_s"], r["continuation"]["mel_distance"], label=lay)
+        tts, cont = r["over_seeds"]["tts"], r["over_seeds"]["continuation"]
+        ax[0].scatter(tts["frames_per_s"]["mean"], tts["wer"]["mean"], label=lay)
+        ax[1].scatter(cont["frames_per_s"]["mean"], cont["mel_distance"]["mean"], label=lay)
     ax[0].set(xlabel="codec frames/s (LM, 1 thread)", ylabel="TTS WER (Whisper)", title="TTS")
     ax[1].set(xlabel="codec frames/s (LM, 1 thread)", ylabel="mel distance to truth", title="continuation")
     for a in ax:
