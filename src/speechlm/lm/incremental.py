@@ -1,0 +1,167 @@
+"""A lean incremental forward of a one-stream Llama LM: one sequence, a preallocated KV cache.
+
+Decoding a tiny model one token at a time is mostly overhead, not arithmetic: a step of
+``LlamaForCausalLM`` (4 layers x 128 wide) runs ~0.1 ms of matrix work inside ~3 ms of Python
+(kwargs plumbing, output dataclasses, mask and position bookkeeping, a ``DynamicCache`` that
+concatenates its tensors every step). :class:`IncrementalLlama` runs the same weights through the
+same torch ops in the same order (RMSNorm, rotary, SDPA with the mask HF passes, SwiGLU), writing
+keys and values into a buffer that grows by doubling instead of concatenating. The logits are the
+HF model's, bit for bit, so seeded sampling draws the same tokens (``tests/lm/test_incremental.py``).
+The head still runs on every position of a chunk: on the last row alone the matrix product takes
+another BLAS kernel and the logits differ in the last bit.
+
+Only what was checked bit for bit qualifies (:func:`supports`: float32 on the CPU, SDPA
+attention, no biases, SiLU, default rotary, as many key/value heads as query heads); anything
+else (a GPU, bf16, a multi-stream model) keeps HF's forward.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import LlamaForCausalLM, PreTrainedModel
+
+
+def supports(model: PreTrainedModel) -> bool:
+    """True for a Llama LM whose forward :class:`IncrementalLlama` reproduces exactly."""
+    if type(model) is not LlamaForCausalLM or model.training or model.device.type != "cpu" \
+            or model.dtype != torch.float32:
+        return False
+    cfg = model.config
+    return (cfg._attn_implementation == "sdpa" and not cfg.attention_bias and not cfg.mlp_bias
+            and cfg.hidden_act == "silu" and cfg.num_key_value_heads == cfg.num_attention_heads
+            and (cfg.rope_parameters or {}).get("rope_type", "default") == "default"
+            and getattr(cfg, "pretraining_tp", 1) == 1)
+
+
+@dataclass
+class _Layer:
+    norm1: torch.Tensor
+    qkv: torch.Tensor       # (3 H Dh, D): q, k and v projections stacked, one product
+    o: torch.Tensor
+    norm2: torch.Tensor
+    gate_up: torch.Tensor   # (2 I, D): gate and up projections stacked
+    down: torch.Tensor
+
+
+@dataclass
+class _Weights:
+    """What every sequence of one model shares: stacked weights, rotary tables."""
+
+    layers: list[_Layer]
+    cos: torch.Tensor       # (max positions, Dh)
+    sin: torch.Tensor
+    versions: tuple[int, ...]  # the source parameters' versions: stale once they change
+
+
+_SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> _Weights
+
+
+def _weights(model: LlamaForCausalLM) -> _Weights:
+    """The model's stacked weights, made once per model and again after its weights change
+    (in-place optimizer steps bump their versions)."""
+    versions = tuple(p._version for p in model.parameters())
+    shared = _SHARED.get(model)
+    if shared is None or shared.versions != versions:
+        with torch.inference_mode():
+            layers = [_Layer(l.input_layernorm.weight,
+                             torch.cat([l.self_attn.q_proj.weight, l.self_attn.k_proj.weight,
+                                        l.self_attn.v_proj.weight]),
+                             l.self_attn.o_proj.weight, l.post_attention_layernorm.weight,
+                             torch.cat([l.mlp.gate_proj.weight, l.mlp.up_proj.weight]),
+                             l.mlp.down_proj.weight)
+                      for l in model.model.layers[:model.config.num_hidden_layers]]
+            rotary, embed = model.model.rotary_emb, model.model.embed_tokens.weight
+            positions = torch.arange(model.config.max_position_embeddings, device=embed.device)
+            cos, sin = rotary(embed, position_ids=positions[None])  # (1, P, Dh) each
+        shared = _SHARED[model] = _Weights(layers, cos[0], sin[0], versions)
+    return shared
+
+
+class IncrementalLlama:
+    """Feed token ids of one sequence in chunks; each :meth:`feed` returns the logits after the
+    chunk's last token. Sequences of one model share its stacked weights (:func:`_weights`);
+    each keeps only its KV cache (``capacity`` positions to start with)."""
+
+    def __init__(self, model: LlamaForCausalLM, capacity: int = 256) -> None:
+        inner, cfg = model.model, model.config
+        self.shared = _weights(model)
+        self.embed, self.norm, self.head = (inner.embed_tokens.weight, inner.norm.weight,
+                                            model.lm_head.weight)
+        self.eps = inner.norm.variance_epsilon
+        self.heads = cfg.num_attention_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
+        self.inner = cfg.intermediate_size
+        self.scaling = self.head_dim ** -0.5
+        self.limit = cfg.max_position_embeddings
+        self.initial, self.capacity, self.length = min(capacity, self.limit), 0, 0
+
+    def reset(self) -> None:
+        """Forget the sequence (the buffers are kept for the next one)."""
+        self.length = 0
+
+    def _grow(self, capacity: int) -> None:
+        """Room for ``capacity`` positions, the entries so far kept."""
+        shape = (len(self.shared.layers), self.heads, capacity, self.head_dim)  # (L, H, C, Dh)
+        keys, values = (torch.zeros(shape, dtype=self.embed.dtype, device=self.embed.device)
+                        for _ in range(2))
+        if self.capacity:
+            keys[:, :, :self.length] = self.keys[:, :, :self.length]
+            values[:, :, :self.length] = self.values[:, :, :self.length]
+        self.keys, self.values, self.capacity = keys, values, capacity
+        # per layer (1, H, C, Dh) views: each step narrows them instead of indexing the stack
+        self.layer_kv = list(zip(keys.split(1), values.split(1)))
+
+    @torch.inference_mode()
+    def feed(self, ids: torch.Tensor) -> torch.Tensor:
+        """``ids`` ``(1, n)`` -> ``(1, V)`` logits of the next token (as ``model(ids, cache)``).
+        Inference mode throughout: the buffers are made and written in it."""
+        n, H = ids.shape[-1], self.heads
+        start, end = self.length, self.length + n
+        if end > self.limit:
+            raise ValueError(f"{end} positions exceed the model's context of {self.limit}")
+        if end > self.capacity:
+            capacity = max(self.capacity, self.initial)
+            while capacity < end:
+                capacity *= 2
+            self._grow(min(capacity, self.limit))
+        cos, sin = self.shared.cos[start:end], self.shared.sin[start:end]  # (n, Dh)
+        # HF's attention mask: causal in the first chunk, none for one token, else boolean
+        mask = None
+        if start and n > 1:
+            q_pos = torch.arange(start, end, device=ids.device)[:, None]
+            mask = (torch.arange(end, device=ids.device)[None] <= q_pos)[None, None]  # (1, 1, n, T)
+        hidden = F.embedding(ids.reshape(n), self.embed)  # (n, D)
+        for layer, (keys, values) in zip(self.shared.layers, self.layer_kv):
+            x = _rms_norm(hidden, layer.norm1, self.eps)
+            qkv = F.linear(x, layer.qkv).view(n, 3 * H, self.head_dim).transpose(0, 1)  # (3H, n, Dh)
+            qk = qkv[:2 * H]
+            q, k = (qk * cos + _rotate_half(qk) * sin)[None].split(H, dim=1)  # rotary on both at once
+            keys.narrow(2, start, n).copy_(k)                                  # (1, H, n, Dh)
+            values.narrow(2, start, n).copy_(qkv[None, 2 * H:])
+            attn = F.scaled_dot_product_attention(
+                q, keys.narrow(2, 0, end), values.narrow(2, 0, end), attn_mask=mask,
+                is_causal=start == 0 and n > 1, scale=self.scaling)           # (1, H, n, Dh)
+            hidden = hidden + F.linear(attn[0].transpose(0, 1).reshape(n, -1), layer.o)
+            gate, up = F.linear(_rms_norm(hidden, layer.norm2, self.eps), layer.gate_up).split(
+                self.inner, dim=-1)
+            hidden = hidden + F.linear(F.silu(gate) * up, layer.down)
+        self.length = end
+        return F.linear(_rms_norm(hidden, self.norm, self.eps), self.head)[-1:]  # (1, V)
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """HF's ``LlamaRMSNorm``, op for op (statistics in float32; no casts for float32 input)."""
+    dtype = x.dtype
+    if dtype != torch.float32:
+        x = x.to(torch.float32)
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * (x if dtype == torch.float32 else x.to(dtype))
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
