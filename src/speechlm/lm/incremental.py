@@ -39,11 +39,13 @@ def supports(model: PreTrainedModel) -> bool:
 
 @dataclass
 class _Layer:
+    """A layer's weights, transposed views ready for ``x @ w`` (what ``F.linear`` multiplies)."""
+
     norm1: torch.Tensor
-    qkv: torch.Tensor       # (3 H Dh, D): q, k and v projections stacked, one product
+    qkv: torch.Tensor       # (D, 3 H Dh): q, k and v projections stacked, one product
     o: torch.Tensor
     norm2: torch.Tensor
-    gate_up: torch.Tensor   # (2 I, D): gate and up projections stacked
+    gate_up: torch.Tensor   # (D, 2 I): gate and up projections stacked
     down: torch.Tensor
 
 
@@ -52,8 +54,10 @@ class _Weights:
     """What every sequence of one model shares: stacked weights, rotary tables."""
 
     layers: list[_Layer]
+    head: torch.Tensor      # (D, V)
     cos: torch.Tensor       # (max positions, Dh)
-    sin: torch.Tensor
+    sin: torch.Tensor       # its first half negated: rotate_half(x) * sin == x[..., swap] * sin
+    swap: torch.Tensor      # (Dh,) index of the other half
     versions: tuple[int, ...]  # the source parameters' versions: stale once they change
 
 
@@ -69,15 +73,19 @@ def _weights(model: LlamaForCausalLM) -> _Weights:
         with torch.inference_mode():
             layers = [_Layer(l.input_layernorm.weight,
                              torch.cat([l.self_attn.q_proj.weight, l.self_attn.k_proj.weight,
-                                        l.self_attn.v_proj.weight]),
-                             l.self_attn.o_proj.weight, l.post_attention_layernorm.weight,
-                             torch.cat([l.mlp.gate_proj.weight, l.mlp.up_proj.weight]),
-                             l.mlp.down_proj.weight)
+                                        l.self_attn.v_proj.weight]).t(),
+                             l.self_attn.o_proj.weight.t(), l.post_attention_layernorm.weight,
+                             torch.cat([l.mlp.gate_proj.weight, l.mlp.up_proj.weight]).t(),
+                             l.mlp.down_proj.weight.t())
                       for l in model.model.layers[:model.config.num_hidden_layers]]
             rotary, embed = model.model.rotary_emb, model.model.embed_tokens.weight
             positions = torch.arange(model.config.max_position_embeddings, device=embed.device)
             cos, sin = rotary(embed, position_ids=positions[None])  # (1, P, Dh) each
-        shared = _SHARED[model] = _Weights(layers, cos[0], sin[0], versions)
+            half = cos.shape[-1] // 2
+            sin = torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)
+            swap = torch.arange(cos.shape[-1], device=embed.device).roll(half)
+        shared = _SHARED[model] = _Weights(layers, model.lm_head.weight.t(), cos[0], sin, swap,
+                                           versions)
     return shared
 
 
@@ -89,8 +97,7 @@ class IncrementalLlama:
     def __init__(self, model: LlamaForCausalLM, capacity: int = 256) -> None:
         inner, cfg = model.model, model.config
         self.shared = _weights(model)
-        self.embed, self.norm, self.head = (inner.embed_tokens.weight, inner.norm.weight,
-                                            model.lm_head.weight)
+        self.embed, self.norm = inner.embed_tokens.weight, inner.norm.weight
         self.eps = inner.norm.variance_epsilon
         self.heads = cfg.num_attention_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
@@ -134,23 +141,24 @@ class IncrementalLlama:
         if start and n > 1:
             q_pos = torch.arange(start, end, device=ids.device)[:, None]
             mask = (torch.arange(end, device=ids.device)[None] <= q_pos)[None, None]  # (1, 1, n, T)
+        shared = self.shared
         hidden = F.embedding(ids.reshape(n), self.embed)  # (n, D)
-        for layer, (keys, values) in zip(self.shared.layers, self.layer_kv):
+        for layer, (keys, values) in zip(shared.layers, self.layer_kv):
             x = _rms_norm(hidden, layer.norm1, self.eps)
-            qkv = F.linear(x, layer.qkv).view(n, 3 * H, self.head_dim).transpose(0, 1)  # (3H, n, Dh)
-            qk = qkv[:2 * H]
-            q, k = (qk * cos + _rotate_half(qk) * sin)[None].split(H, dim=1)  # rotary on both at once
+            qkv = torch.mm(x, layer.qkv).view(n, 3 * H, self.head_dim).transpose(0, 1)  # (3H, n, Dh)
+            qk = qkv[:2 * H]  # rotary on q and k at once, HF's rotate_half as a gather
+            q, k = (qk * cos + qk.index_select(-1, shared.swap) * sin)[None].split(H, dim=1)
             keys.narrow(2, start, n).copy_(k)                                  # (1, H, n, Dh)
             values.narrow(2, start, n).copy_(qkv[None, 2 * H:])
             attn = F.scaled_dot_product_attention(
                 q, keys.narrow(2, 0, end), values.narrow(2, 0, end), attn_mask=mask,
                 is_causal=start == 0 and n > 1, scale=self.scaling)           # (1, H, n, Dh)
-            hidden = hidden + F.linear(attn[0].transpose(0, 1).reshape(n, -1), layer.o)
-            gate, up = F.linear(_rms_norm(hidden, layer.norm2, self.eps), layer.gate_up).split(
+            hidden = hidden + torch.mm(attn[0].transpose(0, 1).reshape(n, -1), layer.o)
+            gate, up = torch.mm(_rms_norm(hidden, layer.norm2, self.eps), layer.gate_up).split(
                 self.inner, dim=-1)
-            hidden = hidden + F.linear(F.silu(gate) * up, layer.down)
+            hidden = hidden + torch.mm(F.silu(gate) * up, layer.down)
         self.length = end
-        return F.linear(_rms_norm(hidden, self.norm, self.eps), self.head)[-1:]  # (1, V)
+        return torch.mm(_rms_norm(hidden, self.norm, self.eps), shared.head)[-1:]  # (1, V)
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -161,7 +169,3 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
     x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
     return weight * (x if dtype == torch.float32 else x.to(dtype))
 
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
