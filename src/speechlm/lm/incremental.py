@@ -166,6 +166,6 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
     dtype = x.dtype
     if dtype != torch.float32:
         x = x.to(torch.float32)
-    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    x = x * (x * x).mean(-1, keepdim=True).add_(eps).rsqrt_()  # pow(2) is x * x; in place
     return weight * (x if dtype == torch.float32 else x.to(dtype))
 
