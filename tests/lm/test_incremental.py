@@ -68,6 +68,10 @@ def test_sequences_share_stacked_weights_until_the_weights_change():
     changed = IncrementalLlama(model)
     assert changed.shared is not first.shared
     assert torch.equal(changed.feed(ids), model(input_ids=ids).logits[:, -1])
+    with torch.inference_mode():  # weights made here have no version counter: never reused
+        untracked = build_model(tiny_lm_config(VOCAB), seed=2).eval()
+        assert IncrementalLlama(untracked).shared is not IncrementalLlama(untracked).shared
+        assert torch.equal(IncrementalLlama(untracked).feed(ids), untracked(input_ids=ids).logits[:, -1])
 
 
 def test_other_models_keep_the_hf_forward():

@@ -1,14 +1,17 @@
 """A lean incremental forward of a one-stream Llama LM: one sequence, a preallocated KV cache.
 
-Decoding a tiny model one token at a time is mostly overhead, not arithmetic: a step of
-``LlamaForCausalLM`` (4 layers x 128 wide) runs ~0.1 ms of matrix work inside ~3 ms of Python
-(kwargs plumbing, output dataclasses, mask and position bookkeeping, a ``DynamicCache`` that
-concatenates its tensors every step). :class:`IncrementalLlama` runs the same weights through the
-same torch ops in the same order (RMSNorm, rotary, SDPA with the mask HF passes, SwiGLU), writing
-keys and values into a buffer that grows by doubling instead of concatenating. The logits are the
-HF model's, bit for bit, so seeded sampling draws the same tokens (``tests/lm/test_incremental.py``).
-The head still runs on every position of a chunk: on the last row alone the matrix product takes
-another BLAS kernel and the logits differ in the last bit.
+Decoding a tiny model one token at a time is mostly per-call and per-op overhead, not
+arithmetic: a step of ``LlamaForCausalLM`` (4 layers x 128 wide) took 4.2 ms of CPU in
+``benchmarks/serve_frame_cost.py`` (``lm_step``, a loaded machine), most of it HF's Python
+(kwargs plumbing, output objects, mask and position bookkeeping, a ``DynamicCache`` that
+concatenates its tensors every step); this forward takes 1.7 ms for the same products.
+:class:`IncrementalLlama` runs the same weights through the same torch ops in the same order
+(RMSNorm, rotary, SDPA with the mask HF passes, SwiGLU), with fewer calls: q/k/v and gate/up as
+one product each, rotary on q and k at once, keys and values written into a buffer that grows by
+doubling instead of being concatenated. The logits are the HF model's, bit for bit, so seeded
+sampling draws the same tokens (``tests/lm/test_incremental.py``). The head still runs on every
+position of a chunk: on the last row alone the matrix product takes another BLAS kernel and the
+logits differ in the last bit.
 
 Only what was checked bit for bit qualifies (:func:`supports`: float32 on the CPU, SDPA
 attention, no biases, SiLU, default rotary, as many key/value heads as query heads); anything
@@ -58,7 +61,7 @@ class _Weights:
     cos: torch.Tensor       # (max positions, Dh)
     sin: torch.Tensor       # its first half negated: rotate_half(x) * sin == x[..., swap] * sin
     swap: torch.Tensor      # (Dh,) index of the other half
-    versions: tuple[int, ...]  # the source parameters' versions: stale once they change
+    versions: tuple[int, ...] | None  # the source parameters' versions: stale once they change
 
 
 _SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> _Weights
@@ -66,10 +69,12 @@ _SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> _We
 
 def _weights(model: LlamaForCausalLM) -> _Weights:
     """The model's stacked weights, made once per model and again after its weights change
-    (in-place optimizer steps bump their versions)."""
-    versions = tuple(p._version for p in model.parameters())
+    (in-place optimizer steps bump their versions; weights made in inference mode have no
+    versions and are stacked anew every time)."""
+    params = list(model.parameters())
+    versions = None if any(p.is_inference() for p in params) else tuple(p._version for p in params)
     shared = _SHARED.get(model)
-    if shared is None or shared.versions != versions:
+    if shared is None or versions is None or shared.versions != versions:
         with torch.inference_mode():
             layers = [_Layer(l.input_layernorm.weight,
                              torch.cat([l.self_attn.q_proj.weight, l.self_attn.k_proj.weight,
