@@ -84,13 +84,47 @@ def new_session(factory, lean: bool = True):
     return session
 
 
-def frame_cost(session, frame: np.ndarray) -> tuple:
+class Parts:
+    """Process CPU ms of a served session's work by part, counted from :meth:`start`: its
+    streaming tokenizer's calls, the LM's prefills (several ids) and steps (one id), the
+    vocoder's calls; ``steps`` counts the LM steps."""
+
+    def __init__(self, served) -> None:
+        core = served.session
+        self.ms: dict[str, float] = {}
+        self.steps = 0
+        self._wrap(core.listener, "_fix", lambda *args: "tokenizer")
+        self._wrap(core.speaker, "_emit", lambda *args: "vocoder")
+        self._wrap(core.decoder, "feed", lambda ids: "lm_step" if np.size(ids) == 1 else "lm_prefill")
+
+    def start(self) -> None:
+        self.ms, self.steps = {}, 0
+
+    def _wrap(self, obj, name: str, part) -> None:
+        call = getattr(obj, name)
+
+        def timed(*args):
+            start = time.process_time()
+            try:
+                return call(*args)
+            finally:
+                key = part(*args)
+                self.ms[key] = self.ms.get(key, 0.0) + 1e3 * (time.process_time() - start)
+                self.steps += key == "lm_step"
+
+        setattr(obj, name, timed)
+
+
+def frame_cost(session, frame: np.ndarray, parts: Parts | None = None) -> tuple:
     """One pushed frame run slice by slice, as a worker process runs it: its output and the
     process CPU ms of the whole call (what a worker without slices runs at once), of the part
     before its reply (the frame's own compute) and of its longest slice (what another session's
-    frame on the same worker can wait behind)."""
+    frame on the same worker can wait behind); with ``parts``, also the reply's CPU by part
+    (``other``: sampling and the session's own Python) and its LM steps."""
     whole = reply = longest = 0.0
     out = None
+    if parts is not None:
+        parts.start()
     steps = session.slices("push", frame)
     while True:
         start = time.process_time()
@@ -101,7 +135,12 @@ def frame_cost(session, frame: np.ndarray) -> tuple:
             break
         if item is not None:
             out, reply = item, whole
+            if parts is not None:
+                by_part = dict(parts.ms, other=reply - sum(parts.ms.values()),
+                               lm_steps=parts.steps)
     key = "end_of_turn" if "end_of_turn" in out.events else out.state
+    if parts is not None:
+        return out, key, (whole, reply, longest), by_part
     return out, key, (whole, reply, longest)
 
 
@@ -115,7 +154,7 @@ def frame_costs(factory, frames: list[np.ndarray], tokenizer_chunk: int,
     session = new_session(factory, lean)
     costs: dict[str, list[tuple[float, float, float]]] = {}  # state -> (whole, reply, slice)
     for frame in frames:
-        _, key, cost = frame_cost(session, frame)
+        _, key, cost = frame_cost(session, frame)[:3]
         costs.setdefault(key, []).append(cost)
     return summary(costs, factory.frame_ms)
 
@@ -139,21 +178,31 @@ def summary(costs: dict[str, list[tuple[float, float, float]]], frame_ms: float)
 
 def lean_vs_hf(factory, frames: list[np.ndarray]) -> dict:
     """The served defaults on HF's forward and on the lean one, the same frames alternated
-    (which session goes first swaps every frame); every frame's output must be identical."""
+    (which session goes first swaps every frame); every frame's output must be identical. The
+    turn-ending frames' CPU until the reply is also split by part (:class:`Parts`)."""
     sessions = {"hf": new_session(factory, lean=False), "lean": new_session(factory)}
+    parts = {name: Parts(session) for name, session in sessions.items()}
     costs: dict[str, dict[str, list]] = {name: {} for name in sessions}
+    eot_parts: dict[str, list[dict]] = {name: [] for name in sessions}
     for i, frame in enumerate(frames):
         order = list(sessions) if i % 2 else list(sessions)[::-1]
         outs = {}
         for name in order:
-            outs[name], key, cost = frame_cost(sessions[name], frame)
+            outs[name], key, cost, by_part = frame_cost(sessions[name], frame, parts[name])
             costs[name].setdefault(key, []).append(cost)
+            if key == "end_of_turn":
+                eot_parts[name].append(by_part)
         hf, lean = outs["hf"], outs["lean"]
         if (hf.state, hf.tokens, hf.events, hf.text) != (lean.state, lean.tokens, lean.events,
                                                          lean.text) or \
                 not np.array_equal(hf.audio, lean.audio):
             raise SystemExit(f"frame {i}: the lean forward's output differs from HF's")
     rows = {name: summary(c, factory.frame_ms) for name, c in costs.items()}
+    for name, row in rows.items():  # mean per turn-ending frame, until its reply
+        keys = sorted({k for p in eot_parts[name] for k in p})
+        row["end_of_turn_reply_by_part"] = {k: round(float(np.mean([p.get(k, 0.0) for p in
+                                                                    eot_parts[name]])), 2)
+                                            for k in keys}
     hf, lean = rows["hf"], rows["lean"]
     eot_hf, eot_lean = hf["by_state"]["end_of_turn"], lean["by_state"]["end_of_turn"]
     ratios = {"cpu_ms_per_frame": lean["cpu_ms_per_frame"] / hf["cpu_ms_per_frame"],
@@ -262,6 +311,9 @@ def main() -> None:
           f"{paired['hf']['cpu_ms_per_frame']:.2f} -> {paired['lean']['cpu_ms_per_frame']:.2f} ms; "
           f"turn-ending frame until its reply {eot['hf']['reply_ms_per_frame']:.1f} -> "
           f"{eot['lean']['reply_ms_per_frame']:.1f} ms; ratios {paired['ratio_lean_over_hf']}")
+    for name in ("hf", "lean"):
+        print(f"  turn-ending frame until its reply by part, {name}: "
+              f"{paired[name]['end_of_turn_reply_by_part']}")
     for row in steps:
         print(f"LM step x{row['sessions']}: {row['separate_calls_cpu_ms']} ms as separate HF "
               f"calls, {row['lean_separate_calls_cpu_ms']} ms lean ({row['lean_saving']}x), "

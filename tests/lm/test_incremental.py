@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from speechlm.core.errors import ConfigError
 from speechlm.generation.sampling import Decoder, sample
 from speechlm.lm.incremental import IncrementalLlama, supports
 from speechlm.lm.model import build_model, model_config
@@ -72,6 +73,16 @@ def test_sequences_share_stacked_weights_until_the_weights_change():
         untracked = build_model(tiny_lm_config(VOCAB), seed=2).eval()
         assert IncrementalLlama(untracked).shared is not IncrementalLlama(untracked).shared
         assert torch.equal(IncrementalLlama(untracked).feed(ids), untracked(input_ids=ids).logits[:, -1])
+
+
+def test_the_context_limit_is_an_error():
+    model = build_model(model_config("tiny", VOCAB, hidden_size=32, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=16), seed=0).eval()
+    lean = IncrementalLlama(model)
+    lean.feed(torch.arange(3, 15)[None])  # 12 of 16 positions
+    with pytest.raises(ConfigError, match="17 positions exceed the model's context of 16"):
+        lean.feed(torch.arange(3, 8)[None])
+    assert lean.length == 12 and lean.capacity == 16
 
 
 def test_other_models_keep_the_hf_forward():

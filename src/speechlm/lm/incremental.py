@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaForCausalLM, PreTrainedModel
 
+from speechlm.core.errors import ConfigError
+
 
 def supports(model: PreTrainedModel) -> bool:
     """True for a Llama LM whose forward :class:`IncrementalLlama` reproduces exactly."""
@@ -118,8 +120,8 @@ class IncrementalLlama:
     def _grow(self, capacity: int) -> None:
         """Room for ``capacity`` positions, the entries so far kept."""
         shape = (len(self.shared.layers), self.heads, capacity, self.head_dim)  # (L, H, C, Dh)
-        keys, values = (torch.zeros(shape, dtype=self.embed.dtype, device=self.embed.device)
-                        for _ in range(2))
+        keys, values = (torch.empty(shape, dtype=self.embed.dtype, device=self.embed.device)
+                        for _ in range(2))  # only positions < length are ever read
         if self.capacity:
             keys[:, :, :self.length] = self.keys[:, :, :self.length]
             values[:, :, :self.length] = self.values[:, :, :self.length]
@@ -134,7 +136,8 @@ class IncrementalLlama:
         n, H = ids.shape[-1], self.heads
         start, end = self.length, self.length + n
         if end > self.limit:
-            raise ValueError(f"{end} positions exceed the model's context of {self.limit}")
+            raise ConfigError(f"generate: {end} positions exceed the model's context of "
+                              f"{self.limit}")
         if end > self.capacity:
             capacity = max(self.capacity, self.initial)
             while capacity < end:
@@ -167,10 +170,7 @@ class IncrementalLlama:
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """HF's ``LlamaRMSNorm``, op for op (statistics in float32; no casts for float32 input)."""
-    dtype = x.dtype
-    if dtype != torch.float32:
-        x = x.to(torch.float32)
-    x = x * (x * x).mean(-1, keepdim=True).add_(eps).rsqrt_()  # pow(2) is x * x; in place
-    return weight * (x if dtype == torch.float32 else x.to(dtype))
+    """HF's ``LlamaRMSNorm`` of a float32 ``x``, op for op (its casts are no-ops in float32;
+    ``pow(2)`` is ``x * x``; the statistics' add and rsqrt in place)."""
+    return weight * (x * (x * x).mean(-1, keepdim=True).add_(eps).rsqrt_())
 
