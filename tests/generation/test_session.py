@@ -258,6 +258,32 @@ def test_heard_units_fed_in_chunks_give_the_same_reply(model_dir, vocoder, speec
     assert calls_64 <= len(history_64) // 64 < calls_1
 
 
+def test_the_lean_lm_forward_gives_the_same_conversation(model_dir, vocoder, speech):
+    """Sampled replies over two turns on the lean forward and on HF's: the same units, events
+    and audio samples, frame by frame (``Decoder`` uses the lean one by default)."""
+    from speechlm.generation.sampling import Decoder
+
+    pipe = SpeechPipeline.load(model_dir, need_tokenizer=True)
+    pipe.vocoder = vocoder
+    runs = []
+    for lean in (True, False):
+        session = Session(pipe, Sampling(40, 1.0, 8, stop_at_eos=False), seed=5)
+        session.decoder = Decoder(pipe.lm.model, lean=lean)
+        assert (session.decoder.lean is not None) == lean
+        outs = []
+        for turn in range(2):
+            outs += [session.push(speech[s:s + 1280]) for s in range(0, speech.size, 1280)]
+            outs.append(session.end_turn())
+            while session.state == "speaking":
+                outs.append(session.step())
+        runs.append(outs)
+    lean_run, hf_run = runs
+    assert sum(len(o.tokens) for o in lean_run) > 80  # two replies of 40 units and what was heard
+    assert [(o.tokens, [e.type for e in o.events]) for o in lean_run] == \
+        [(o.tokens, [e.type for e in o.events]) for o in hf_run]
+    assert all(np.array_equal(a.audio, b.audio) for a, b in zip(lean_run, hf_run))
+
+
 def _edit_rate(a: list[int], b: list[int]) -> float:
     from rapidfuzz.distance import Levenshtein
 

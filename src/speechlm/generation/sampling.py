@@ -18,6 +18,7 @@ import torch
 from transformers import PreTrainedModel
 
 from speechlm.core.errors import ConfigError
+from speechlm.lm.incremental import IncrementalLlama, supports
 from speechlm.lm.sequences import sequence_frame
 from speechlm.lm.streams import TokenSpace
 
@@ -71,19 +72,26 @@ class NextStep:
 
 
 class Decoder:
-    """Incremental decoding with the KV cache kept between :meth:`feed` calls."""
+    """Incremental decoding with the KV cache kept between :meth:`feed` calls.
 
-    def __init__(self, model: PreTrainedModel) -> None:
+    A plain Llama LM runs through :class:`~speechlm.lm.incremental.IncrementalLlama` (the same
+    logits, bit for bit, for a fraction of HF's per-call overhead); ``lean=False``, or any other
+    model, runs the HF forward with its ``DynamicCache``."""
+
+    def __init__(self, model: PreTrainedModel, lean: bool = True) -> None:
         self.model = model
         self.rows = len(getattr(model.config, "row_vocab_sizes", None) or [0])
         self.limit = getattr(model.config, "max_position_embeddings", None)
         self.device = next(model.parameters()).device
+        self.lean = IncrementalLlama(model) if lean and supports(model) else None
         self.reset()
 
     def reset(self) -> None:
         """Forget everything fed so far (a new utterance or a new session)."""
         self.cache = None
         self.length = 0
+        if self.lean is not None:
+            self.lean.reset()
 
     @torch.no_grad()
     def feed(self, ids: Sequence[int] | np.ndarray) -> NextStep:
@@ -97,6 +105,8 @@ class Decoder:
             raise ConfigError(f"generate: {self.length + n} positions exceed the model's context "
                               f"of {self.limit}")
         self.length += n
+        if self.lean is not None:
+            return NextStep(self.model, None, self.lean.feed(ids).float())         # (1, V)
         if self.rows == 1:
             out = self.model(input_ids=ids, use_cache=True, cache=self.cache)
             self.cache = out.cache

@@ -1,0 +1,98 @@
+"""The lean incremental forward gives HF's logits bit for bit, so seeded decoding is unchanged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from speechlm.core.errors import ConfigError
+from speechlm.generation.sampling import Decoder, sample
+from speechlm.lm.incremental import IncrementalLlama, supports
+from speechlm.lm.model import build_model, model_config
+from speechlm.lm.vocab import SpeechVocab
+
+from ..conftest import tiny_lm_config
+
+VOCAB = SpeechVocab.for_units(50)
+# chunks fed in turn: a prompt (causal mask), single steps (no mask), chunks after a context
+# (boolean mask), past the first buffer (8 positions) and its doublings
+CHUNKS = [6, 1, 1, 3, 1, 20, 1, 1, 40, 1, 2, 1]
+
+
+@pytest.fixture(scope="module", params=["narrow", "preset"])
+def model(request):
+    config = tiny_lm_config(VOCAB) if request.param == "narrow" else model_config("tiny", VOCAB)
+    return build_model(config, seed=1).eval()
+
+
+def test_logits_match_the_hf_forward_bit_for_bit(model):
+    assert supports(model)
+    lean = IncrementalLlama(model, capacity=8)
+    gen = torch.Generator().manual_seed(0)
+    cache = None
+    with torch.inference_mode():
+        for n in CHUNKS:
+            ids = torch.randint(3, VOCAB.size, (1, n), generator=gen)
+            out = model(input_ids=ids, use_cache=True, cache=cache)
+            cache = out.cache
+            assert torch.equal(lean.feed(ids), out.logits[:, -1].float()), f"chunk of {n}"
+        assert lean.length == sum(CHUNKS) and lean.capacity == 128
+        lean.reset()  # a new sequence in the same buffers: the same logits as a fresh model call
+        ids = torch.randint(3, VOCAB.size, (1, 5), generator=gen)
+        assert torch.equal(lean.feed(ids), model(input_ids=ids).logits[:, -1])
+        assert lean.capacity == 128
+
+
+def test_seeded_decoding_draws_the_same_tokens(model):
+    def decode(lean: bool) -> list[int]:
+        decoder = Decoder(model, lean=lean)
+        assert (decoder.lean is not None) == lean
+        gen = torch.Generator().manual_seed(7)
+        step, out = decoder.feed([1, 5, 9, 7]), []
+        for turn in range(3):  # sampled steps, then heard ids fed as one chunk
+            for _ in range(15):
+                out.append(sample(step.row(0), 1.0, 20, 0.95, gen))
+                step = decoder.feed([out[-1]])
+            step = decoder.feed([2, 1] + [10 + turn] * 6)
+        return out
+
+    assert decode(lean=True) == decode(lean=False)
+
+
+def test_sequences_share_stacked_weights_until_the_weights_change():
+    model = build_model(tiny_lm_config(VOCAB), seed=2).eval()
+    first, second = IncrementalLlama(model), IncrementalLlama(model)
+    assert first.shared is second.shared
+    ids = torch.tensor([[1, 4, 5]])
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight.mul_(2.0)  # e.g. an optimizer step
+    changed = IncrementalLlama(model)
+    assert changed.shared is not first.shared
+    assert torch.equal(changed.feed(ids), model(input_ids=ids).logits[:, -1])
+    with torch.inference_mode():  # weights made here have no version counter: never reused
+        untracked = build_model(tiny_lm_config(VOCAB), seed=2).eval()
+        assert IncrementalLlama(untracked).shared is not IncrementalLlama(untracked).shared
+        assert torch.equal(IncrementalLlama(untracked).feed(ids), untracked(input_ids=ids).logits[:, -1])
+
+
+def test_the_context_limit_is_an_error():
+    model = build_model(model_config("tiny", VOCAB, hidden_size=32, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=16), seed=0).eval()
+    lean = IncrementalLlama(model)
+    lean.feed(torch.arange(3, 15)[None])  # 12 of 16 positions
+    with pytest.raises(ConfigError, match="17 positions exceed the model's context of 16"):
+        lean.feed(torch.arange(3, 8)[None])
+    assert lean.length == 12 and lean.capacity == 16
+
+
+def test_other_models_keep_the_hf_forward():
+    model = build_model(tiny_lm_config(VOCAB), seed=0)
+    assert not supports(model.train())  # training mode: dropout and friends
+    model.eval()
+    assert not supports(model.to(torch.bfloat16))
+    gqa = model_config("tiny", VOCAB, hidden_size=32, num_attention_heads=4, intermediate_size=64)
+    gqa.num_key_value_heads = 2
+    assert not supports(build_model(gqa, seed=0).eval())
+    eager = build_model(tiny_lm_config(VOCAB), seed=0).eval()
+    eager.config._attn_implementation = "eager"
+    assert not supports(eager) and Decoder(eager).lean is None
