@@ -8,11 +8,15 @@ real frame ``t`` the system has decided frame ``t``. There are no turns: the mod
 it speaks.
 
 What is voiced: with a state stream, frames whose state is ``speak``; without one (dGSLM), frames
-whose unit is not the silence unit. Voiced units go to a frame-level :class:`StreamingVocoder`
-(audio ``vocoder_lookahead`` frames later). When the state turns ``interrupted`` (LSLM's stop
-token) the audio not yet played is dropped, so the output is silent in the same frame; any other
-end of speech lets the queued audio play out. Past the training block length the context is
-cut to its most recent half (training blocks also start mid-dialogue).
+whose unit is not the silence unit. The state is a decision, so it is always decoded greedily
+(argmax; sampling it lets a run of frames flicker between speaking and not), and it gates the
+system's units: a frame whose state is not ``speak`` gets the silence unit, as in training, where
+the system channel is silent in exactly those frames. Voiced units go to a frame-level
+:class:`StreamingVocoder` (audio ``vocoder_lookahead`` frames later). When speech ends in a state
+where the user holds the floor (:data:`YIELD`: ``interrupted``, LSLM's stop token, or ``query``)
+the audio not yet played is dropped, so the output is silent in the same frame; any other end of
+speech lets the queued audio play out. Past the training block length the context is cut to its
+most recent half (training blocks also start mid-dialogue).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from speechlm.tokenizers.dialogue import CHARS
 
 SESSION_STATE = {"idle": "silent", "non_query": "silent", "query": "listening",
                  "speak": "speaking", "interrupted": "interrupted"}
+YIELD = ("interrupted", "query")   # states in which the user holds the floor: stop at once
 
 
 class DuplexEngine:
@@ -51,6 +56,8 @@ class DuplexEngine:
         self.top_ks = _per_stream(sampling.top_k, n, "top_k")
         for t in self.temps:
             check_sampling(t, 1, sampling.top_p)
+        if self.state_row is not None:
+            self.temps[self.state_row] = 0.0    # a decision: argmax (module docstring)
         self.top_p, self.seed = sampling.top_p, seed
         self.ranges = self.space.code_ranges()
         self.listener = StreamingTokenizer(pipeline.tokenizer, self.info.lookahead,
@@ -128,8 +135,12 @@ class DuplexEngine:
             column[row] = sample(logits, self.temps[row], self.top_ks[row], self.top_p,
                                  self.generator)
             self.codes[row][frame] = int(column[row]) - lo
-        self._feed(column)
         system_frame = s - self.delays[0]
+        if system_frame >= 0 and self.state_row is not None and \
+                self.info.states[self.codes[self.state_row][system_frame]] != "speak":
+            self.codes[0][system_frame] = self.info.silence_unit   # the state gates the units
+            column[0] = self.ranges[0][0] + self.info.silence_unit
+        self._feed(column)
         if system_frame >= 0:
             self._say(system_frame, said, events if events is not None else [])
         if self.text_row is not None and s - self.delays[self.text_row] >= 0:
@@ -159,11 +170,11 @@ class DuplexEngine:
             if self.voice is not None:
                 self.pending = np.concatenate([self.pending, self.voice.push([unit])])
         elif self.voiced and self.voice is not None:
-            tail = self.voice.flush()   # let the queued audio play out ...
-            self.pending = np.concatenate([self.pending, tail])
-            self.voice.reset()
-            if token == "interrupted":  # ... unless the model yields the floor: stop now
+            if token in YIELD:          # the user holds the floor: stop now
                 self.pending = np.zeros(0, dtype=np.float32)
+            else:                       # a pause or the end of a turn: the queued audio plays out
+                self.pending = np.concatenate([self.pending, self.voice.flush()])
+            self.voice.reset()
         self.voiced = voiced
         state = SESSION_STATE[token]
         if state != self.state:
