@@ -48,8 +48,9 @@ def duplex_model_dir(folder, variant: str, tokenizer_dir=None, seq_len: int = 25
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_session_step_by_step_equals_the_offline_forward_pass(variant, tmp_path):
-    """Every system row is the argmax of one offline forward pass over what the session fed,
-    except that a frame whose state is not speak holds the silence unit (the state gates it)."""
+    """Every system row is the argmax of one offline forward pass over what the session fed
+    (the state's whatever its temperature), the units among those its frame's state allows:
+    the silence unit unless the state is speak, any other unit if it is."""
     pipe = SpeechPipeline.load(duplex_model_dir(tmp_path, variant))
     session = Session(pipe, Sampling(0, [0.0, 5.0, 1.0, 0.0][:len(VARIANTS[variant][0])], None))
     user = np.random.default_rng(0).integers(0, UNITS, 40)
@@ -61,22 +62,28 @@ def test_session_step_by_step_equals_the_offline_forward_pass(variant, tmp_path)
     with torch.no_grad():
         logits = pipe.lm.model(torch.as_tensor(np.concatenate([start, fed], axis=1))[None]).logits[0]
     delays, ranges = space.layout.delays, space.code_ranges()
-    state = engine.state_row
+    state, silence = engine.state_row, engine.info.silence_unit
+    said = {}                       # system frame -> its state says speak
     checked, gated = 0, 0
     for s in range(fed.shape[1]):
-        for row, delay in enumerate(delays):
+        for row in engine.order:    # the state first: it gates the units of its frame
+            delay = delays[row]
             if s < delay:
                 assert fed[row, s] == space.vocab.pad_id
             elif row == engine.user:
                 assert fed[row, s] - ranges[row][0] == user[s - delay]
             else:
                 lo, hi = ranges[row]
-                expect = lo + int(logits[row, s, lo:hi].argmax())
+                scores = logits[row, s, lo:hi].clone()
                 if row == 0 and state is not None:  # the state of this frame gates its unit
-                    step = s - delay + delays[state]
-                    code = fed[state, step] - ranges[state][0]
-                    if STATES[code] != "speak":
-                        expect, gated = lo + engine.info.silence_unit, gated + 1
+                    if not said[s - delay]:
+                        scores[:] = -np.inf
+                        scores[silence], gated = 0.0, gated + 1
+                    else:
+                        scores[silence] = -np.inf
+                expect = lo + int(scores.argmax())
+                if row == state:
+                    said[s - delay] = expect - lo == STATES.index("speak")
                 assert fed[row, s] == expect, (row, s)
                 checked += 1
     assert fed.shape[1] == len(user) + delays[engine.user]   # one step per heard frame
