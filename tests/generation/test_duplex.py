@@ -22,19 +22,20 @@ from speechlm.tokenizers.dialogue import CHARS, STATES
 UNITS = 16
 FAMILIES = {"state": (len(STATES), "marker"), "user": (UNITS, "units"),
             "chars": (len(CHARS) + 1, "text")}
-VARIANTS = {"moshi": (["units", "state", "user", "chars"], [1, 0, 4, 0]),
-            "dgslm": (["units", "user"], [0, 3])}
+VARIANTS = {"moshi": (["units", "state", "user", "chars"], [1, 1, 4, 0], [1]),  # duplex-tiny
+            "moshi-read-state": (["units", "state", "user", "chars"], [1, 0, 4, 0], []),
+            "dgslm": (["units", "user"], [0, 3], [])}
 
 
 def duplex_model_dir(folder, variant: str, tokenizer_dir=None, seq_len: int = 256):
     """An untrained duplex model directory (what the duplex-tiny / dgslm-tiny recipes write)."""
-    streams, delays = VARIANTS[variant]
+    streams, delays, unread = VARIANTS[variant]
     vocab = SpeechVocab.for_units(UNITS)
     for name in streams[1:]:
         size, kind = FAMILIES[name]
         vocab = vocab.add_family(name, size, kind=kind)
     space = TokenSpace(vocab, tuple(streams), get_layout("delay", len(streams), delays))
-    model = cold_init(space, "tiny", 0, hidden_size=32, num_hidden_layers=2,
+    model = cold_init(space, "tiny", 0, 0, unread, hidden_size=32, num_hidden_layers=2,
                       num_attention_heads=2, intermediate_size=64)
     user = streams.index("user")
     info = DuplexInfo(variant, delays[user] - delays[0], 0, STATES, "state" in streams,
@@ -47,8 +48,11 @@ def duplex_model_dir(folder, variant: str, tokenizer_dir=None, seq_len: int = 25
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_session_step_by_step_equals_the_offline_forward_pass(variant, tmp_path):
+    """Every system row is the argmax of one offline forward pass over what the session fed
+    (the state's whatever its temperature), the units among those its frame's state allows:
+    the silence unit unless the state is speak, any other unit if it is."""
     pipe = SpeechPipeline.load(duplex_model_dir(tmp_path, variant))
-    session = Session(pipe, Sampling(0, 0.0, None))
+    session = Session(pipe, Sampling(0, [0.0, 5.0, 1.0, 0.0][:len(VARIANTS[variant][0])], None))
     user = np.random.default_rng(0).integers(0, UNITS, 40)
     session.push_units(user[:25].tolist())
     session.push_units(user[25:].tolist())          # chunking does not matter
@@ -58,19 +62,33 @@ def test_session_step_by_step_equals_the_offline_forward_pass(variant, tmp_path)
     with torch.no_grad():
         logits = pipe.lm.model(torch.as_tensor(np.concatenate([start, fed], axis=1))[None]).logits[0]
     delays, ranges = space.layout.delays, space.code_ranges()
-    checked = 0
+    state, silence = engine.state_row, engine.info.silence_unit
+    said = {}                       # system frame -> its state says speak
+    checked, gated = 0, 0
     for s in range(fed.shape[1]):
-        for row, delay in enumerate(delays):
+        for row in engine.order:    # the state first: it gates the units of its frame
+            delay = delays[row]
             if s < delay:
                 assert fed[row, s] == space.vocab.pad_id
             elif row == engine.user:
                 assert fed[row, s] - ranges[row][0] == user[s - delay]
             else:
                 lo, hi = ranges[row]
-                assert fed[row, s] == lo + int(logits[row, s, lo:hi].argmax()), (row, s)
+                scores = logits[row, s, lo:hi].clone()
+                if row == 0 and state is not None:  # the state of this frame gates its unit
+                    if not said[s - delay]:
+                        scores[:] = -np.inf
+                        scores[silence], gated = 0.0, gated + 1
+                    else:
+                        scores[silence] = -np.inf
+                expect = lo + int(scores.argmax())
+                if row == state:
+                    said[s - delay] = expect - lo == STATES.index("speak")
+                assert fed[row, s] == expect, (row, s)
                 checked += 1
     assert fed.shape[1] == len(user) + delays[engine.user]   # one step per heard frame
     assert checked > 40 and engine.said == fed.shape[1] - delays[0]
+    assert (gated > 0) == (state is not None)
 
 
 def test_context_is_cut_to_half_the_training_block(tmp_path):
@@ -80,7 +98,9 @@ def test_context_is_cut_to_half_the_training_block(tmp_path):
     assert session.duplex.decoder.length <= 16 and session.duplex.step == 54
 
 
-def test_interrupted_drops_queued_audio_and_other_ends_let_it_play(tmp_path):
+def test_yielding_to_the_user_drops_queued_audio_and_other_ends_let_it_play(tmp_path):
+    """speak -> interrupted or query (the user holds the floor): silent in this frame; speak ->
+    idle (a pause, the end of the turn): the vocoder's queued frames play out."""
     class Voice:  # 320 samples per unit, as the frame-level vocoder gives
         def push(self, units):
             return np.ones(320 * len(units), np.float32)
@@ -95,13 +115,14 @@ def test_interrupted_drops_queued_audio_and_other_ends_let_it_play(tmp_path):
     engine.voice = Voice()
     state = engine.state_row
     for token, queued in (("speak", 320), ("idle", 320 + 640), ("speak", 320 + 640 + 320),
-                          ("interrupted", 0)):
+                          ("interrupted", 0), ("speak", 320), ("query", 0)):
         frame = engine.said
         engine.codes[0][frame], engine.codes[state][frame] = 3, STATES.index(token)
         events = []
         engine._say(frame, [], events)
         assert engine.pending.size == queued, token
-    assert [e[0] for e in events] == ["interrupted"]
+        if token == "interrupted":
+            assert [e[0] for e in events] == ["interrupted"]
 
 
 def test_duplex_configs_are_checked_up_front():
@@ -112,3 +133,6 @@ def test_duplex_configs_are_checked_up_front():
                          (dict(streams=["units", "state"]), "include")):
         with pytest.raises(ConfigError, match=message):
             check_duplex_config(TrainConfig(**{**good, **bad}), ["user"], "x.yaml")
+    assert TrainConfig(**good, unread_streams=["state"]).validate() == []
+    for unread in (["units"], ["chars"]):
+        assert "unread_streams" in TrainConfig(**good, unread_streams=unread).validate()[0]

@@ -132,6 +132,28 @@ def test_multistream_model_round_trips_through_hf_auto_classes(tmp_path):
     assert out.stdout.split()[0] == "MultiStreamForCausalLM"
 
 
+def test_unread_rows_are_predicted_but_never_read(tmp_path):
+    """A row in unread_rows has a head but its inputs do not change any logits (saved and loaded
+    with the config); the other rows' inputs still do."""
+    vocab = SpeechVocab.for_units(12).add_family("state", 5, kind="marker")
+    space = TokenSpace(vocab, ("units", "state"), get_layout("delay", 2, [1, 1]))
+    model = cold_init(space, "tiny", 0, 0, [1], **SMALL).eval()
+    model.save_pretrained(tmp_path / "m")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "m").eval()
+    assert model.config.unread_rows == [1]
+    ids = torch.randint(3, 9, (1, 2, 7), generator=torch.Generator().manual_seed(0))
+    other_state, other_units = ids.clone(), ids.clone()
+    other_state[:, 1] = 3
+    other_units[:, 0, 2] = 10
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+        assert logits.shape[1] == 2 and torch.isfinite(logits[:, 1, :, :space.row_sizes[1]]).all()
+        assert torch.equal(model(input_ids=other_state).logits, logits)
+        assert not torch.equal(model(input_ids=other_units).logits, logits)
+    with pytest.raises(ValueError, match="unread_rows"):
+        cold_init(space, "tiny", 0, 0, [0], **SMALL)
+
+
 def test_multistream_warm_init_keeps_the_text_lm_backbone(tmp_path):
     from speechlm.lm.init.warm import warm_init
     from speechlm.lm.model import build_model, model_config, save_speech_lm

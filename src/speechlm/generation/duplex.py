@@ -8,11 +8,16 @@ real frame ``t`` the system has decided frame ``t``. There are no turns: the mod
 it speaks.
 
 What is voiced: with a state stream, frames whose state is ``speak``; without one (dGSLM), frames
-whose unit is not the silence unit. Voiced units go to a frame-level :class:`StreamingVocoder`
-(audio ``vocoder_lookahead`` frames later). When the state turns ``interrupted`` (LSLM's stop
-token) the audio not yet played is dropped, so the output is silent in the same frame; any other
-end of speech lets the queued audio play out. Past the training block length the context is
-cut to its most recent half (training blocks also start mid-dialogue).
+whose unit is not the silence unit. The state is decided before the units of its frame and gates
+them: a frame whose state is not ``speak`` gets the silence unit (as in training, where the system
+channel is silent in exactly those frames) and a ``speak`` frame any other unit. The state is a
+decision and is taken greedily (argmax) whatever the sampling of the other rows: sampled, a
+state run flickers between speaking and not, and every flicker is a false start or a cut. Voiced
+units go to a frame-level :class:`StreamingVocoder` (audio ``vocoder_lookahead`` frames later).
+When speech ends in a state where the user holds the floor (:data:`YIELD`: ``interrupted``,
+LSLM's stop token, or ``query``) the audio not yet played is dropped, so the output is silent in
+the same frame; any other end of speech lets the queued audio play out. Past the training block
+length the context is cut to its most recent half (training blocks also start mid-dialogue).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from speechlm.tokenizers.dialogue import CHARS
 
 SESSION_STATE = {"idle": "silent", "non_query": "silent", "query": "listening",
                  "speak": "speaking", "interrupted": "interrupted"}
+YIELD = ("interrupted", "query")   # states in which the user holds the floor: stop at once
 
 
 class DuplexEngine:
@@ -46,11 +52,15 @@ class DuplexEngine:
         self.user = self.streams.index(USER_STREAM)
         self.state_row = self.streams.index(STATE_STREAM) if self.info.has_state else None
         self.text_row = self.streams.index(TEXT_STREAM) if self.info.has_text else None
+        # rows in the order they are decided: the state first (it gates the units)
+        self.order = sorted(range(len(self.streams)), key=lambda r: r != self.state_row)
         n = len(self.streams)
         self.temps = _per_stream(sampling.temperature, n, "temperature")
         self.top_ks = _per_stream(sampling.top_k, n, "top_k")
         for t in self.temps:
             check_sampling(t, 1, sampling.top_p)
+        if self.state_row is not None:
+            self.temps[self.state_row] = 0.0    # a decision: argmax (module docstring)
         self.top_p, self.seed = sampling.top_p, seed
         self.ranges = self.space.code_ranges()
         self.listener = StreamingTokenizer(pipeline.tokenizer, self.info.lookahead,
@@ -114,8 +124,8 @@ class DuplexEngine:
         """Feed layout step ``self.step`` (user frame ``step - d_user``), sampling its system rows."""
         s = self.step
         column = np.full(self.space.n_rows, self.space.vocab.pad_id, dtype=np.int64)
-        for row, delay in enumerate(self.delays):
-            frame = s - delay
+        for row in self.order:
+            frame = s - self.delays[row]
             if frame < 0:
                 continue
             if row == self.user:
@@ -125,17 +135,28 @@ class DuplexEngine:
             logits = self.next.row(row, column).clone()
             logits[:, :lo] = float("-inf")
             logits[:, hi:] = float("-inf")
+            if row == 0 and self._speaking(frame):   # a speaking frame says something
+                logits[:, lo + self.info.silence_unit] = float("-inf")
             column[row] = sample(logits, self.temps[row], self.top_ks[row], self.top_p,
                                  self.generator)
             self.codes[row][frame] = int(column[row]) - lo
-        self._feed(column)
         system_frame = s - self.delays[0]
+        if system_frame >= 0 and self.state_row is not None and not self._speaking(system_frame):
+            self.codes[0][system_frame] = self.info.silence_unit   # the state gates the units
+            column[0] = self.ranges[0][0] + self.info.silence_unit
+        self._feed(column)
         if system_frame >= 0:
             self._say(system_frame, said, events if events is not None else [])
         if self.text_row is not None and s - self.delays[self.text_row] >= 0:
             code = self.codes[self.text_row].pop(s - self.delays[self.text_row])
             letters.append(CHARS[code - 1] if code else "")
         self.step += 1
+
+    def _speaking(self, frame: int) -> bool:
+        """Whether the state already decided for system ``frame`` is ``speak``."""
+        if self.state_row is None or frame not in self.codes[self.state_row]:
+            return False
+        return self.info.states[self.codes[self.state_row][frame]] == "speak"
 
     def _feed(self, column: np.ndarray) -> None:
         self.columns.append(column)
@@ -159,11 +180,11 @@ class DuplexEngine:
             if self.voice is not None:
                 self.pending = np.concatenate([self.pending, self.voice.push([unit])])
         elif self.voiced and self.voice is not None:
-            tail = self.voice.flush()   # let the queued audio play out ...
-            self.pending = np.concatenate([self.pending, tail])
-            self.voice.reset()
-            if token == "interrupted":  # ... unless the model yields the floor: stop now
+            if token in YIELD:          # the user holds the floor: stop now
                 self.pending = np.zeros(0, dtype=np.float32)
+            else:                       # a pause or the end of a turn: the queued audio plays out
+                self.pending = np.concatenate([self.pending, self.voice.flush()])
+            self.voice.reset()
         self.voiced = voiced
         state = SESSION_STATE[token]
         if state != self.state:

@@ -53,6 +53,8 @@ class TrainConfig:
     delays: list[int] | None = None              # delay layout: one per stream (default 0..K-1)
     stream_weights: list[float] | None = None    # loss weight per stream (default 1 each)
     depth_layers: int = 0                        # > 0: depth transformer over the rows of a step
+    unread_streams: list[str] | None = None      # predicted, never read back as input: decided anew
+                                                 # each step (a duplex state), not copied from its past
     # codec language models (speechlm.lm.codec): tokens_dir is then a codec token dataset
     codec_dir: str | None = None                 # the codec (tokens_dir is built with it when missing)
     tasks: list[str] | None = None               # tts | continue | semantic; several = one multitask model
@@ -137,6 +139,11 @@ class TrainConfig:
         if self.depth_layers < 0 or (self.depth_layers and self.layout == "flatten"):
             bad.append(f"depth_layers={self.depth_layers} must be >= 0, and needs a multi-row "
                        "layout (parallel, delay, coarse_first)")
+        if self.unread_streams and (self.layout == "flatten" or self.streams is None or
+                                    "units" in self.unread_streams or
+                                    set(self.unread_streams) - set(self.streams)):
+            bad.append(f"unread_streams={list(self.unread_streams)} must name streams of "
+                       f"streams={self.streams} other than units, in a multi-row layout")
         building = [k for k in ("derive_streams", "prosody_tokenizers", "dialogue_dir")
                     if getattr(self, k)]
         if building and not self.tokens_dir:

@@ -19,9 +19,10 @@ class DialogueConfig:
     pause_prob: float = 0.3                      # a turn gets a hesitation pause mid-sentence
     pause_s: tuple[float, float] = (0.5, 1.5)    # its length (pauses between sentences: 0.2..0.6)
     backchannel_prob: float = 0.5                # the listener backchannels during a turn >= 2 s
-    interruption_prob: float = 0.25              # the user barges in on the response
-    interrupt_stop_ms: float = 200.0             # ... and the system is silent within this time
-    non_query_prob: float = 0.3                  # non-query audio before the exchange's query
+    interruption_prob: float = 0.5               # the user barges in on the response
+    interrupt_stop_ms: float = 100.0             # ... and the system is silent within this time
+                                                 # (duplex models learn to stop as soon as they hear)
+    non_query_prob: float = 0.4                  # non-query audio before the exchange's query
     noise_db: dict[str, float] = field(default_factory=lambda: dict(
         zip(NOISE_LEVELS, (-40.0, -30.0, -20.0))))  # pink-noise RMS per level, dBFS
     other_gain: tuple[float, float] = (0.3, 0.7)  # level of the third voice (farther away)

@@ -23,6 +23,7 @@ from speechlm.data.dialogue.script import DialogueScript, NonQuery, pick
 from speechlm.data.tts import Espeak, Voice
 
 _FADE = 80                                      # 5 ms fades where a clip starts or is cut
+_ONSET_WINDOW, _ONSET_FLOOR = 160, 0.01         # a clip starts where 10 ms of it exceed -40 dBFS
 _SENTENCES = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -55,7 +56,7 @@ def speak(espeak: Espeak, text: str, voice: Voice) -> Speech:
     result = espeak.synthesize(text, voice)
     if not result.words:
         raise DataError(f"espeak produced no words for {text[:40]!r} with voice {voice.name}")
-    first = int(result.words[0][1] * SAMPLE_RATE)
+    first = _audible_from(result.samples, int(result.words[0][1] * SAMPLE_RATE))
     last = min(result.samples.size, math.ceil(result.words[-1][2] * SAMPLE_RATE))
     samples = result.samples[first:last].copy()
     ramp = np.linspace(0.0, 1.0, min(_FADE, samples.size // 2), dtype=np.float32)
@@ -65,6 +66,16 @@ def speak(espeak: Espeak, text: str, voice: Voice) -> Speech:
     words = [(w, max(0.0, s - offset), min(e - offset, samples.size / SAMPLE_RATE))
              for w, s, e in result.words]
     return Speech(samples, words)
+
+
+def _audible_from(samples: np.ndarray, start: int) -> int:
+    """The first sample from ``start`` on where the next 10 ms are louder than -40 dBFS (the floor
+    of :func:`~speechlm.data.dialogue.record.active_frames`). espeak's first word can begin tens of
+    ms before it sounds (a breathy /h/); a barge-in 50 ms long must be audible in both channels."""
+    power = np.concatenate([[0.0], np.cumsum(samples[start:].astype(np.float64) ** 2)])
+    mean = (power[_ONSET_WINDOW:] - power[:-_ONSET_WINDOW]) / _ONSET_WINDOW
+    loud = np.flatnonzero(mean > _ONSET_FLOOR ** 2)
+    return start + int(loud[0]) if loud.size else start
 
 
 def pink_noise(seconds: float, level_db: float, rng: np.random.Generator) -> Speech:

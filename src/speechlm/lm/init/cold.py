@@ -6,6 +6,8 @@ vocabulary; several rows get a ``MultiStreamForCausalLM`` with the same Llama as
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from transformers import PreTrainedModel
 
 from speechlm.lm.model import build_model, model_config
@@ -14,8 +16,8 @@ from speechlm.lm.streams import TokenSpace
 
 
 def cold_init(space: TokenSpace, preset: str, seed: int, depth_layers: int = 0,
-              **overrides) -> PreTrainedModel:
+              unread_rows: Sequence[int] = (), **overrides) -> PreTrainedModel:
     config = model_config(preset, space.vocab, **overrides)
     if space.n_rows > 1:
-        config = multistream_config(config, space.row_sizes, depth_layers)
+        config = multistream_config(config, space.row_sizes, depth_layers, unread_rows)
     return build_model(config, seed)

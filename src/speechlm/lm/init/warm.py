@@ -21,6 +21,7 @@ that row's vocabulary (specials + its stream).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -67,8 +68,9 @@ def new_rows(old: torch.Tensor, vocab: SpeechVocab, src_vocab: SpeechVocab | Non
 
 
 def warm_init(text_lm_dir: str | Path, space: TokenSpace, seed: int, embed_init: str = "mean",
-              depth_layers: int = 0) -> PreTrainedModel:
-    """Load the text LM at ``text_lm_dir`` and give it embeddings and heads for ``space``."""
+              depth_layers: int = 0, unread_rows: Sequence[int] = ()) -> PreTrainedModel:
+    """Load the text LM at ``text_lm_dir`` and give it embeddings and heads for ``space``
+    (``unread_rows``: see :func:`~speechlm.lm.multistream.multistream_config`)."""
     if embed_init not in ("mean", "random"):
         raise ConfigError(f"embed_init={embed_init!r} must be 'mean' or 'random'")
     src_dir = Path(text_lm_dir)
@@ -77,7 +79,8 @@ def warm_init(text_lm_dir: str | Path, space: TokenSpace, seed: int, embed_init:
     gen = torch.Generator().manual_seed(seed)
     init_range = model.config.initializer_range
     if space.n_rows > 1:
-        return _warm_multistream(model, src_vocab, space, seed, gen, embed_init, depth_layers)
+        return _warm_multistream(model, src_vocab, space, seed, gen, embed_init, depth_layers,
+                                 unread_rows)
     vocab = space.vocab
     new, copied = new_rows(old, vocab, src_vocab, gen, embed_init, init_range)
     log.info("warm init from %s: copied families %s, new rows init=%s", src_dir, copied, embed_init)
@@ -94,10 +97,11 @@ def warm_init(text_lm_dir: str | Path, space: TokenSpace, seed: int, embed_init:
 
 def _warm_multistream(text_lm: PreTrainedModel, src_vocab: SpeechVocab | None, space: TokenSpace,
                       seed: int, gen: torch.Generator, embed_init: str,
-                      depth_layers: int) -> PreTrainedModel:
+                      depth_layers: int, unread_rows: Sequence[int]) -> PreTrainedModel:
     """The text LM's transformer as the backbone of a multi-row model; row tables and heads from
     each row's vocabulary."""
-    model = build_model(multistream_config(text_lm.config, space.row_sizes, depth_layers), seed)
+    model = build_model(multistream_config(text_lm.config, space.row_sizes, depth_layers,
+                                           unread_rows), seed)
     state = {k: v for k, v in text_lm.base_model.state_dict().items() if "embed_tokens" not in k}
     missing, unexpected = model.backbone.load_state_dict(state, strict=False)
     if unexpected or any("embed_tokens" not in k for k in missing):

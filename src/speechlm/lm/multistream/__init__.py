@@ -19,9 +19,10 @@ AutoModelForCausalLM.register(MultiStreamConfig, MultiStreamForCausalLM, exist_o
 
 
 def multistream_config(backbone: PreTrainedConfig, row_vocab_sizes: Sequence[int],
-                       depth_layers: int = 0) -> MultiStreamConfig:
+                       depth_layers: int = 0, unread_rows: Sequence[int] = ()) -> MultiStreamConfig:
     """A multi-row model around a copy of decoder config ``backbone`` (its own token table shrinks
-    to one unused row); ``depth_layers > 0`` adds a Llama depth decoder of the backbone's width."""
+    to one unused row); ``depth_layers > 0`` adds a Llama depth decoder of the backbone's width;
+    ``unread_rows`` are predicted, never read (see :class:`MultiStreamConfig`)."""
     inner = copy.deepcopy(backbone)
     inner.vocab_size = 1
     inner.pad_token_id = inner.bos_token_id = inner.eos_token_id = None
@@ -35,7 +36,7 @@ def multistream_config(backbone: PreTrainedConfig, row_vocab_sizes: Sequence[int
                             max_position_embeddings=max(2, len(row_vocab_sizes)),
                             pad_token_id=None, bos_token_id=None, eos_token_id=None)
     return MultiStreamConfig(backbone_config=inner, depth_config=depth,
-                             row_vocab_sizes=list(row_vocab_sizes),
+                             row_vocab_sizes=list(row_vocab_sizes), unread_rows=list(unread_rows),
                              initializer_range=getattr(inner, "initializer_range", 0.02))
 
 

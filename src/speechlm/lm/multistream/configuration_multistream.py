@@ -3,7 +3,9 @@
 ``backbone_config`` is any HF decoder config (Llama by default; ``AutoModel.from_config`` builds
 it), ``row_vocab_sizes`` the vocabulary of each model row (one per stream: specials + that
 stream's codes, see :class:`speechlm.lm.streams.TokenSpace`), ``depth_config`` an optional small
-decoder run over the rows of one step (Moshi's Depformer / the RQ-Transformer's depth stage).
+decoder run over the rows of one step (Moshi's Depformer / the RQ-Transformer's depth stage),
+``unread_rows`` the rows the model predicts but never reads back as input (a decision made anew
+every step from the other rows, e.g. a duplex model's state, instead of copied from its own past).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class MultiStreamConfig(PreTrainedConfig):
     backbone_config: dict | PreTrainedConfig | None = None
     depth_config: dict | PreTrainedConfig | None = None
     row_vocab_sizes: list[int] | None = None
+    unread_rows: list[int] | None = None
     pad_token_id: int | None = 0
     bos_token_id: int | None = 1
     eos_token_id: int | None = 2
@@ -34,6 +37,10 @@ class MultiStreamConfig(PreTrainedConfig):
         if not sizes or min(sizes) < 1:
             raise ValueError(f"row_vocab_sizes={self.row_vocab_sizes}: need one size >= 1 per row")
         self.row_vocab_sizes = [int(s) for s in sizes]
+        self.unread_rows = sorted(int(r) for r in self.unread_rows or ())
+        if self.unread_rows and (not 0 < self.unread_rows[0] or self.unread_rows[-1] >= len(sizes)):
+            raise ValueError(f"unread_rows={self.unread_rows}: rows 1..{len(sizes) - 1} only "
+                             f"(row 0 is always read)")
         if self.depth_config is not None and self.depth_config.hidden_size != self.hidden_size:
             raise ValueError(f"depth_config.hidden_size={self.depth_config.hidden_size} must equal "
                              f"the backbone's hidden_size={self.hidden_size}")

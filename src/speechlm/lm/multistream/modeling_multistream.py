@@ -3,7 +3,8 @@
 The model reads ``input_ids`` of shape ``(B, R, T)`` (R model rows, one per stream; see
 :class:`speechlm.lm.streams.TokenSpace` for how a layout makes them) and returns logits
 ``(B, R, T, V)`` where ``V`` is the largest row vocabulary; the ids a row does not have get
-``-inf``, so the same cross entropy and sampler work for every row. The backbone is any HF
+``-inf``, so the same cross entropy and sampler work for every row. Rows in ``unread_rows`` are
+predicted but not embedded: their past tokens never reach the backbone. The backbone is any HF
 decoder built with ``AutoModel.from_config`` (Llama by default) and keeps its KV cache (``cache``)
 as the HF causal LMs do.
 
@@ -56,7 +57,8 @@ class MultiStreamForCausalLM(MultiStreamPreTrainedModel):
         """``(B, R, T)`` ids -> backbone states ``(B, T, D)`` and the updated cache."""
         embeds = self.embeddings[0](input_ids[:, 0])                    # (B, T, D)
         for row in range(1, len(self.embeddings)):
-            embeds = embeds + self.embeddings[row](input_ids[:, row])
+            if row not in self.config.unread_rows:
+                embeds = embeds + self.embeddings[row](input_ids[:, row])
         out = self.backbone(inputs_embeds=embeds, cache=cache, use_cache=use_cache, **kwargs)
         return out.last_hidden_state, out.cache
 

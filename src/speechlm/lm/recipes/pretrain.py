@@ -76,6 +76,10 @@ def build_model(cfg: TrainConfig, space: TokenSpace, source: str) -> torch.nn.Mo
     if cfg.depth_layers and space.n_rows == 1:
         raise ConfigError(f"{source}: depth_layers={cfg.depth_layers} needs several model rows "
                           f"(layout={cfg.layout} over {space.n_streams} stream(s) gives one)")
+    unread = [space.streams.index(name) for name in cfg.unread_streams or ()]
+    if unread and space.n_rows != space.n_streams:
+        raise ConfigError(f"{source}: unread_streams needs one model row per stream "
+                          f"(layout={cfg.layout} gives {space.n_rows} rows)")
     if cfg.init == "warm":
         from speechlm.lm.init.warm import warm_init
 
@@ -85,13 +89,13 @@ def build_model(cfg: TrainConfig, space: TokenSpace, source: str) -> torch.nn.Mo
             raise ConfigError(f"{source}: {', '.join(overrides)} cannot be set with init=warm "
                               f"(the architecture comes from text_lm_dir={cfg.text_lm_dir})")
         model = warm_init(cfg.text_lm_dir, space, seed=cfg.seed, embed_init=cfg.embed_init,
-                          depth_layers=cfg.depth_layers)
+                          depth_layers=cfg.depth_layers, unread_rows=unread)
     else:
         from speechlm.lm.init.cold import cold_init
 
-        model = cold_init(space, cfg.preset, cfg.seed, cfg.depth_layers, hidden_size=cfg.hidden_size,
-                          num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-                          intermediate_size=cfg.intermediate_size)
+        model = cold_init(space, cfg.preset, cfg.seed, cfg.depth_layers, unread,
+                          hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+                          num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size)
     if cfg.seq_len > model.config.max_position_embeddings:
         raise ConfigError(f"{source}: seq_len={cfg.seq_len} exceeds the model's "
                           f"max_position_embeddings={model.config.max_position_embeddings}")
