@@ -141,6 +141,7 @@ def test_unread_rows_are_predicted_but_never_read(tmp_path):
     model.save_pretrained(tmp_path / "m")
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "m").eval()
     assert model.config.unread_rows == [1]
+    assert model.embeddings[1] is None  # no input table: no parameters that never get a gradient
     ids = torch.randint(3, 9, (1, 2, 7), generator=torch.Generator().manual_seed(0))
     other_state, other_units = ids.clone(), ids.clone()
     other_state[:, 1] = 3

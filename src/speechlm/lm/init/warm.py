@@ -110,7 +110,8 @@ def _warm_multistream(text_lm: PreTrainedModel, src_vocab: SpeechVocab | None, s
     for row in range(space.n_rows):
         rows, _ = new_rows(old, space.row_vocab(row), src_vocab, gen, embed_init,
                            text_lm.config.initializer_range)
-        model.embeddings[row].weight.data.copy_(rows)
+        if model.embeddings[row] is not None:  # an unread row has no input table
+            model.embeddings[row].weight.data.copy_(rows)
         model.heads[row].weight.data.copy_(rows)
     log.info("warm init: %d-row model on the text LM's backbone (%d rows sizes %s)", space.n_rows,
              space.n_rows, list(space.row_sizes))

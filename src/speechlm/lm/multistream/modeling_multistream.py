@@ -4,9 +4,9 @@ The model reads ``input_ids`` of shape ``(B, R, T)`` (R model rows, one per stre
 :class:`speechlm.lm.streams.TokenSpace` for how a layout makes them) and returns logits
 ``(B, R, T, V)`` where ``V`` is the largest row vocabulary; the ids a row does not have get
 ``-inf``, so the same cross entropy and sampler work for every row. Rows in ``unread_rows`` are
-predicted but not embedded: their past tokens never reach the backbone. The backbone is any HF
-decoder built with ``AutoModel.from_config`` (Llama by default) and keeps its KV cache (``cache``)
-as the HF causal LMs do.
+predicted but have no input table: their past tokens never reach the backbone. The backbone is
+any HF decoder built with ``AutoModel.from_config`` (Llama by default) and keeps its KV cache
+(``cache``) as the HF causal LMs do.
 
 With ``depth_config`` a small decoder runs over the rows of each step (Moshi's Depformer, the
 RQ-Transformer's depth stage): row ``r`` of step ``t + 1`` is predicted from the backbone state at
@@ -38,7 +38,9 @@ class MultiStreamForCausalLM(MultiStreamPreTrainedModel):
     def __init__(self, config: MultiStreamConfig) -> None:
         super().__init__(config)
         dim, sizes = config.hidden_size, config.row_vocab_sizes
-        self.embeddings = nn.ModuleList(nn.Embedding(v, dim) for v in sizes)
+        # an unread row has no input table (None): nothing of it reaches the backbone
+        self.embeddings = nn.ModuleList(None if row in config.unread_rows else nn.Embedding(v, dim)
+                                        for row, v in enumerate(sizes))
         self.backbone = AutoModel.from_config(config.backbone_config)
         self.heads = nn.ModuleList(nn.Linear(dim, v, bias=False) for v in sizes)
         self.depth = None
@@ -56,9 +58,9 @@ class MultiStreamForCausalLM(MultiStreamPreTrainedModel):
                **kwargs) -> tuple[torch.Tensor, object]:
         """``(B, R, T)`` ids -> backbone states ``(B, T, D)`` and the updated cache."""
         embeds = self.embeddings[0](input_ids[:, 0])                    # (B, T, D)
-        for row in range(1, len(self.embeddings)):
-            if row not in self.config.unread_rows:
-                embeds = embeds + self.embeddings[row](input_ids[:, row])
+        for row, table in enumerate(self.embeddings):
+            if row and table is not None:
+                embeds = embeds + table(input_ids[:, row])
         out = self.backbone(inputs_embeds=embeds, cache=cache, use_cache=use_cache, **kwargs)
         return out.last_hidden_state, out.cache
 
