@@ -43,6 +43,12 @@ def finished(out: Path) -> bool:
     return (out / "speechlm.json").is_file() or (out / "tts.json").is_file()
 
 
+def input_overrides(work: Path) -> list[str]:
+    """The recipe keys that point every run at the inputs in ``work``."""
+    return [f"corpus_dir={work}/corpus", f"tokenizer_dir={work}/tok-whisper",
+            f"codec_dir={work}/codec", f"tokens_dir={work}/codec-tokens"]
+
+
 def train(name: str, config: str, work: Path, args, steps: int, *extra: str):
     """Start training ``name`` (a Popen), or None when its run dir exists (done, or being trained
     by another invocation of this script: then it is waited for)."""
@@ -51,8 +57,7 @@ def train(name: str, config: str, work: Path, args, steps: int, *extra: str):
         return None
     cmd = [sys.executable, "-m", "speechlm", "train", "--config", str(RECIPES / config),
            f"max_steps={steps}", f"batch_size={args.batch}", f"output_dir={out}",
-           f"corpus_dir={work}/corpus", f"tokenizer_dir={work}/tok-whisper", f"codec_dir={work}/codec",
-           f"tokens_dir={work}/codec-tokens", "progress=false", "plot=false", "threads=1",
+           *input_overrides(work), "progress=false", "plot=false", "threads=1",
            f"save_every={steps}", f"eval_every={max(1, steps // 2)}", *extra]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(f"{out}.log", "w"))
 
@@ -79,9 +84,7 @@ def build_inputs(work: Path) -> None:
     from speechlm.lm.config import TrainConfig
     from speechlm.pipeline import ensure_codec_tokens
 
-    cfg = load_config(TrainConfig, RECIPES / "valle-tiny.yaml", [
-        f"corpus_dir={work}/corpus", f"tokenizer_dir={work}/tok-whisper", f"codec_dir={work}/codec",
-        f"tokens_dir={work}/codec-tokens"])
+    cfg = load_config(TrainConfig, RECIPES / "valle-tiny.yaml", input_overrides(work))
     ensure_codec_tokens(cfg, progress=False)
 
 
