@@ -1,5 +1,6 @@
-"""Codec LMs on held-out voices: VALL-E (seeds), the single-model layouts at equal compute, and
-AudioLM hierarchical vs the mixed single-stage model; writes ``results/codec_lm.json`` + a plot.
+"""Codec LMs on held-out voices: VALL-E (seeds), the single-model layouts at equal compute,
+AudioLM hierarchical vs the mixed single-stage model, and VioLA (the delay model with a third,
+speech -> phonemes task); writes ``results/codec_lm.json`` + a plot.
 
     .venv/bin/python benchmarks/codec_lm.py --work work [--steps 100] [--seeds 0 1 2] [--items 10]
 
@@ -16,7 +17,9 @@ TTS: Whisper tiny.en WER against the text; Resemblyzer similarity of the output 
 to the prompts of the other held-out speakers (bootstrap 95 % intervals over items); codec
 frames/s and RTF of the LMs. Continuation (3 s prompt, 2 s more; held-out utterances of at least
 4 s): mel distance and WER against the utterance's true next 2 s, similarity to the prompt,
-frames/s.
+frames/s. VioLA: phoneme error rate of its speech -> phonemes task on the held-out targets, next
+to the same hypotheses scored against the wrong item's phonemes (a model that ignores the audio
+scores alike), and its TTS next to the two-task delay model trained with the same compute.
 """
 
 from __future__ import annotations
@@ -74,6 +77,9 @@ def plan_runs(args) -> list[tuple[str, str, int, str]]:
     if "hierarchy" in args.parts:
         plan += [(f"{name}-s{s}", f"{name}-tiny.yaml", args.steps, f"seed={s}")
                  for s in args.seeds for name in ("audiolm", "codec-delay")]
+    if "viola" in args.parts:
+        plan += [(f"{name}-s{s}", f"{name}-tiny.yaml", args.steps, f"seed={s}")
+                 for s in args.seeds for name in ("viola", "codec-delay")]
     return list(dict.fromkeys(plan))
 
 
@@ -192,6 +198,21 @@ def continuation_metrics(generator, evals, args, embed, transcribe) -> dict:
             "rtf": lm_s / (frames / generator.codec.frame_rate)}
 
 
+def asr_metrics(generator, evals) -> dict:
+    """Phoneme error rate of the speech -> phonemes task; ``per_wrong_item``: the same hypotheses
+    against the next item's phonemes (the floor of a model that does not read the audio)."""
+    from speechlm.eval.asr import token_error_rate
+
+    labels = generator.models["ar"].vocab.family("phonemes").labels
+    refs = [[labels[i] for i in generator.phonemes(it["text"])] for it in evals]
+    outs = [generator.recognize(it["audio"]) for it in evals]
+    hyps = [o.phonemes for o in outs]
+    return {"per": token_error_rate(refs, hyps),
+            "per_wrong_item": token_error_rate(refs[1:] + refs[:1], hyps),
+            "hyp_len_ratio": sum(map(len, hyps)) / sum(map(len, refs)),
+            "phonemes_per_s": sum(map(len, hyps)) / max(sum(o.lm_seconds for o in outs), 1e-9)}
+
+
 def train_tok_s(run: Path) -> float:
     rates = [json.loads(line).get("tok_s") for line in (run / "metrics.jsonl").read_text().splitlines()]
     return float(np.median([r for r in rates if r]))
@@ -212,7 +233,7 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--name", default="codec_lm")
-    parser.add_argument("--parts", default="valle,layouts,hierarchy",
+    parser.add_argument("--parts", default="valle,layouts,hierarchy,viola",
                         help="comma-separated sections to train (or wait for) and evaluate")
     args = parser.parse_args()
     args.parts = args.parts.split(",")
@@ -236,7 +257,7 @@ def main() -> None:
                               **similarity([it["audio"] for it in evals], evals, embed)},
                  "codec_resynthesis": {"wer": wer_of(refs, resynth, transcribe),
                                        **similarity(resynth, evals, embed)}}
-    results = {"baselines": baselines, "valle": {}, "layouts": {}, "hierarchy": {}}
+    results = {"baselines": baselines, "valle": {}, "layouts": {}, "viola": {}, "hierarchy": {}}
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
     def save(done: str) -> Path:
@@ -267,6 +288,17 @@ def main() -> None:
                 "best_valid_loss": json.loads((run / "best.json").read_text())["best_valid_loss"]}
         results["layouts"][lay] = {**per_seed, "over_seeds": over_seeds(list(per_seed.values()))}
         save(f"layouts up to {lay}")
+    viola = {}
+    for seed in args.seeds if "viola" in args.parts else []:
+        gen = CodecGenerator(runs[f"viola-s{seed}"])
+        two_task = results["layouts"].get("delay", {}).get(f"seed{seed}", {}).get("tts") or \
+            tts_metrics(CodecGenerator(runs[f"codec-delay-s{seed}"]), evals, args, embed, transcribe)
+        viola[f"seed{seed}"] = {"asr": asr_metrics(gen, evals),
+                                "tts": tts_metrics(gen, evals, args, embed, transcribe),
+                                "tts_two_task_delay": two_task}
+    if viola:
+        results["viola"] = {**viola, "over_seeds": over_seeds(list(viola.values()))}
+        save("viola")
     if "hierarchy" not in args.parts:
         return finish(save("all requested parts"), results, args)
     ds = CodecDataset(args.work / "codec-tokens")

@@ -3,6 +3,8 @@ AudioLM recipes end to end on a tiny random codec, and `speechlm tts` with its o
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +15,8 @@ from speechlm.data.audio import write_wav
 from speechlm.data.corpus import Corpus
 from speechlm.data.phonemes import Phonemizer, split_sentences
 from speechlm.lm.codec.data import CodecDataset, build_codec_dataset
-from speechlm.lm.codec.sequences import (IGNORE, codec_vocab, nar_example, prompted_example,
-                                         task_prefix)
+from speechlm.lm.codec.sequences import (IGNORE, asr_example, codec_vocab, nar_example,
+                                         prompted_example, task_prefix)
 from speechlm.lm.layout import get_layout
 from speechlm.lm.streams import TokenSpace
 from speechlm.pipeline import train_from_config
@@ -94,6 +96,20 @@ def test_prompted_example_scores_only_target_codes_and_eos(codec_tokens):
     assert space.decode(ex.input_ids[:, 5:-1]).tolist() == [[7, 1, 2, 3], [8, 4, 5, 6]]
 
 
+def test_asr_example_reads_codes_and_scores_only_the_phonemes(codec_tokens):
+    vocab = codec_vocab(CodecDataset(codec_tokens / "tokens"))
+    space = TokenSpace(vocab, ("codec_0", "codec_1"), get_layout("delay", 2), ("task", "phonemes"))
+    ex = asr_example(space, np.array([[1, 2, 3], [4, 5, 6]]), [3, 0, 2], "t")
+    # <bos> <asr> | 3 frames + 1 delay step | <sep> p3 p0 p2 | <eos>
+    assert ex.input_ids.shape == (2, 2 + 4 + 4 + 1)
+    assert (ex.labels[:, :7] == IGNORE).all()                   # codes and <sep> are context
+    assert (ex.labels[0, 7:10] == ex.input_ids[0, 7:10]).all() and (ex.labels[1, 7:10] == IGNORE).all()
+    assert (ex.input_ids[1, 6:10] == vocab.pad_id).all() and (ex.labels[:, -1] == vocab.eos_id).all()
+    row0 = space.row_vocab(0)
+    assert [row0.family_of(int(i)) for i in ex.input_ids[0, 7:10]] == ["phonemes"] * 3
+    assert space.decode(ex.input_ids[:, 2:6]).tolist() == [[1, 2, 3], [4, 5, 6]]
+
+
 def test_nar_example_hides_the_codebooks_it_predicts(codec_tokens):
     vocab = codec_vocab(CodecDataset(codec_tokens / "tokens"))
     space = TokenSpace(vocab, ("codec_0", "codec_1", "codec_2"), get_layout("parallel", 3),
@@ -162,3 +178,30 @@ def test_audiolm_three_stages_continue_and_are_not_tts(codec_tokens, tiny_corpus
     assert more.codes.shape == (3, 10)
     with pytest.raises(ConfigError, match="not a TTS model"):
         gen.tts("hello", prompt)
+
+
+def test_viola_recognizes_phonemes_and_other_models_refuse(codec_tokens, tiny_corpus, tmp_path, capsys):
+    from speechlm.data.audio import read_audio
+    from speechlm.generation.codec_tts import CodecGenerator
+
+    run = train_from_config(RECIPES / "viola-tiny.yaml", overrides(codec_tokens, tmp_path / "viola"))
+    gen = CodecGenerator(run)
+    utt = next(iter(Corpus(tiny_corpus).utterances("heldout")))
+    out = gen.recognize(read_audio(utt.audio))
+    inventory = set(gen.models["ar"].vocab.family("phonemes").labels)
+    assert set(out.phonemes) <= inventory and out.lm_seconds > 0
+    assert gen.tts("Hello there.", read_audio(utt.audio), prompt_seconds=0.3).codes.shape[0] == 3
+    wav = tmp_path / "in.wav"
+    write_wav(wav, read_audio(utt.audio))
+    capsys.readouterr()
+    assert cli(["recognize", "--model", str(run), "--audio", str(wav), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["phonemes"] == out.phonemes
+    short = tmp_path / "short.wav"
+    write_wav(short, np.zeros(100, dtype=np.float32))
+    assert cli(["recognize", "--model", str(run), "--audio", str(short)]) == 2
+    assert "shorter than one" in capsys.readouterr().err
+    tts_only = train_from_config(RECIPES / "codec-delay-tiny.yaml", overrides(
+        codec_tokens, tmp_path / "tts", "tasks=[tts]"))
+    assert cli(["recognize", "--model", str(tts_only), "--audio", str(wav)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "not a speech recognition model" in err

@@ -374,12 +374,16 @@ def test_evaluate_codec_reports_every_metric(trained, tiny_corpus, mfcc_tokenize
         assert set(r[metric]) == {"1", "2", "4"}, metric
     assert r["bitrate"] == {"1": 200.0, "2": 400.0, "4": 800.0}          # 50 Hz x 4 bits x k
     assert len(r["codebook_usage_per_codebook"]) == 4 and 0 < r["codebook_usage"]["1"] <= 1
+    from speechlm.data.corpus import Corpus
+
+    train_utts = list(Corpus(tiny_corpus).utterances("train"))
+    assert r["utterances"] == 6 and r["usage_utterances"] == len(train_utts) > 6  # usage: whole split
+    floor = sum(u.samples().size // 320 for u in train_utts)    # encode pads a partial last frame
+    assert floor <= r["usage_frames"] <= floor + len(train_utts)
     assert set(r["baselines"]) == {"unit_vocoder", "griffin_lim"}
     assert {"codebook1", "tokenizer_units"} <= set(r["semantic"])
     assert 0 <= r["semantic"]["codebook1"]["pnmi"] <= 1
     from collections import Counter
-
-    from speechlm.data.corpus import Corpus
 
     per_speaker = Counter(u.speaker for _, u in zip(range(6), Corpus(tiny_corpus).utterances("train")))
     if len(per_speaker) >= 2 and min(per_speaker.values()) >= 2:

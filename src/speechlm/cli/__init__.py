@@ -18,7 +18,7 @@ from speechlm.core.errors import SpeechLMError
 
 # Stage modules, in pipeline order. Each defines register(subparsers).
 STAGES = ("corpus", "tokenizer", "prosody", "codec", "vocoder", "textlm", "train", "generate", "tts",
-          "evaluate", "serve", "client", "demo")
+          "recognize", "evaluate", "serve", "client", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -118,6 +118,19 @@ def normalize(text: str) -> str:
     return " ".join(_normalizer()(text).split())
 
 
+def token_error_rate(refs: list[list[str]], hyps: list[list[str]]) -> float:
+    """Corpus error rate over token sequences as given (no normalisation): phoneme error rate when
+    the tokens are phonemes. Empty references are skipped."""
+    import jiwer
+
+    if len(refs) != len(hyps):
+        raise DataError(f"token_error_rate: {len(refs)} references but {len(hyps)} hypotheses")
+    pairs = [(" ".join(r), " ".join(h)) for r, h in zip(refs, hyps) if r]
+    if not pairs:
+        raise DataError("token_error_rate: no non-empty references")
+    return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
+
+
 def wer(refs: list[str], hyps: list[str]) -> float:
     """Corpus word error rate (jiwer) after :func:`normalize` of both sides; empty references are
     skipped."""

@@ -12,6 +12,9 @@ Per number of codebooks k (the first k of the residual stack):
 * ``speaker_similarity``: cosine of Resemblyzer speaker embeddings, original vs decoded.
 * ``codebook_usage``: the smallest fraction of entries used on this split among the first k
   codebooks (``codebook_usage_per_codebook`` and ``codebook_perplexity`` list every codebook).
+  Usage is counted over the *whole* split (encoding only, cheap) whatever ``limit`` is: with
+  fewer frames than a few per entry it measures the sample size, not the codebook
+  (``usage_frames`` says how many frames it saw).
 
 With a unit tokenizer (``tokenizer_dir``): ABX and PNMI of codebook-1 tokens next to the
 tokenizer's own units (the semantic-distillation check), and with a vocoder as well, the same
@@ -189,20 +192,22 @@ def evaluate_codec(codec_spec: str | Path, corpus_dir: str | Path, split: str = 
     refs, orig_hyps, seconds = [], [], 0.0
     counts = np.zeros((codec.n_codebooks, codec.codebook_size), dtype=np.int64)
     cb1, tok_units, phones, speakers, probe_feats = [], [], [], [], {"codebook1": [], "rest": []}
-    with progress_bar(f"codec eval on {split}", total=n, unit="utts", enabled=show_progress) as advance:
+    total = corpus.table(split, ["id"]).num_rows
+    with progress_bar(f"codec eval on {split}", total=total, unit="utts", enabled=show_progress) as advance:
         for i, utt in enumerate(corpus.utterances(split)):
-            if i >= n:
-                break
             samples = utt.samples()
+            codes = codec.encode(samples, source=f"{corpus_dir}:{utt.id}")        # (K, N)
+            for k in range(codec.n_codebooks):
+                np.add.at(counts[k], codes[k], 1)
+            if i >= n:          # beyond the limit: usage only
+                advance()
+                continue
             seconds += samples.size / 16000
             refs.append(utt.text)
             speakers.append(utt.speaker)
             if transcriber:
                 orig_hyps.append(transcriber(samples))
             ref_embedding = embed(samples) if embed else None
-            codes = codec.encode(samples, source=f"{corpus_dir}:{utt.id}")        # (K, N)
-            for k in range(codec.n_codebooks):
-                np.add.at(counts[k], codes[k], 1)
             for k in ks:
                 audio = codec.decode(codes[:k])[: samples.size]
                 systems[str(k)].add(samples, audio, transcriber, embed, ref_embedding)
@@ -241,6 +246,7 @@ def evaluate_codec(codec_spec: str | Path, corpus_dir: str | Path, split: str = 
             result[metric] = {str(k): summaries[str(k)][metric] for k in ks}
     result["codebook_usage"] = {str(k): float(usage[:k].min()) for k in ks}
     result["codebook_usage_per_codebook"] = usage.round(4).tolist()
+    result["usage_utterances"], result["usage_frames"] = total, int(counts[0].sum())
     result["codebook_perplexity"] = perplexity.round(2).tolist()
     result["monotonic"] = {m: _is_monotonic([result[m][str(k)] for k in ks], m in ("si_snr", "speaker_similarity"))
                            for m in ("mel_distance", "si_snr", "wer_ratio", "speaker_similarity") if m in result}

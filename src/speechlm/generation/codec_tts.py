@@ -1,4 +1,4 @@
-"""Zero-shot TTS and speech continuation with codec LMs: text + a voice prompt -> audio.
+"""Zero-shot TTS, speech continuation and phoneme recognition with codec LMs.
 
 :class:`CodecGenerator` loads what ``speechlm train`` wrote for a codec recipe: a VALL-E run dir
 (``tts.json``: ``ar/`` + ``nar/``), an AudioLM run dir (``semantic/`` + ``coarse/`` + ``fine/``) or one
@@ -8,7 +8,8 @@ codec LM model dir (any layout). The codec comes from the path the models record
     frame count (single-model layouts)  ->  NAR: codebooks 2..K in K-1 parallel passes  ->  codec
 
 A long text is synthesized sentence by sentence with the same voice prompt (memory does not grow
-with the text), and the chunks are concatenated.
+with the text), and the chunks are concatenated. A model trained with the ``asr`` task (VioLA)
+also reads speech and writes its phonemes (:meth:`CodecGenerator.recognize`, greedy).
 """
 
 from __future__ import annotations
@@ -23,13 +24,21 @@ import torch
 
 from speechlm.core.errors import CheckpointError, ConfigError, DataError
 from speechlm.data.phonemes import Phonemizer, split_sentences
-from speechlm.lm.codec.sequences import (PHONEMES, LengthModel, nar_attention_mask, nar_example,
-                                         prefix_ids, task_prefix)
+from speechlm.lm.codec.sequences import (PHONEMES, TASK_FAMILY, LengthModel, marker,
+                                         nar_attention_mask, nar_example, prefix_ids, task_prefix)
 from speechlm.lm.model import SpeechLM, load_speech_lm
 from speechlm.lm.recipes.valle import read_stages
 from speechlm.generation.sampling import Decoder, generate_codes, sample
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Recognized:
+    """Phonemes read from speech, with the LM's wall time."""
+
+    phonemes: list[str]
+    lm_seconds: float
 
 
 @dataclass
@@ -200,6 +209,43 @@ class CodecGenerator:
             lo, hi = ranges[stage]
             codes[stage] = logits[0, stage, -T:, lo:hi].argmax(-1).numpy()
         return codes
+
+    # ---- speech -> phonemes (VioLA's ASR task) ----
+    @torch.no_grad()
+    def recognize(self, audio: np.ndarray, source: str = "audio") -> Recognized:
+        """The phonemes of ``audio`` (greedy), from a codec LM trained with the ``asr`` task."""
+        lm = self.models.get("ar")
+        tasks = (lm.spec.extra.get("tasks") or []) if lm is not None and self.kind == "single" else []
+        if "asr" not in tasks:
+            raise ConfigError(f"{self.path}: not a speech recognition model (trained for "
+                              f"{self.kind} tasks {tasks}; train with tasks including asr)")
+        space = lm.space
+        codes, _ = space.encode(self.codec.encode(audio, source=source)[:space.n_streams], source)
+        feed = np.concatenate([prefix_ids(space, task_prefix("asr")), codes,
+                               space.prefix_ids(TASK_FAMILY, [marker("<sep>")])], axis=1)
+        limit = lm.model.config.max_position_embeddings
+        if feed.shape[1] >= limit:
+            raise DataError(f"{source}: {codes.shape[1]} codec steps do not fit the model's context "
+                            f"of {limit} positions; split the audio into shorter pieces")
+        labels = lm.vocab.family(PHONEMES).labels
+        phoneme_ids = space.prefix_ids(PHONEMES, list(range(len(labels))))[0]
+        to_label = dict(zip(phoneme_ids.tolist(), labels))
+        column = np.full((space.n_rows, 1), lm.vocab.pad_id, dtype=np.int64)
+        start, out = time.perf_counter(), []
+        decoder = Decoder(lm.model)
+        step = decoder.feed(feed)
+        allowed = torch.zeros(step.row(0).shape[-1], dtype=torch.bool)   # row 0's vocabulary
+        allowed[torch.from_numpy(phoneme_ids)] = True
+        allowed[lm.vocab.eos_id] = True
+        for _ in range(limit - feed.shape[1]):
+            logits = step.row(0).masked_fill(~allowed, float("-inf"))
+            token = int(logits.argmax())
+            if token == lm.vocab.eos_id:
+                break
+            out.append(to_label[token])
+            column[0, 0] = token
+            step = decoder.feed(column)
+        return Recognized(out, time.perf_counter() - start)
 
     # ---- continuation ----
     def continue_audio(self, prompt: np.ndarray, seconds: float, prompt_seconds: float | None = 3.0,

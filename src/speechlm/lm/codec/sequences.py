@@ -8,7 +8,11 @@ One sequence convention for every codec LM (all rows; rows > 0 hold ``<pad>`` un
 ``<task>`` selects the task (VioLA: one model, several tasks): ``<tts>`` with phonemes,
 ``<continue>`` with nothing (unconditional continuation), ``<semantic>`` with semantic units
 (AudioLM's stage 2). Conditioning and prompt positions are not scored; the target codes and
-``<eos>`` are. TTS prompts are a crop of *another* utterance of the same speaker, so the model
+``<eos>`` are. ``<asr>`` (VioLA's speech -> text) reverses the roles: the codes are the
+conditioning and the phonemes after them are scored::
+
+    <bos> <asr> | codes (layout, not scored) | <sep> phonemes <eos>   (row 0; <pad> below)
+ TTS prompts are a crop of *another* utterance of the same speaker, so the model
 learns to take the voice from the prompt and the content from the phonemes (no prompt transcript
 is needed at inference).
 
@@ -32,9 +36,11 @@ from speechlm.lm.sequences import IGNORE, Example, SequenceBuilder, register_bui
 from speechlm.lm.streams import TokenSpace
 from speechlm.lm.vocab import SpeechVocab
 
-TASKS = ("tts", "continue", "semantic")
+TASKS = ("tts", "continue", "semantic", "asr")
 MAX_STAGES = 16
-MARKERS = ("<tts>", "<continue>", "<semantic>", "<sep>") + tuple(f"<stage{j}>" for j in range(MAX_STAGES))
+# <asr> comes last so the markers of models trained before it keep their ids
+MARKERS = ("<tts>", "<continue>", "<semantic>", "<sep>") + \
+    tuple(f"<stage{j}>" for j in range(MAX_STAGES)) + ("<asr>",)
 TASK_FAMILY, PHONEMES, UNITS = "task", "phonemes", "units"
 
 
@@ -73,6 +79,8 @@ def task_prefix(task: str, record: CodecRecord | None = None, phonemes: Sequence
         return [(TASK_FAMILY, [marker("<semantic>")]), (UNITS, list(un)), (TASK_FAMILY, [marker("<sep>")])]
     if task == "continue":
         return [(TASK_FAMILY, [marker("<continue>")])]
+    if task == "asr":
+        return [(TASK_FAMILY, [marker("<asr>")])]
     raise ConfigError(f"task {task!r} is not one of {list(TASKS)}")
 
 
@@ -102,6 +110,21 @@ def prompted_example(space: TokenSpace, parts: Sequence[tuple[str, Sequence[int]
     labels = np.where((stream >= 0) & (frame >= n_prompt), ids, IGNORE)
     return Example(np.concatenate([pre, ids, eos], axis=1),
                    np.concatenate([np.full(pre.shape, IGNORE), labels, eos], axis=1))
+
+
+def asr_example(space: TokenSpace, codes: np.ndarray, phonemes: Sequence[int], source: str) -> Example:
+    """``<bos> <asr> | layout(codes) | <sep> phonemes <eos>``; only the phonemes and ``<eos>`` (row
+    0) are scored: the model reads speech and writes its phonemes."""
+    ids, _ = space.encode(codes, source)
+    pre = prefix_ids(space, task_prefix("asr"))
+    text = np.concatenate([space.prefix_ids(TASK_FAMILY, [marker("<sep>")]),
+                           space.prefix_ids(PHONEMES, list(phonemes))], axis=1)
+    eos = np.full((space.n_rows, 1), space.vocab.eos_id, dtype=np.int64)
+    labels = np.full(text.shape, IGNORE, dtype=np.int64)
+    labels[0, 1:] = text[0, 1:]
+    return Example(np.concatenate([pre, ids, text, eos], axis=1),
+                   np.concatenate([np.full(pre.shape, IGNORE), np.full(ids.shape, IGNORE), labels,
+                                   eos], axis=1))
 
 
 def nar_example(space: TokenSpace, parts: Sequence[tuple[str, Sequence[int]]], target: np.ndarray,
@@ -160,6 +183,9 @@ class CodecPromptedBuilder(SequenceBuilder):
         for i, rec in enumerate(records):
             codes = self.select(rec.codes)
             for task in self.tasks:
+                if task == "asr":
+                    out.append(asr_example(self.space, codes, rec.phonemes, f"{source}: {rec.id}"))
+                    continue
                 prompt = None
                 if task == "tts" and partner[i] is not None:
                     prompt = crop(self.select(records[partner[i]].codes), self.prompt_frames, rng)

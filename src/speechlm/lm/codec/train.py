@@ -62,7 +62,7 @@ def make_space(dataset: CodecDataset, streams: Sequence[str], layout: str,
 
 
 def prefix_families(tasks: Sequence[str]) -> tuple[str, ...]:
-    return (TASK_FAMILY,) + ((PHONEMES,) if "tts" in tasks else ()) + \
+    return (TASK_FAMILY,) + ((PHONEMES,) if {"tts", "asr"} & set(tasks) else ()) + \
         ((UNITS,) if "semantic" in tasks else ())
 
 
