@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from speechlm.core.errors import CheckpointError, ConfigError, DataError
-from speechlm.eval.asr import load_asr, normalize, transcribe, transcribe_all, wer
+from speechlm.eval.asr import load_asr, normalize, token_error_rate, transcribe, transcribe_all, wer
 from speechlm.tokenizers.semantic.whisper import (BUNDLED_SHA256, bundled_model_dir,
                                                   check_model_dir, load_whisper)
 
@@ -28,6 +28,15 @@ def test_wer_known_answers():
         wer(["a"], ["a", "b"])
     with pytest.raises(DataError):
         wer([""], ["a"])
+
+
+def test_token_error_rate_counts_tokens_as_given():
+    # a token holding a space ("h n") is one token; no case or punctuation normalisation
+    assert token_error_rate([["h n", "a", "T"]], [["h", "n", "a", "t"]]) == 1.0   # 2 subs + 1 ins
+    assert token_error_rate([["a", "|", "b"], []], [["a", "|", "b"], ["x"]]) == 0.0   # empty ref skipped
+    assert token_error_rate([["a", "b"]], [[]]) == 1.0
+    with pytest.raises(DataError):
+        token_error_rate([["a"]], [])
 
 
 @pytest.fixture(scope="module")

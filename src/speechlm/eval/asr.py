@@ -125,7 +125,12 @@ def token_error_rate(refs: list[list[str]], hyps: list[list[str]]) -> float:
 
     if len(refs) != len(hyps):
         raise DataError(f"token_error_rate: {len(refs)} references but {len(hyps)} hypotheses")
-    pairs = [(" ".join(r), " ".join(h)) for r, h in zip(refs, hyps) if r]
+    names: dict[str, str] = {}    # tokens may hold spaces (espeak's "h n"): one word per token
+
+    def words(tokens: list[str]) -> str:
+        return " ".join(names.setdefault(t, f"t{len(names)}") for t in tokens)
+
+    pairs = [(words(r), words(h)) for r, h in zip(refs, hyps) if r]
     if not pairs:
         raise DataError("token_error_rate: no non-empty references")
     return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))

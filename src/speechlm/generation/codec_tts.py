@@ -220,12 +220,13 @@ class CodecGenerator:
             raise ConfigError(f"{self.path}: not a speech recognition model (trained for "
                               f"{self.kind} tasks {tasks}; train with tasks including asr)")
         space = lm.space
-        codes, _ = space.encode(self.codec.encode(audio, source=source)[:space.n_streams], source)
+        frames = self.codec.encode(audio, source=source)[:space.n_streams]
+        codes, _ = space.encode(frames, source)
         feed = np.concatenate([prefix_ids(space, task_prefix("asr")), codes,
                                space.prefix_ids(TASK_FAMILY, [marker("<sep>")])], axis=1)
         limit = lm.model.config.max_position_embeddings
         if feed.shape[1] >= limit:
-            raise DataError(f"{source}: {codes.shape[1]} codec steps do not fit the model's context "
+            raise DataError(f"{source}: {frames.shape[1]} codec frames do not fit the model's context "
                             f"of {limit} positions; split the audio into shorter pieces")
         labels = lm.vocab.family(PHONEMES).labels
         phoneme_ids = space.prefix_ids(PHONEMES, list(range(len(labels))))[0]
@@ -237,7 +238,9 @@ class CodecGenerator:
         allowed = torch.zeros(step.row(0).shape[-1], dtype=torch.bool)   # row 0's vocabulary
         allowed[torch.from_numpy(phoneme_ids)] = True
         allowed[lm.vocab.eos_id] = True
-        for _ in range(limit - feed.shape[1]):
+        # at most twice the phonemes the train split's speaking rate predicts for this audio
+        most = 2 * int(frames.shape[1] / float(lm.spec.extra["frames_per_phoneme"])) + 10
+        for _ in range(min(most, limit - feed.shape[1])):
             logits = step.row(0).masked_fill(~allowed, float("-inf"))
             token = int(logits.argmax())
             if token == lm.vocab.eos_id:
