@@ -155,6 +155,21 @@ def test_unread_rows_are_predicted_but_never_read(tmp_path):
         cold_init(space, "tiny", 0, 0, [0], **SMALL)
 
 
+@pytest.mark.parametrize("depth", [0, 1])
+def test_every_trainable_parameter_gets_a_gradient(depth):
+    """What DDP without find_unused_parameters needs: no trainable parameter is left out of the
+    loss (the decoders' own one-row tables, unused under inputs_embeds, are frozen)."""
+    vocab = SpeechVocab.for_units(12).add_family("state", 5, kind="marker")
+    space = TokenSpace(vocab, ("units", "state"), get_layout("delay", 2, [0, 1]))
+    model = cold_init(space, "tiny", 0, depth, **SMALL)
+    ids = torch.randint(3, 9, (2, 2, 7), generator=torch.Generator().manual_seed(0))
+    from speechlm.lm.loop import lm_loss
+
+    lm_loss(model, ids, ids).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing and not model.backbone.get_input_embeddings().weight.requires_grad
+
+
 def test_multistream_warm_init_keeps_the_text_lm_backbone(tmp_path):
     from speechlm.lm.init.warm import warm_init
     from speechlm.lm.model import build_model, model_config, save_speech_lm

@@ -49,6 +49,11 @@ class MultiStreamForCausalLM(MultiStreamPreTrainedModel):
             self.depth_in = nn.Linear(dim, dim, bias=False)
             self.depth_embeddings = nn.ModuleList(nn.Embedding(v, dim) for v in sizes[:-1])
         self.post_init()
+        # the decoders read inputs_embeds, so their own (one-row) tables never get a gradient:
+        # frozen, every trainable parameter is used (DDP without find_unused_parameters)
+        for decoder in (self.backbone, self.depth):
+            if decoder is not None:
+                decoder.get_input_embeddings().requires_grad_(False)
 
     def get_input_embeddings(self) -> nn.Module:
         """Row 0's table (the backbone's own table is unused and has one row)."""
