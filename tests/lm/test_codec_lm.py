@@ -200,6 +200,11 @@ def test_viola_recognizes_phonemes_and_other_models_refuse(codec_tokens, tiny_co
     write_wav(short, np.zeros(100, dtype=np.float32))
     assert cli(["recognize", "--model", str(run), "--audio", str(short)]) == 2
     assert "shorter than one" in capsys.readouterr().err
+    limit = gen.models["ar"].model.config.max_position_embeddings
+    long = tmp_path / "long.wav"          # more frames than the model has positions
+    write_wav(long, np.tile(read_audio(utt.audio), 200)[:(limit + 50) * 320])
+    assert cli(["recognize", "--model", str(run), "--audio", str(long)]) == 2
+    assert f"{long}: {limit + 50} codec frames do not fit" in capsys.readouterr().err
     tts_only = train_from_config(RECIPES / "codec-delay-tiny.yaml", overrides(
         codec_tokens, tmp_path / "tts", "tasks=[tts]"))
     assert cli(["recognize", "--model", str(tts_only), "--audio", str(wav)]) == 2
