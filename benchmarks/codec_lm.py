@@ -39,7 +39,6 @@ from common import RESULTS, write_result  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "configs" / "recipes"
 LAYOUTS = ("flatten", "parallel", "delay", "depth")
-CONTINUE_SECONDS = 2.0
 
 
 def finished(out: Path) -> bool:
@@ -115,104 +114,6 @@ def train_all(work: Path, args) -> dict[str, Path]:
     return runs
 
 
-def bootstrap(values: np.ndarray, seed: int = 0, n: int = 2000) -> list[float]:
-    rng = np.random.default_rng(seed)
-    means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(n)]
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-
-
-def items(work: Path, n: int, min_seconds: float = 0.0):
-    """Held-out (text, target audio, prompt audio, speaker, words) tuples, round-robin over the
-    speakers; targets at least ``min_seconds`` long (continuation needs prompt + continuation)."""
-    from speechlm.data.audio import read_audio
-    from speechlm.data.corpus import Corpus
-
-    utts = [u for u in Corpus(work / "corpus").utterances("heldout") if u.duration >= min_seconds]
-    by_speaker: dict[str, list] = {}
-    for u in utts:
-        by_speaker.setdefault(u.speaker, []).append(u)
-    n = min(n, len(utts))
-    speakers = sorted(by_speaker)
-    out = []
-    for i in range(n):  # round-robin over speakers
-        group = by_speaker[speakers[i % len(speakers)]]
-        target, prompt = group[(i // len(speakers)) % len(group)], group[(i // len(speakers) + 1) % len(group)]
-        out.append({"text": target.text, "audio": read_audio(target.audio), "words": target.words,
-                    "prompt": read_audio(prompt.audio), "speaker": target.speaker})
-    return out
-
-
-def tts_metrics(generator, evals, args, embed, transcribe) -> dict:
-    outs, lm_s, frames = [], 0.0, 0
-    for i, it in enumerate(evals):
-        g = generator.tts(it["text"], it["prompt"], args.prompt_seconds, args.temperature,
-                          args.top_k, seed=i)
-        outs.append(g.audio)
-        lm_s, frames = lm_s + g.lm_seconds, frames + g.codes.shape[1]
-    return {"wer": wer_of([it["text"] for it in evals], outs, transcribe),
-            **similarity(outs, evals, embed), "frames_per_s": frames / lm_s,
-            "rtf": lm_s / (frames / generator.codec.frame_rate)}
-
-
-def wer_of(refs, clips, transcribe) -> float:
-    from speechlm.eval.asr import wer
-
-    return wer(refs, [transcribe(c) for c in clips])
-
-
-def similarity(outs, evals, embed) -> dict:
-    """Similarity to the item's own prompt vs the mean over prompts of other speakers."""
-    prompts = [embed(it["prompt"]) for it in evals]
-    own, other = [], []
-    for i, (audio, it) in enumerate(zip(outs, evals)):
-        e = embed(audio)
-        own.append(float(e @ prompts[i]))
-        other.append(float(np.mean([e @ p for j, p in enumerate(prompts)
-                                    if evals[j]["speaker"] != it["speaker"]])))
-    own, other = np.array(own), np.array(other)
-    return {"sim_prompt": float(own.mean()), "sim_prompt_ci": bootstrap(own),
-            "sim_other": float(other.mean()), "sim_other_ci": bootstrap(other),
-            "sim_gap": float((own - other).mean()), "sim_gap_ci": bootstrap(own - other)}
-
-
-def continuation_metrics(generator, evals, args, embed, transcribe) -> dict:
-    from speechlm.eval.codec_metrics import mel_distance
-
-    rate, hop = 16000, 320
-    p, c = int(args.prompt_seconds * rate), int(CONTINUE_SECONDS * rate)
-    chosen = [it for it in evals if it["audio"].size >= p + c // 2]
-    outs, mels, refs, lm_s, frames = [], [], [], 0.0, 0
-    for i, it in enumerate(chosen):
-        g = generator.continue_audio(it["audio"][:p], CONTINUE_SECONDS, args.prompt_seconds,
-                                     args.temperature, args.top_k, seed=i)
-        truth = it["audio"][p:p + c]
-        mels.append(mel_distance(truth, g.audio[:truth.size]))
-        refs.append(" ".join(w for w, s, e in it["words"] if s >= args.prompt_seconds
-                             and e <= args.prompt_seconds + CONTINUE_SECONDS) or "-")
-        outs.append(g.audio)
-        lm_s, frames = lm_s + g.lm_seconds, frames + g.codes.shape[1]
-    sims = [float(embed(o) @ embed(it["audio"][:p])) for o, it in zip(outs, chosen)]
-    return {"items": len(chosen), "mel_distance": float(np.mean(mels)),
-            "wer_vs_truth": wer_of(refs, outs, transcribe), "sim_prompt": float(np.mean(sims)),
-            "sim_prompt_ci": bootstrap(np.array(sims)), "frames_per_s": frames / lm_s,
-            "rtf": lm_s / (frames / generator.codec.frame_rate)}
-
-
-def asr_metrics(generator, evals) -> dict:
-    """Phoneme error rate of the speech -> phonemes task; ``per_wrong_item``: the same hypotheses
-    against the next item's phonemes (the floor of a model that does not read the audio)."""
-    from speechlm.eval.asr import token_error_rate
-
-    labels = generator.models["ar"].vocab.family("phonemes").labels
-    refs = [[labels[i] for i in generator.phonemes(it["text"])] for it in evals]
-    outs = [generator.recognize(it["audio"]) for it in evals]
-    hyps = [o.phonemes for o in outs]
-    return {"per": token_error_rate(refs, hyps),
-            "per_wrong_item": token_error_rate(refs[1:] + refs[:1], hyps),
-            "hyp_len_ratio": sum(map(len, hyps)) / sum(map(len, refs)),
-            "phonemes_per_s": sum(map(len, hyps)) / max(sum(o.lm_seconds for o in outs), 1e-9)}
-
-
 def train_tok_s(run: Path) -> float:
     rates = [json.loads(line).get("tok_s") for line in (run / "metrics.jsonl").read_text().splitlines()]
     return float(np.median([r for r in rates if r]))
@@ -241,6 +142,8 @@ def main() -> None:
     import torch
 
     from speechlm.eval.asr import transcribe
+    from speechlm.eval.codec_lm import (CodecEvalConfig, asr_metrics, baselines as resynthesis_baselines,
+                                        continuation_metrics, heldout_items, tts_metrics)
     from speechlm.eval.speaker import speaker_encoder
     from speechlm.generation.codec_tts import CodecGenerator
     from speechlm.lm.codec.data import CodecDataset
@@ -248,15 +151,13 @@ def main() -> None:
     runs = train_all(args.work, args)
     torch.set_num_threads(1)
     embed = speaker_encoder().embed
-    evals = items(args.work, args.items)
-    cont_evals = items(args.work, args.items, args.prompt_seconds + CONTINUE_SECONDS / 2)
-    codec = CodecGenerator(next(iter(runs.values()))).codec
-    resynth = [codec.decode(codec.encode(it["audio"])) for it in evals]
-    refs = [it["text"] for it in evals]
-    baselines = {"original": {"wer": wer_of(refs, [it["audio"] for it in evals], transcribe),
-                              **similarity([it["audio"] for it in evals], evals, embed)},
-                 "codec_resynthesis": {"wer": wer_of(refs, resynth, transcribe),
-                                       **similarity(resynth, evals, embed)}}
+    cfg = CodecEvalConfig(args.work / "corpus", args.items, args.prompt_seconds, 2.0,
+                          args.temperature, args.top_k)
+    evals = heldout_items(cfg.corpus_dir, cfg.items)
+    cont_evals = heldout_items(cfg.corpus_dir, cfg.items, cfg.prompt_seconds + cfg.continue_seconds / 2)
+    first = CodecGenerator(next(iter(runs.values())))
+    codec = first.codec
+    baselines = resynthesis_baselines(first, evals, embed, transcribe)
     results = {"baselines": baselines, "valle": {}, "layouts": {}, "viola": {}, "hierarchy": {}}
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
@@ -272,7 +173,7 @@ def main() -> None:
 
     for seed in args.seeds if "valle" in args.parts else []:
         results["valle"][f"seed{seed}"] = tts_metrics(CodecGenerator(runs[f"valle-s{seed}"]), evals,
-                                                      args, embed, transcribe)
+                                                      cfg, embed, transcribe)
     if results["valle"]:
         results["valle"]["over_seeds"] = over_seeds(list(results["valle"].values()))
     save("valle")
@@ -282,8 +183,8 @@ def main() -> None:
             run = runs[f"codec-{lay}-s{seed}"]
             gen = CodecGenerator(run)
             per_seed[f"seed{seed}"] = {
-                "tts": tts_metrics(gen, evals, args, embed, transcribe),
-                "continuation": continuation_metrics(gen, cont_evals, args, embed, transcribe),
+                "tts": tts_metrics(gen, evals, cfg, embed, transcribe),
+                "continuation": continuation_metrics(gen, cont_evals, cfg, embed, transcribe),
                 "train_tok_s": train_tok_s(run),
                 "best_valid_loss": json.loads((run / "best.json").read_text())["best_valid_loss"]}
         results["layouts"][lay] = {**per_seed, "over_seeds": over_seeds(list(per_seed.values()))}
@@ -292,9 +193,9 @@ def main() -> None:
     for seed in args.seeds if "viola" in args.parts else []:
         gen = CodecGenerator(runs[f"viola-s{seed}"])
         two_task = results["layouts"].get("delay", {}).get(f"seed{seed}", {}).get("tts") or \
-            tts_metrics(CodecGenerator(runs[f"codec-delay-s{seed}"]), evals, args, embed, transcribe)
+            tts_metrics(CodecGenerator(runs[f"codec-delay-s{seed}"]), evals, cfg, embed, transcribe)
         viola[f"seed{seed}"] = {"asr": asr_metrics(gen, evals),
-                                "tts": tts_metrics(gen, evals, args, embed, transcribe),
+                                "tts": tts_metrics(gen, evals, cfg, embed, transcribe),
                                 "tts_two_task_delay": two_task}
     if viola:
         results["viola"] = {**viola, "over_seeds": over_seeds(list(viola.values()))}
@@ -312,7 +213,7 @@ def main() -> None:
     results["hierarchy"] = {"mean_frames_per_utterance": T, "n_codebooks": K}
     for system, prefix in (("audiolm", "audiolm"), ("mixed_single_stage", "codec-delay")):
         per_seed = {f"seed{seed}": {"continuation": continuation_metrics(
-            CodecGenerator(runs[f"{prefix}-s{seed}"]), cont_evals, args, embed, transcribe)} for seed in args.seeds}
+            CodecGenerator(runs[f"{prefix}-s{seed}"]), cont_evals, cfg, embed, transcribe)} for seed in args.seeds}
         results["hierarchy"][system] = {**systems[system], **per_seed,
                                         "over_seeds": over_seeds(list(per_seed.values()))}
     finish(save("all requested parts"), results, args)

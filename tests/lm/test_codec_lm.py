@@ -205,6 +205,16 @@ def test_viola_recognizes_phonemes_and_other_models_refuse(codec_tokens, tiny_co
     write_wav(long, np.tile(read_audio(utt.audio), 200)[:(limit + 50) * 320])
     assert cli(["recognize", "--model", str(run), "--audio", str(long)]) == 2
     assert f"{long}: {limit + 50} codec frames do not fit" in capsys.readouterr().err
+    evaluation = tmp_path / "eval"
+    args = ["eval", "--model", str(run), "--suite", "tts,continuation,asr", "--out", str(evaluation),
+            "--items", "2", "--prompt-seconds", "0.3", "--continue-seconds", "0.2"]
+    assert cli(args) == 2 and "needs --corpus" in capsys.readouterr().err       # --corpus missing
+    assert cli(args + ["--corpus", str(tiny_corpus), "--json"]) == 0
+    entry = json.loads((evaluation / "results.json").read_text())["codec_lm"]
+    assert entry["tts"]["items"] == entry["asr"]["items"] == 2 and entry["tts"]["wer"] >= 0
+    assert entry["tts"]["sim_gap"] is None and "one held-out speaker" in entry["tts"]["skipped"]
+    assert {"original", "codec_resynthesis"} == set(entry["baselines"])
+    assert entry["continuation"]["mel_distance"] > 0 and entry["asr"]["per"] >= 0
     tts_only = train_from_config(RECIPES / "codec-delay-tiny.yaml", overrides(
         codec_tokens, tmp_path / "tts", "tasks=[tts]"))
     assert cli(["recognize", "--model", str(tts_only), "--audio", str(wav)]) == 2

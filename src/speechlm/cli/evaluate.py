@@ -81,6 +81,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     prosody.add_argument("--prompts", type=int, default=20, help="held-out prompts (default 20)")
     prosody.add_argument("--samples", type=int, default=20,
                          help="continuations per prompt (default 20)")
+    codec = parser.add_argument_group(
+        "codec LM suites", "--suite tts,continuation,asr: a codec LM run dir (VALL-E, a codec-*-tiny "
+        "layout, AudioLM, VioLA) on the held-out voices of --corpus (required): zero-shot TTS WER "
+        "and speaker similarity to the prompt vs other speakers, continuation of held-out prompts, "
+        "speech -> phonemes error rate; run on their own")
+    codec.add_argument("--items", type=int, default=10, help="held-out items (default 10)")
+    codec.add_argument("--prompt-seconds", type=float, default=3.0,
+                       help="voice / continuation prompt seconds (default 3)")
+    codec.add_argument("--continue-seconds", type=float, default=2.0,
+                       help="seconds to continue (default 2)")
+    codec.add_argument("--temperature", type=float, default=1.0)
+    codec.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--json", action="store_true", help="print results.json to stdout")
     parser.set_defaults(handler=_eval)
 
@@ -127,6 +139,8 @@ def _eval(args: argparse.Namespace) -> int:
     suite = tuple(s.strip() for s in args.suite.split(",") if s.strip())
     if "duplex" in suite:
         return _eval_duplex(args, suite)
+    if {"tts", "continuation", "asr"} & set(suite):
+        return _eval_codec_lm(args, suite)
     prosody = _prosody(args) if "prosody" in suite else None
     suite = tuple(s for s in suite if s != "prosody")
     if prosody is not None and not suite and not args.pairs:
@@ -182,4 +196,33 @@ def _eval_duplex(args: argparse.Namespace, suite: tuple[str, ...]) -> int:
         for key, value in result["duplex"].items():
             print(f"{key:38s} {value}")
         print(f"wrote {args.out}/results.json, run.json, report.md, timeline.png")
+    return 0
+
+
+def _eval_codec_lm(args: argparse.Namespace, suite: tuple[str, ...]) -> int:
+    from speechlm.core.errors import ConfigError
+    from speechlm.eval.codec_lm import CodecEvalConfig, evaluate_codec_lm
+
+    if not args.corpus or args.pairs:
+        raise ConfigError("--suite tts/continuation/asr needs --corpus (its held-out voices) and "
+                          "runs without --pairs and the pair suites; run those separately")
+    config = CodecEvalConfig(args.corpus, args.items, args.prompt_seconds, args.continue_seconds,
+                             args.temperature, args.top_k)
+    entry = evaluate_codec_lm(args.model, suite, config)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps({**results, "codec_lm": entry}, indent=2), encoding="utf-8")
+    if args.json:
+        print(json.dumps({"codec_lm": entry}, indent=2))
+        return 0
+    for name in ("tts", "continuation", "asr"):
+        if name in entry:
+            print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in entry[name].items()
+                                          if isinstance(v, float)))
+    for name, base in entry.get("baselines", {}).items():
+        gap = "-" if base["sim_gap"] is None else f"{base['sim_gap']:.3f}"
+        print(f"baseline {name}: wer {base['wer']:.3f}, sim_gap {gap}")
+    print(f"wrote {path}")
     return 0
