@@ -12,7 +12,8 @@ One sequence convention for every codec LM (all rows; rows > 0 hold ``<pad>`` un
 conditioning and the phonemes after them are scored::
 
     <bos> <asr> | codes (layout, not scored) | <sep> phonemes <eos>   (row 0; <pad> below)
- TTS prompts are a crop of *another* utterance of the same speaker, so the model
+
+TTS prompts are a crop of *another* utterance of the same speaker, so the model
 learns to take the voice from the prompt and the content from the phonemes (no prompt transcript
 is needed at inference).
 
@@ -113,8 +114,8 @@ def prompted_example(space: TokenSpace, parts: Sequence[tuple[str, Sequence[int]
 
 
 def asr_example(space: TokenSpace, codes: np.ndarray, phonemes: Sequence[int], source: str) -> Example:
-    """``<bos> <asr> | layout(codes) | <sep> phonemes <eos>``; only the phonemes and ``<eos>`` (row
-    0) are scored: the model reads speech and writes its phonemes."""
+    """``<bos> <asr> | layout(codes) | <sep> phonemes <eos>``; only the phonemes (row 0) and
+    ``<eos>`` are scored: the model reads speech and writes its phonemes."""
     ids, _ = space.encode(codes, source)
     pre = prefix_ids(space, task_prefix("asr"))
     text = np.concatenate([space.prefix_ids(TASK_FAMILY, [marker("<sep>")]),
