@@ -203,9 +203,12 @@ def _eval_codec_lm(args: argparse.Namespace, suite: tuple[str, ...]) -> int:
     from speechlm.core.errors import ConfigError
     from speechlm.eval.codec_lm import CodecEvalConfig, evaluate_codec_lm
 
-    if not args.corpus or args.pairs:
-        raise ConfigError("--suite tts/continuation/asr needs --corpus (its held-out voices) and "
-                          "runs without --pairs and the pair suites; run those separately")
+    others = [s for s in suite if s not in ("tts", "continuation", "asr")]
+    if others or args.pairs:
+        raise ConfigError(f"--suite tts/continuation/asr (codec LMs) run on their own; run "
+                          f"{others or '--pairs'} separately")
+    if not args.corpus:
+        raise ConfigError("--suite tts/continuation/asr needs --corpus (its held-out voices)")
     config = CodecEvalConfig(args.corpus, args.items, args.prompt_seconds, args.continue_seconds,
                              args.temperature, args.top_k)
     entry = evaluate_codec_lm(args.model, suite, config)

@@ -215,10 +215,10 @@ class CodecGenerator:
     def recognize(self, audio: np.ndarray, source: str = "audio") -> Recognized:
         """The phonemes of ``audio`` (greedy), from a codec LM trained with the ``asr`` task."""
         lm = self.models.get("ar")
-        tasks = (lm.spec.extra.get("tasks") or []) if lm is not None and self.kind == "single" else []
-        if "asr" not in tasks:
-            raise ConfigError(f"{self.path}: not a speech recognition model (trained for "
-                              f"{self.kind} tasks {tasks}; train with tasks including asr)")
+        tasks = (lm.spec.extra.get("tasks") or []) if lm is not None else []
+        if self.kind != "single" or "asr" not in tasks:
+            raise ConfigError(f"{self.path}: not a speech recognition model (a {self.kind} model "
+                              f"trained for tasks {tasks}; train one with tasks including asr)")
         space = lm.space
         frames = self.codec.encode(audio, source=source)[:space.n_streams]
         codes, _ = space.encode(frames, source)
