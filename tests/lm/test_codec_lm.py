@@ -220,3 +220,7 @@ def test_viola_recognizes_phonemes_and_other_models_refuse(codec_tokens, tiny_co
     assert cli(["recognize", "--model", str(tts_only), "--audio", str(wav)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and "not a speech recognition model" in err
+    assert cli(["eval", "--model", str(tts_only), "--suite", "tts,asr", "--corpus", str(tiny_corpus),
+                "--out", str(tmp_path / "e2")]) == 2        # refused before any suite runs
+    assert "cannot be scored on ['asr'] (it does ['tts'])" in capsys.readouterr().err
+    assert not (tmp_path / "e2" / "results.json").exists()

@@ -170,6 +170,10 @@ def evaluate_codec_lm(model_dir: str | Path, suites: tuple[str, ...], cfg: Codec
         raise ConfigError(f"codec LM suites {unknown or '(none)'}: choose from {list(SUITES)}")
     cfg.validate()
     generator = CodecGenerator(model_dir)
+    missing = sorted(set(suites) - generator.abilities)
+    if missing:  # said before any work, not after the suites it can do
+        raise ConfigError(f"{model_dir}: a {generator.kind} codec LM cannot be scored on {missing} "
+                          f"(it does {sorted(generator.abilities)})")
     items = heldout_items(cfg.corpus_dir, cfg.items)
     out: dict = {"model": str(model_dir), "corpus": str(cfg.corpus_dir), "config": {
         k: getattr(cfg, k) for k in ("items", "prompt_seconds", "continue_seconds", "temperature", "top_k")}}

@@ -80,6 +80,15 @@ class CodecGenerator:
         ar = self.models.get("ar")
         return ar is not None and PHONEMES in ar.spec.prefix
 
+    @property
+    def abilities(self) -> set[str]:
+        """What this run can do: ``tts``, ``continuation``, ``asr`` (speech -> phonemes)."""
+        lm = self.models.get("ar")
+        tasks = set(lm.spec.extra.get("tasks") or []) if lm is not None else set()
+        return ({"tts"} if self.is_tts else set()) | \
+            ({"continuation"} if self.kind == "audiolm" or "continue" in tasks else set()) | \
+            ({"asr"} if self.kind == "single" and "asr" in tasks else set())
+
     def phonemes(self, text: str, source: str = "text") -> list[int]:
         """Family-local phoneme ids of ``text`` (phonemes the model never saw are an error)."""
         lm = self.models["ar"]
