@@ -11,6 +11,7 @@ tokenizer than the recipe's ``tokenizer_dir`` fails with one line instead of sil
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -145,7 +146,9 @@ def ensure_codec_tokens(cfg: TrainConfig, progress: bool = True) -> Path:
         from speechlm.tokenizers.codec.train import CodecTrainConfig, train_codec
 
         log.warning("codec %s missing: training one (default budget, distilled from %s)", codec, tok)
-        train_codec(corpus, codec, CodecTrainConfig(distill=str(tok)), show_progress=progress)
+        threads = cfg.threads or os.cpu_count() or 1   # the recipe's, else every core (~10 min on 2)
+        train_codec(corpus, codec, CodecTrainConfig(distill=str(tok), threads=threads),
+                    threads=threads, show_progress=progress)
     from speechlm.lm.codec.data import build_codec_dataset
 
     log.warning("codec token dataset %s missing: encoding %s", tokens, corpus)
