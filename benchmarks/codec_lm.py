@@ -143,7 +143,8 @@ def main() -> None:
 
     from speechlm.eval.asr import transcribe
     from speechlm.eval.codec_lm import (CodecEvalConfig, asr_metrics, baselines as resynthesis_baselines,
-                                        continuation_metrics, heldout_items, tts_metrics)
+                                        continuation_items, continuation_metrics, heldout_items,
+                                        tts_metrics)
     from speechlm.eval.speaker import speaker_encoder
     from speechlm.generation.codec_tts import CodecGenerator
     from speechlm.lm.codec.data import CodecDataset
@@ -154,7 +155,7 @@ def main() -> None:
     cfg = CodecEvalConfig(args.work / "corpus", args.items, args.prompt_seconds, 2.0,
                           args.temperature, args.top_k)
     evals = heldout_items(cfg.corpus_dir, cfg.items)
-    cont_evals = heldout_items(cfg.corpus_dir, cfg.items, cfg.prompt_seconds + cfg.continue_seconds / 2)
+    cont_evals = continuation_items(cfg)
     first = CodecGenerator(next(iter(runs.values())))
     codec = first.codec
     baselines = resynthesis_baselines(first, evals, embed, transcribe)

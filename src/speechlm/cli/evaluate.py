@@ -139,7 +139,9 @@ def _eval(args: argparse.Namespace) -> int:
     suite = tuple(s.strip() for s in args.suite.split(",") if s.strip())
     if "duplex" in suite:
         return _eval_duplex(args, suite)
-    if {"tts", "continuation", "asr"} & set(suite):
+    from speechlm.eval.codec_lm import SUITES as CODEC_SUITES
+
+    if set(CODEC_SUITES) & set(suite):
         return _eval_codec_lm(args, suite)
     prosody = _prosody(args) if "prosody" in suite else None
     suite = tuple(s for s in suite if s != "prosody")
@@ -201,9 +203,9 @@ def _eval_duplex(args: argparse.Namespace, suite: tuple[str, ...]) -> int:
 
 def _eval_codec_lm(args: argparse.Namespace, suite: tuple[str, ...]) -> int:
     from speechlm.core.errors import ConfigError
-    from speechlm.eval.codec_lm import CodecEvalConfig, evaluate_codec_lm
+    from speechlm.eval.codec_lm import SUITES, CodecEvalConfig, evaluate_codec_lm
 
-    others = [s for s in suite if s not in ("tts", "continuation", "asr")]
+    others = [s for s in suite if s not in SUITES]
     if others or args.pairs:
         raise ConfigError(f"--suite tts/continuation/asr (codec LMs) run on their own; run "
                           f"{others or '--pairs'} separately")
@@ -220,7 +222,7 @@ def _eval_codec_lm(args: argparse.Namespace, suite: tuple[str, ...]) -> int:
     if args.json:
         print(json.dumps({"codec_lm": entry}, indent=2))
         return 0
-    for name in ("tts", "continuation", "asr"):
+    for name in SUITES:
         if name in entry:
             print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in entry[name].items()
                                           if isinstance(v, float)))

@@ -68,6 +68,11 @@ def heldout_items(corpus_dir: str | Path, n: int, min_seconds: float = 0.0) -> l
     return out
 
 
+def continuation_items(cfg: CodecEvalConfig) -> list[dict]:
+    """Held-out items long enough for the prompt and half the continuation."""
+    return heldout_items(cfg.corpus_dir, cfg.items, cfg.prompt_seconds + cfg.continue_seconds / 2)
+
+
 def similarity(outs: list[np.ndarray], items: list[dict], embed: Callable) -> dict:
     """Similarity of each output to its item's prompt vs the mean over the other speakers' prompts."""
     prompts = [embed(it["prompt"]) for it in items]
@@ -182,8 +187,8 @@ def evaluate_codec_lm(model_dir: str | Path, suites: tuple[str, ...], cfg: Codec
         out["tts"] = tts_metrics(generator, items, cfg, embed, transcribe)
         out["baselines"] = baselines(generator, items, embed, transcribe)
     if "continuation" in suites:
-        long = heldout_items(cfg.corpus_dir, cfg.items, cfg.prompt_seconds + cfg.continue_seconds / 2)
-        out["continuation"] = continuation_metrics(generator, long, cfg, embed, transcribe)
+        out["continuation"] = continuation_metrics(generator, continuation_items(cfg), cfg, embed,
+                                                   transcribe)
     if "asr" in suites:
         out["asr"] = asr_metrics(generator, items)
     return out

@@ -81,13 +81,16 @@ class CodecGenerator:
         return ar is not None and PHONEMES in ar.spec.prefix
 
     @property
+    def tasks(self) -> list[str]:
+        """The tasks the (first) model was trained on, as its directory records them."""
+        return list(next(iter(self.models.values())).spec.extra.get("tasks") or [])
+
+    @property
     def abilities(self) -> set[str]:
         """What this run can do: ``tts``, ``continuation``, ``asr`` (speech -> phonemes)."""
-        lm = self.models.get("ar")
-        tasks = set(lm.spec.extra.get("tasks") or []) if lm is not None else set()
         return ({"tts"} if self.is_tts else set()) | \
-            ({"continuation"} if self.kind == "audiolm" or "continue" in tasks else set()) | \
-            ({"asr"} if self.kind == "single" and "asr" in tasks else set())
+            ({"continuation"} if self.kind == "audiolm" or "continue" in self.tasks else set()) | \
+            ({"asr"} if self.kind == "single" and "asr" in self.tasks else set())
 
     def phonemes(self, text: str, source: str = "text") -> list[int]:
         """Family-local phoneme ids of ``text`` (phonemes the model never saw are an error)."""
@@ -115,9 +118,8 @@ class CodecGenerator:
             temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
             source: str = "prompt") -> Generated:
         if not self.is_tts:
-            tasks = next(iter(self.models.values())).spec.extra.get("tasks")
             raise ConfigError(f"{self.path}: not a TTS model (it reads no phonemes; trained for "
-                              f"{self.kind} tasks {tasks})")
+                              f"{self.kind} tasks {self.tasks})")
         chunks = split_sentences(text) if text and text.strip() else [text]
         phonemes = [ph for chunk in chunks for ph in self._fitting(chunk)]
         prompt_codes = self.prompt_codes(prompt, prompt_seconds, source)
@@ -223,11 +225,10 @@ class CodecGenerator:
     @torch.no_grad()
     def recognize(self, audio: np.ndarray, source: str = "audio") -> Recognized:
         """The phonemes of ``audio`` (greedy), from a codec LM trained with the ``asr`` task."""
-        lm = self.models.get("ar")
-        tasks = (lm.spec.extra.get("tasks") or []) if lm is not None else []
-        if self.kind != "single" or "asr" not in tasks:
+        if "asr" not in self.abilities:
             raise ConfigError(f"{self.path}: not a speech recognition model (a {self.kind} model "
-                              f"trained for tasks {tasks}; train one with tasks including asr)")
+                              f"trained for tasks {self.tasks}; train one with tasks including asr)")
+        lm = self.models["ar"]
         space = lm.space
         frames = self.codec.encode(audio, source=source)[:space.n_streams]
         codes, _ = space.encode(frames, source)
@@ -270,10 +271,9 @@ class CodecGenerator:
         if self.kind == "audiolm":
             codes = self._audiolm(prompt, prompt_codes, n, temperature, top_k, seed)
         else:
-            lm = self.models.get("ar")
-            tasks = lm.spec.extra.get("tasks") or [] if lm else []
-            if "continue" not in tasks:
-                raise ConfigError(f"{self.path}: not a continuation model (tasks {tasks})")
+            if "continuation" not in self.abilities:
+                raise ConfigError(f"{self.path}: not a continuation model (tasks {self.tasks})")
+            lm = self.models["ar"]
             K = lm.space.n_streams
             codes = self._generate(lm, task_prefix("continue"), prompt_codes[:K], n, temperature,
                                    top_k, seed)

@@ -12,6 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+# the tasks a codec LM trains on (speechlm.lm.codec.sequences builds their examples)
+CODEC_TASKS = ("tts", "continue", "semantic", "asr")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -57,7 +60,7 @@ class TrainConfig:
                                                  # each step (a duplex state), not copied from its past
     # codec language models (speechlm.lm.codec): tokens_dir is then a codec token dataset
     codec_dir: str | None = None                 # the codec (tokens_dir is built with it when missing)
-    tasks: list[str] | None = None               # tts | continue | semantic | asr; several = one multitask model
+    tasks: list[str] | None = None               # CODEC_TASKS; several = one multitask model
     codebooks: int | None = None                 # the first n codebooks are modelled (default all)
     prompt_seconds: float = 3.0                  # TTS prompt crop in training (and the tts default)
     sample_temperature: list[float] | None = None  # default sampling temperature per stream
@@ -121,9 +124,8 @@ class TrainConfig:
         bad += self._stream_problems()
         if self.prompt_seconds <= 0 or (self.codebooks is not None and self.codebooks < 1):
             bad.append(f"prompt_seconds={self.prompt_seconds} must be > 0, codebooks >= 1")
-        if self.tasks is not None and (not self.tasks or
-                                       set(self.tasks) - {"tts", "continue", "semantic", "asr"}):
-            bad.append(f"tasks={self.tasks} must be a non-empty list of tts, continue, semantic, asr")
+        if self.tasks is not None and (not self.tasks or set(self.tasks) - set(CODEC_TASKS)):
+            bad.append(f"tasks={self.tasks} must be a non-empty list of {', '.join(CODEC_TASKS)}")
         return bad
 
     def _stream_problems(self) -> list[str]:

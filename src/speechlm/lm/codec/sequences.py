@@ -32,12 +32,12 @@ import torch
 
 from speechlm.core.errors import ConfigError, DataError
 from speechlm.lm.codec.data import CodecDataset, CodecRecord
+from speechlm.lm.config import CODEC_TASKS
 from speechlm.lm.packing import Batch
 from speechlm.lm.sequences import IGNORE, Example, SequenceBuilder, register_builder, sequence_frame
 from speechlm.lm.streams import TokenSpace
 from speechlm.lm.vocab import SpeechVocab
 
-TASKS = ("tts", "continue", "semantic", "asr")
 MAX_STAGES = 16
 # <asr> comes last so the markers of models trained before it keep their ids
 MARKERS = ("<tts>", "<continue>", "<semantic>", "<sep>") + \
@@ -82,7 +82,7 @@ def task_prefix(task: str, record: CodecRecord | None = None, phonemes: Sequence
         return [(TASK_FAMILY, [marker("<continue>")])]
     if task == "asr":
         return [(TASK_FAMILY, [marker("<asr>")])]
-    raise ConfigError(f"task {task!r} is not one of {list(TASKS)}")
+    raise ConfigError(f"task {task!r} is not one of {list(CODEC_TASKS)}")
 
 
 def prefix_ids(space: TokenSpace, parts: Sequence[tuple[str, Sequence[int]]]) -> np.ndarray:
