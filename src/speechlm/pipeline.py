@@ -108,15 +108,17 @@ def ensure_tokens(cfg: TrainConfig, source: str) -> Path:
 
 def ensure_dialogue_tokens(cfg: TrainConfig) -> Path:
     """Frame-level duplex streams at ``tokens_dir`` from the two-channel corpus ``dialogue_dir``
-    (synthesized with ``corpus_hours``/``corpus_voices`` when missing)."""
+    (synthesized with ``dialogue_hours`` (else ``corpus_hours``) and ``corpus_voices`` when
+    missing)."""
     from speechlm.tokenizers.dialogue import tokenize_dialogues
 
     dialogues = Path(cfg.dialogue_dir)
     if not (dialogues / "meta.json").is_file():
         from speechlm.data.dialogue import synthesize_dialogues
 
-        log.warning("dialogue corpus %s missing: synthesizing %.2f h", dialogues, cfg.corpus_hours)
-        synthesize_dialogues(dialogues, hours=cfg.corpus_hours, voices=cfg.corpus_voices, seed=0,
+        hours = cfg.dialogue_hours or cfg.corpus_hours
+        log.warning("dialogue corpus %s missing: synthesizing %.2f h", dialogues, hours)
+        synthesize_dialogues(dialogues, hours=hours, voices=cfg.corpus_voices, seed=0,
                              show_progress=cfg.progress)
     log.warning("token dataset %s missing: tokenizing the dialogues of %s", cfg.tokens_dir, dialogues)
     return tokenize_dialogues(cfg.tokenizer_dir, dialogues, cfg.tokens_dir,

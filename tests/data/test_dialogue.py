@@ -106,11 +106,24 @@ def test_every_event_kind_and_silence_mode_labels(busy_corpus):
             assert not intersect(d.sounding(SYSTEM), [(e.start, next_query)])
         for b in d.of("backchannel"):  # in the listener's channel, during the other's turn
             assert any(t.start <= b.start < t.end for t in d.of("turn", 1 - b.channel))
+            if b.channel == USER:      # by default only in the system's pauses: user sound over
+                assert not intersect(d.sounding(SYSTEM), [(b.start, b.end)])  # it is a barge-in
     assert {d.split for d in dialogues} == {"train", "heldout"}
     voices = busy_corpus.meta
     heldout = {v.replace("+", "_") for v in voices["heldout_voices"]}
     for d in dialogues:
         assert (set(d.speakers) <= heldout) == (d.split == "heldout")
+
+
+def test_user_backchannels_over_system_speech_are_an_option(tmp_path):
+    config = dataclasses.replace(BUSY, user_backchannel_overlap=1.0, backchannel_prob=1.0,
+                                 interruption_prob=0.0)
+    corpus = synthesize_dialogues(tmp_path / "d", hours=90 / 3600, voices=3, heldout_voices=0,
+                                  seed=1, config=config, show_progress=False)
+    user = [(d, b) for d in corpus for b in d.of("backchannel", USER)]
+    assert user and all(intersect(d.sounding(SYSTEM), [(b.start, b.end)]) for d, b in user)
+    with pytest.raises(ConfigError, match="user_backchannel_overlap"):
+        DialogueConfig(user_backchannel_overlap=1.5)
 
 
 def test_record_round_trip_and_stats(busy_corpus):

@@ -98,6 +98,23 @@ def test_context_is_cut_to_half_the_training_block(tmp_path):
     assert session.duplex.decoder.length <= 16 and session.duplex.step == 54
 
 
+def test_reset_with_a_seed_replays_or_changes_the_draws(tmp_path):
+    """A benchmark gives each conversation its own seed: the same seed replays the same draws,
+    another seed draws differently from the same input."""
+    session = Session(SpeechPipeline.load(duplex_model_dir(tmp_path, "moshi")),
+                      Sampling(0, 1.5, None), seed=0)
+    user = [3] * 40
+
+    def run(seed):
+        session.reset(seed=seed)
+        session.push_units(user)
+        return np.stack(session.duplex.columns, axis=1)
+
+    first = run(1)
+    assert np.array_equal(run(1), first) and not np.array_equal(run(2), first)
+    assert session.seed == session.duplex.seed == 2
+
+
 def test_yielding_to_the_user_drops_queued_audio_and_other_ends_let_it_play(tmp_path):
     """speak -> interrupted or query (the user holds the floor): silent in this frame; speak ->
     idle (a pause, the end of the turn): the vocoder's queued frames play out."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from speechlm.core.errors import ConfigError
 from speechlm.generation.sampling import Decoder, sample
 from speechlm.lm.incremental import IncrementalLlama, supports
+from speechlm.lm.init.cold import cold_init
+from speechlm.lm.layout import get_layout
 from speechlm.lm.model import build_model, model_config
+from speechlm.lm.streams import TokenSpace
 from speechlm.lm.vocab import SpeechVocab
 
 from ..conftest import tiny_lm_config
@@ -57,6 +61,26 @@ def test_seeded_decoding_draws_the_same_tokens(model):
         return out
 
     assert decode(lean=True) == decode(lean=False)
+
+
+@pytest.mark.parametrize("depth_layers", [0, 1])
+def test_a_multistream_backbone_runs_lean_with_the_same_logits(depth_layers):
+    """Without a depth decoder the Decoder feeds a multi-stream model's backbone through the lean
+    forward (summed row embeddings in, the model's heads out): HF's logits, bit for bit, over
+    one-step and chunked feeds (a duplex session's columns); with one it keeps HF's forward."""
+    vocab = SpeechVocab.for_units(12).add_family("duration", 5, kind="prosody")
+    space = TokenSpace(vocab, ("units", "duration"), get_layout("delay", 2))
+    model = cold_init(space, "tiny", seed=0, depth_layers=depth_layers, hidden_size=32,
+                      num_hidden_layers=2, num_attention_heads=2, intermediate_size=64).eval()
+    lean, plain = Decoder(model), Decoder(model, lean=False)
+    assert (lean.lean is not None) == (depth_layers == 0) and plain.lean is None
+    gen = torch.Generator().manual_seed(3)
+    for n in [5, 1, 1, 4, 1, 30, 1]:
+        ids = np.stack([torch.randint(0, size, (n,), generator=gen).numpy()
+                        for size in model.config.row_vocab_sizes])
+        a, b = lean.feed(ids), plain.feed(ids)
+        assert torch.equal(a.logits, b.logits), f"chunk of {n}"
+        assert torch.equal(a.row(1, [4, 0]), b.row(1, [4, 0]))
 
 
 def test_sequences_share_stacked_weights_until_the_weights_change():

@@ -31,6 +31,8 @@ def add_synth_dialogue(csub: argparse._SubParsersAction) -> None:
                    help="a .txt file or folder whose quoted speech replaces the shipped novels")
     options = {"overlap_prob": "replies that start before the query ends",
                "backchannel_prob": "turns of 2 s or more that get a backchannel",
+               "user_backchannel_overlap": "user backchannels that start on a system word "
+                                           "rather than in one of its pauses",
                "pause_prob": "turns with a hesitation pause mid-sentence",
                "interruption_prob": "responses the user interrupts",
                "non_query_prob": "exchanges preceded by non-query audio",

@@ -74,9 +74,10 @@ class NextStep:
 class Decoder:
     """Incremental decoding with the KV cache kept between :meth:`feed` calls.
 
-    A plain Llama LM runs through :class:`~speechlm.lm.incremental.IncrementalLlama` (the same
-    logits, bit for bit, for a fraction of HF's per-call overhead); ``lean=False``, or any other
-    model, runs the HF forward with its ``DynamicCache``."""
+    A plain Llama LM, or a multi-stream model's Llama backbone when it has no depth decoder,
+    runs through :class:`~speechlm.lm.incremental.IncrementalLlama` (the same logits, bit for
+    bit, for a fraction of HF's per-call overhead); ``lean=False``, or any other model, runs the
+    HF forward with its ``DynamicCache``."""
 
     def __init__(self, model: PreTrainedModel, lean: bool = True) -> None:
         self.model = model
@@ -105,14 +106,17 @@ class Decoder:
             raise ConfigError(f"generate: {self.length + n} positions exceed the model's context "
                               f"of {self.limit}")
         self.length += n
-        if self.lean is not None:
-            return NextStep(self.model, None, self.lean.feed(ids).float())         # (1, V)
         if self.rows == 1:
+            if self.lean is not None:
+                return NextStep(self.model, None, self.lean.feed(ids).float())     # (1, V)
             out = self.model(input_ids=ids, use_cache=True, cache=self.cache)
             self.cache = out.cache
             return NextStep(self.model, None, out.logits[:, -1, :].float())        # (1, V)
-        hidden, self.cache = self.model.hidden(ids[None], cache=self.cache, use_cache=True)
-        hidden = hidden[:, -1:]                                                     # (1, 1, D)
+        if self.lean is not None:
+            hidden = self.lean.feed_embeds(self.model.embed(ids[None])[0])[None]   # (1, 1, D)
+        else:
+            hidden, self.cache = self.model.hidden(ids[None], cache=self.cache, use_cache=True)
+            hidden = hidden[:, -1:]                                                 # (1, 1, D)
         return NextStep(self.model, hidden, self.model.row_logits(hidden)[0, :, -1].float())
 
 

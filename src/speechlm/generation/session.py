@@ -105,8 +105,14 @@ class Session:
     sample_rate = SAMPLE_RATE
     frame_samples = 320  # one unit frame (20 ms at 50 Hz)
 
-    def reset(self) -> None:
-        """Forget the conversation: empty context, state ``silent``."""
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the conversation: empty context, state ``silent``. ``seed`` replaces the
+        session's sampling seed (a benchmark gives each conversation its own: with one seed,
+        conversations that start alike draw the same samples and fail alike)."""
+        if seed is not None:
+            self.seed = seed
+            if self.duplex is not None:
+                self.duplex.seed = seed
         self.decoder.reset()
         self.history: list[int] = []          # every id fed to the LM, for context resets
         self.state = "silent"

@@ -40,6 +40,7 @@ class TrainConfig:
     prosody_tokenizers: list[str] | None = None  # KIND=DIR (unit, pitch-vq, style): build tokens_dir
                                                  # = units + their streams (trained when missing)
     dialogue_dir: str | None = None              # two-channel dialogues: tokens_dir is built from them
+    dialogue_hours: float | None = None          # size of dialogue_dir when synthesized (else corpus_hours)
     text_lm_dir: str = "work/text-lm"
     text_lm_steps: int = 400
     output_dir: str = "runs/run"
@@ -115,6 +116,8 @@ class TrainConfig:
             bad.append(f"beta1={self.beta1}, beta2={self.beta2} must be in [0, 1)")
         if self.corpus_hours <= 0 or self.corpus_voices < 1:
             bad.append(f"corpus_hours={self.corpus_hours} must be > 0, corpus_voices >= 1")
+        if self.dialogue_hours is not None and self.dialogue_hours <= 0:
+            bad.append(f"dialogue_hours={self.dialogue_hours} must be > 0")
         if not self.output_dir:
             bad.append("output_dir must not be empty")
         if self.final_model == "best" and not self.keep_best:

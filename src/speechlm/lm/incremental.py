@@ -15,7 +15,10 @@ logits differ in the last bit.
 
 Only what was checked bit for bit qualifies (:func:`supports`: float32 on the CPU, SDPA
 attention, no biases, SiLU, default rotary, as many key/value heads as query heads); anything
-else (a GPU, bf16, a multi-stream model) keeps HF's forward.
+else (a GPU, bf16, a depth decoder) keeps HF's forward. A multi-stream model without a depth
+decoder qualifies through its backbone: :meth:`IncrementalLlama.feed_embeds` takes the summed
+row embeddings and returns the backbone's state, and the model's own heads make the logits
+(a duplex frame: 6 ms of CPU through HF's forward, ~2 ms here).
 """
 
 from __future__ import annotations
@@ -25,17 +28,32 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import LlamaForCausalLM, PreTrainedModel
+from transformers import LlamaForCausalLM, LlamaModel, PreTrainedModel
 
 from speechlm.core.errors import ConfigError
 
 
+def _decoder(model: PreTrainedModel) -> tuple[LlamaModel, torch.Tensor | None] | None:
+    """The Llama decoder a lean forward can run for ``model`` and its head (None: the model's
+    own heads read the hidden states, as a multi-stream model without a depth decoder does)."""
+    from speechlm.lm.multistream.modeling_multistream import MultiStreamForCausalLM
+
+    if type(model) is LlamaForCausalLM:
+        return model.model, model.lm_head.weight
+    if type(model) is MultiStreamForCausalLM and model.depth is None \
+            and type(model.backbone) is LlamaModel:
+        return model.backbone, None
+    return None
+
+
 def supports(model: PreTrainedModel) -> bool:
-    """True for a Llama LM whose forward :class:`IncrementalLlama` reproduces exactly."""
-    if type(model) is not LlamaForCausalLM or model.training or model.device.type != "cpu" \
+    """True for a Llama LM (or a multi-stream model's Llama backbone) whose forward
+    :class:`IncrementalLlama` reproduces exactly."""
+    found = _decoder(model)
+    if found is None or model.training or model.device.type != "cpu" \
             or model.dtype != torch.float32:
         return False
-    cfg = model.config
+    cfg = found[0].config
     return (cfg._attn_implementation == "sdpa" and not cfg.attention_bias and not cfg.mlp_bias
             and cfg.hidden_act == "silu" and cfg.num_key_value_heads == cfg.num_attention_heads
             and (cfg.rope_parameters or {}).get("rope_type", "default") == "default"
@@ -59,7 +77,7 @@ class _Weights:
     """What every sequence of one model shares: stacked weights, rotary tables."""
 
     layers: list[_Layer]
-    head: torch.Tensor      # (D, V)
+    head: torch.Tensor | None  # (D, V); None: hidden states out (a multi-stream backbone)
     cos: torch.Tensor       # (max positions, Dh)
     sin: torch.Tensor       # its first half negated: rotate_half(x) * sin == x[..., swap] * sin
     swap: torch.Tensor      # (Dh,) index of the other half
@@ -69,7 +87,7 @@ class _Weights:
 _SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> _Weights
 
 
-def _weights(model: LlamaForCausalLM) -> _Weights:
+def _weights(model: PreTrainedModel) -> _Weights:
     """The model's stacked weights, made once per model and again after its weights change
     (in-place optimizer steps bump their versions; weights made in inference mode have no
     versions and are stacked anew every time)."""
@@ -77,6 +95,7 @@ def _weights(model: LlamaForCausalLM) -> _Weights:
     versions = None if any(p.is_inference() for p in params) else tuple(p._version for p in params)
     shared = _SHARED.get(model)
     if shared is None or versions is None or shared.versions != versions:
+        decoder, head = _decoder(model)
         with torch.inference_mode():
             layers = [_Layer(l.input_layernorm.weight,
                              torch.cat([l.self_attn.q_proj.weight, l.self_attn.k_proj.weight,
@@ -84,15 +103,15 @@ def _weights(model: LlamaForCausalLM) -> _Weights:
                              l.self_attn.o_proj.weight.t(), l.post_attention_layernorm.weight,
                              torch.cat([l.mlp.gate_proj.weight, l.mlp.up_proj.weight]).t(),
                              l.mlp.down_proj.weight.t())
-                      for l in model.model.layers[:model.config.num_hidden_layers]]
-            rotary, embed = model.model.rotary_emb, model.model.embed_tokens.weight
-            positions = torch.arange(model.config.max_position_embeddings, device=embed.device)
+                      for l in decoder.layers[:decoder.config.num_hidden_layers]]
+            rotary, embed = decoder.rotary_emb, decoder.embed_tokens.weight
+            positions = torch.arange(decoder.config.max_position_embeddings, device=embed.device)
             cos, sin = rotary(embed, position_ids=positions[None])  # (1, P, Dh) each
             half = cos.shape[-1] // 2
             sin = torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)
             swap = torch.arange(cos.shape[-1], device=embed.device).roll(half)
-        shared = _SHARED[model] = _Weights(layers, model.lm_head.weight.t(), cos[0], sin, swap,
-                                           versions)
+        shared = _SHARED[model] = _Weights(layers, None if head is None else head.t(), cos[0],
+                                           sin, swap, versions)
     return shared
 
 
@@ -101,8 +120,9 @@ class IncrementalLlama:
     chunk's last token. Sequences of one model share its stacked weights (:func:`_weights`);
     each keeps only its KV cache (``capacity`` positions to start with)."""
 
-    def __init__(self, model: LlamaForCausalLM, capacity: int = 256) -> None:
-        inner, cfg = model.model, model.config
+    def __init__(self, model: PreTrainedModel, capacity: int = 256) -> None:
+        inner, _ = _decoder(model)
+        cfg = inner.config
         self.shared = _weights(model)
         self.embed, self.norm = inner.embed_tokens.weight, inner.norm.weight
         self.eps = inner.norm.variance_epsilon
@@ -133,7 +153,18 @@ class IncrementalLlama:
     def feed(self, ids: torch.Tensor) -> torch.Tensor:
         """``ids`` ``(1, n)`` -> ``(1, V)`` logits of the next token (as ``model(ids, cache)``).
         Inference mode throughout: the buffers are made and written in it."""
-        n, H = ids.shape[-1], self.heads
+        hidden = self._run(F.embedding(ids.reshape(-1), self.embed))
+        return torch.mm(hidden, self.shared.head)[-1:]  # (1, V)
+
+    @torch.inference_mode()
+    def feed_embeds(self, embeds: torch.Tensor) -> torch.Tensor:
+        """``embeds`` ``(n, D)`` -> ``(1, D)`` final-normed state of the chunk's last position (as
+        the backbone's ``last_hidden_state[:, -1]`` with ``inputs_embeds`` and a cache)."""
+        return self._run(embeds)[-1:]
+
+    def _run(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``(n, D)`` inputs at the next ``n`` positions -> ``(n, D)`` final-normed states."""
+        n, H = hidden.shape[0], self.heads
         start, end = self.length, self.length + n
         if end > self.limit:
             raise ConfigError(f"generate: {end} positions exceed the model's context of "
@@ -147,10 +178,9 @@ class IncrementalLlama:
         # HF's attention mask: causal in the first chunk, none for one token, else boolean
         mask = None
         if start and n > 1:
-            q_pos = torch.arange(start, end, device=ids.device)[:, None]
-            mask = (torch.arange(end, device=ids.device)[None] <= q_pos)[None, None]  # (1, 1, n, T)
+            q_pos = torch.arange(start, end, device=hidden.device)[:, None]
+            mask = (torch.arange(end, device=hidden.device)[None] <= q_pos)[None, None]  # (1, 1, n, T)
         shared = self.shared
-        hidden = F.embedding(ids.reshape(n), self.embed)  # (n, D)
         for layer, (keys, values) in zip(shared.layers, self.layer_kv):
             x = _rms_norm(hidden, layer.norm1, self.eps)
             qkv = torch.mm(x, layer.qkv).view(n, 3 * H, self.head_dim).transpose(0, 1)  # (3H, n, Dh)
@@ -166,7 +196,7 @@ class IncrementalLlama:
                 self.inner, dim=-1)
             hidden = hidden + torch.mm(F.silu(gate) * up, layer.down)
         self.length = end
-        return torch.mm(_rms_norm(hidden, self.norm, self.eps), shared.head)[-1:]  # (1, V)
+        return _rms_norm(hidden, self.norm, self.eps)
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -141,7 +141,8 @@ class UnitVocoder(nn.Module):
                  streams=None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(F, 80) predicted log-mel at 100 Hz and, for a source vocoder, (F,) predicted F0 in
         Hz (0 = unvoiced; None otherwise)."""
-        self.eval()
+        if self.training:  # eval() walks every module: ~1 ms a call, per streamed frame
+            self.eval()
         u, d, s = self._inputs(units, durations, streams)
         vec = self.speaker_vector(speaker)
         mel, pitch = self.acoustic(u, d, None if vec is None else vec[None], s)
@@ -167,7 +168,8 @@ class UnitVocoder(nn.Module):
         Griffin-Lim; given the mel of real speech this is copy synthesis, the vocoder alone. A
         source vocoder (``config.source``) also needs ``f0``: (F,) Hz per mel frame, 0 =
         unvoiced (for real speech, :func:`speechlm.tokenizers.prosody.f0.extract_f0`)."""
-        self.eval()
+        if self.training:  # eval() walks every module: ~1 ms a call, per streamed frame
+            self.eval()
         if griffin_lim_baseline:
             return griffin_lim(mel.numpy())
         if self.config.source:

@@ -19,7 +19,14 @@ class DialogueConfig:
     pause_prob: float = 0.3                      # a turn gets a hesitation pause mid-sentence
     pause_s: tuple[float, float] = (0.5, 1.5)    # its length (pauses between sentences: 0.2..0.6)
     backchannel_prob: float = 0.5                # the listener backchannels during a turn >= 2 s
-    interruption_prob: float = 0.5               # the user barges in on the response
+    user_backchannel_overlap: float = 0.0        # share of the user's backchannels that start on a
+                                                 # system word (the rest: in its pauses); the system's
+                                                 # are half and half. A duplex model hears the user
+                                                 # 80 ms late and cannot tell a backchannel from a
+                                                 # barge-in in time to stop within 200 ms, so by
+                                                 # default every user sound over system speech is
+                                                 # one it must stop for
+    interruption_prob: float = 0.7               # the user barges in on the response
     interrupt_stop_ms: float = 100.0             # ... and the system is silent within this time
                                                  # (duplex models learn to stop as soon as they hear)
     non_query_prob: float = 0.4                  # non-query audio before the exchange's query
@@ -32,7 +39,7 @@ class DialogueConfig:
 
     def __post_init__(self) -> None:
         probs = {k: getattr(self, k) for k in ("overlap_prob", "pause_prob", "backchannel_prob",
-                                                "interruption_prob", "non_query_prob",
+                                                "user_backchannel_overlap", "interruption_prob", "non_query_prob",
                                                 "valid_fraction", "test_fraction")}
         bad = {k: v for k, v in probs.items() if not 0.0 <= v <= 1.0}
         if bad:

@@ -231,7 +231,8 @@ class _Composer:
 
     def backchannel(self, speaker_turn: Segment, listener: int, before: float) -> None:
         """Maybe one backchannel from ``listener`` during a turn of 2 s or more: in one of its
-        pauses (no overlap) or starting on one of its words (overlap)."""
+        pauses (no overlap) or starting on one of its words (overlap; for the user with
+        probability ``user_backchannel_overlap``, for the system half the time)."""
         if speaker_turn.end - speaker_turn.start < 2.0 or \
                 self.rng.random() >= self.config.backchannel_prob:
             return
@@ -240,13 +241,11 @@ class _Composer:
         pauses = [(a[1], b[0]) for a, b in zip(speaker_turn.sounding(), speaker_turn.sounding()[1:])
                   if b[0] - a[1] >= clip.duration + 0.2]
         onsets = [t for w in speaker_turn.words() if (t := w[1]) >= speaker_turn.start + 0.8]
-        if pauses and self.rng.random() < 0.5:
-            start = pick(self.rng, pauses)[0] + 0.1
-        elif onsets:
-            start = pick(self.rng, onsets)
-        else:
+        overlap = self.config.user_backchannel_overlap if listener == USER else 0.5
+        starts = onsets if self.rng.random() < overlap else [p[0] + 0.1 for p in pauses]
+        if not starts:
             return
-        start = snap(start)
+        start = snap(pick(self.rng, starts))
         end = start + clip.duration
         if end <= min(before, speaker_turn.end) and self.timeline.free(listener, start, end):
             self.timeline.add(Segment("backchannel", word, listener,

@@ -59,14 +59,19 @@ class MultiStreamForCausalLM(MultiStreamPreTrainedModel):
         """Row 0's table (the backbone's own table is unused and has one row)."""
         return self.embeddings[0]
 
-    def hidden(self, input_ids: torch.Tensor, cache=None, use_cache: bool | None = None,
-               **kwargs) -> tuple[torch.Tensor, object]:
-        """``(B, R, T)`` ids -> backbone states ``(B, T, D)`` and the updated cache."""
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``(B, R, T)`` ids -> the backbone's inputs ``(B, T, D)``: the rows' embeddings summed."""
         embeds = self.embeddings[0](input_ids[:, 0])                    # (B, T, D)
         for row, table in enumerate(self.embeddings):
             if row and table is not None:
                 embeds = embeds + table(input_ids[:, row])
-        out = self.backbone(inputs_embeds=embeds, cache=cache, use_cache=use_cache, **kwargs)
+        return embeds
+
+    def hidden(self, input_ids: torch.Tensor, cache=None, use_cache: bool | None = None,
+               **kwargs) -> tuple[torch.Tensor, object]:
+        """``(B, R, T)`` ids -> backbone states ``(B, T, D)`` and the updated cache."""
+        out = self.backbone(inputs_embeds=self.embed(input_ids), cache=cache, use_cache=use_cache,
+                            **kwargs)
         return out.last_hidden_state, out.cache
 
     def row_logits(self, hidden: torch.Tensor, next_ids: torch.Tensor | None = None) -> torch.Tensor:
