@@ -18,7 +18,7 @@ attention, no biases, SiLU, default rotary, as many key/value heads as query hea
 else (a GPU, bf16, a depth decoder) keeps HF's forward. A multi-stream model without a depth
 decoder qualifies through its backbone: :meth:`IncrementalLlama.feed_embeds` takes the summed
 row embeddings and returns the backbone's state, and the model's own heads make the logits
-(a duplex session's silent frames: p95 8.9 ms of CPU with HF's forward, 5.7 ms with this one,
+(a duplex session's silent frames: p95 8.3 ms of CPU with HF's forward, 5.5 ms with this one,
 ``benchmarks/duplex_frame_cost.py``).
 """
 
