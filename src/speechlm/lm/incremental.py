@@ -154,6 +154,8 @@ class IncrementalLlama:
     def feed(self, ids: torch.Tensor) -> torch.Tensor:
         """``ids`` ``(1, n)`` -> ``(1, V)`` logits of the next token (as ``model(ids, cache)``).
         Inference mode throughout: the buffers are made and written in it."""
+        if self.shared.head is None:
+            raise ConfigError("a multi-stream backbone has no LM head: feed it with feed_embeds")
         hidden = self._run(F.embedding(ids.reshape(-1), self.embed))
         return torch.mm(hidden, self.shared.head)[-1:]  # (1, V)
 
