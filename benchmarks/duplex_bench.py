@@ -39,7 +39,8 @@ SEEDS = (0, 1, 2)
 BASELINE_OVERRIDES = ["tokenizer_features=mfcc", "tokenizer_units=50", "max_steps=300",
                       "batch_size=8", "eval_every=20"]
 KEYS = ("interruption_stop_latency_p50_ms", "interruption_stop_latency_p95_ms", "interruptions",
-        "interruption_stopped_200ms", "interruption_stop_latency_vad_p95_ms", "turn_taking_latency_ms", "takeover_rate_pause",
+        "interruption_stopped_200ms", "interruption_stop_latency_vad_p95_ms",
+        "turn_taking_latency_ms", "takeover_rate_pause",
         "backchannel_rate", "silence_query_accuracy", "false_response_rate",
         "frame_compute_p95_ms", "frame_cpu_p95_ms", "frame_cpu_p95_over_frame")
 

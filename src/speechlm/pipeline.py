@@ -148,7 +148,7 @@ def ensure_codec_tokens(cfg: TrainConfig, progress: bool = True) -> Path:
         from speechlm.tokenizers.codec.train import CodecTrainConfig, train_codec
 
         log.warning("codec %s missing: training one (default budget, distilled from %s)", codec, tok)
-        threads = cfg.threads or os.cpu_count() or 1   # the recipe's, else every core (~10 min on 2)
+        threads = cfg.threads or os.cpu_count() or 1  # the recipe's, else every core (~10 min/2)
         train_codec(corpus, codec, CodecTrainConfig(distill=str(tok), threads=threads),
                     threads=threads, show_progress=progress)
     from speechlm.lm.codec.data import build_codec_dataset

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     train = csub.add_parser("train", help="train a codec on a corpus",
                             description="Train on the corpus' train split for a fixed number of steps "
-                            "(the default fits about 10 minutes on 2 CPU cores with --threads 2). Every key of the "
+                            "(the default fits about 10 minutes on 2 CPU cores with --threads 2). "
+                            "Every key of the "
                             "training config can be set with --config FILE.yaml or key=value.")
     train.add_argument("--corpus", required=True, help="corpus directory")
     train.add_argument("--out", required=True, help="output codec directory (also the run directory)")

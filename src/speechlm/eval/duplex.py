@@ -141,7 +141,8 @@ def score_dialogue(d: Dialogue, system: list[Segment], quiet: np.ndarray | None 
     backchannels = sum(any(q.start < s[0] < q.end - 0.2 for q in queries)
                        for s in system if s[1] - s[0] < BACKCHANNEL_S)
     return {"stop": stop, "stop_vad": stop_vad, "latency": latency, "queries": len(queries),
-            "answered": answered, "non_query": len(non_query), "false": false, "pauses": len(pauses),
+            "answered": answered, "non_query": len(non_query), "false": false,
+            "pauses": len(pauses),
             "takeovers": takeovers, "backchannels": backchannels,
             "query_minutes": sum(q.duration for q in queries) / 60}
 

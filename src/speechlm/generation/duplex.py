@@ -72,7 +72,10 @@ class DuplexEngine:
         self.window = min(x for x in (lm.spec.seq_len, self.decoder.limit) if x)
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, seed: int | None = None) -> None:
+        """A new conversation (``seed``: its sampling seed, else the engine's)."""
+        if seed is not None:
+            self.seed = seed
         self.decoder.reset()
         self.generator = torch.Generator(device=self.decoder.device).manual_seed(self.seed)
         self.columns: list[np.ndarray] = []   # every step fed since reset, (R,) model ids each

@@ -111,8 +111,6 @@ class Session:
         conversations that start alike draw the same samples and fail alike)."""
         if seed is not None:
             self.seed = seed
-            if self.duplex is not None:
-                self.duplex.seed = seed
         self.decoder.reset()
         self.history: list[int] = []          # every id fed to the LM, for context resets
         self.state = "silent"
@@ -123,7 +121,7 @@ class Session:
         self.pending_audio = np.zeros(0, dtype=np.float32)
         self._reset_streams()
         if self.duplex is not None:
-            self.duplex.reset()
+            self.duplex.reset(seed)
 
     def _reset_streams(self) -> None:
         self.said = 0

@@ -40,7 +40,8 @@ class TrainConfig:
     prosody_tokenizers: list[str] | None = None  # KIND=DIR (unit, pitch-vq, style): build tokens_dir
                                                  # = units + their streams (trained when missing)
     dialogue_dir: str | None = None              # two-channel dialogues: tokens_dir is built from them
-    dialogue_hours: float | None = None          # size of dialogue_dir when synthesized (else corpus_hours)
+    dialogue_hours: float | None = None          # size of dialogue_dir when synthesized
+                                                 # (None: corpus_hours)
     text_lm_dir: str = "work/text-lm"
     text_lm_steps: int = 400
     output_dir: str = "runs/run"

@@ -182,7 +182,8 @@ class IncrementalLlama:
         mask = None
         if start and n > 1:
             q_pos = torch.arange(start, end, device=hidden.device)[:, None]
-            mask = (torch.arange(end, device=hidden.device)[None] <= q_pos)[None, None]  # (1, 1, n, T)
+            keys_pos = torch.arange(end, device=hidden.device)
+            mask = (keys_pos[None] <= q_pos)[None, None]                        # (1, 1, n, T)
         shared = self.shared
         for layer, (keys, values) in zip(shared.layers, self.layer_kv):
             x = _rms_norm(hidden, layer.norm1, self.eps)

@@ -136,13 +136,18 @@ class UnitVocoder(nn.Module):
             tensors[name] = torch.from_numpy(values)[None]
         return torch.from_numpy(units)[None], torch.from_numpy(durations)[None], tensors
 
+    def _ensure_eval(self) -> None:
+        """Dropout off; ``eval()`` only when needed: it walks every module (~1 ms a call, paid
+        on every frame a streaming session vocodes)."""
+        if self.training:
+            self.eval()
+
     @torch.inference_mode()
     def features(self, units, durations=None, speaker: Speaker = None,
                  streams=None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(F, 80) predicted log-mel at 100 Hz and, for a source vocoder, (F,) predicted F0 in
         Hz (0 = unvoiced; None otherwise)."""
-        if self.training:  # eval() walks every module: ~1 ms a call, per streamed frame
-            self.eval()
+        self._ensure_eval()
         u, d, s = self._inputs(units, durations, streams)
         vec = self.speaker_vector(speaker)
         mel, pitch = self.acoustic(u, d, None if vec is None else vec[None], s)
@@ -168,8 +173,7 @@ class UnitVocoder(nn.Module):
         Griffin-Lim; given the mel of real speech this is copy synthesis, the vocoder alone. A
         source vocoder (``config.source``) also needs ``f0``: (F,) Hz per mel frame, 0 =
         unvoiced (for real speech, :func:`speechlm.tokenizers.prosody.f0.extract_f0`)."""
-        if self.training:  # eval() walks every module: ~1 ms a call, per streamed frame
-            self.eval()
+        self._ensure_eval()
         if griffin_lim_baseline:
             return griffin_lim(mel.numpy())
         if self.config.source:

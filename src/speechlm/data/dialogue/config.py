@@ -39,7 +39,8 @@ class DialogueConfig:
 
     def __post_init__(self) -> None:
         probs = {k: getattr(self, k) for k in ("overlap_prob", "pause_prob", "backchannel_prob",
-                                                "user_backchannel_overlap", "interruption_prob", "non_query_prob",
+                                                "user_backchannel_overlap", "interruption_prob",
+                                                "non_query_prob",
                                                 "valid_fraction", "test_fraction")}
         bad = {k: v for k, v in probs.items() if not 0.0 <= v <= 1.0}
         if bad:
