@@ -126,6 +126,21 @@ def test_user_backchannels_over_system_speech_are_an_option(tmp_path):
         DialogueConfig(user_backchannel_overlap=1.5)
 
 
+@pytest.mark.parametrize("early", [0.0, 1.0])
+def test_early_barge_ins_come_within_the_responses_first_second(tmp_path, early):
+    config = dataclasses.replace(BUSY, interruption_prob=1.0, early_interruption_prob=early,
+                                 non_query_prob=0.0)
+    corpus = synthesize_dialogues(tmp_path / "d", hours=60 / 3600, voices=3, heldout_voices=0,
+                                  seed=2, config=config, show_progress=False)
+    delays = [i.start - next(t.start for t in d.of("turn", SYSTEM) if t.start < i.start < t.end)
+              for d in corpus for i in d.of("interruption")]
+    assert len(delays) >= 2
+    if early:   # after the response's first word, before its first second is over
+        assert all(0.1 < x < 1.0 for x in delays), delays
+    else:
+        assert all(x >= 1.0 for x in delays), delays
+
+
 def test_record_round_trip_and_stats(busy_corpus):
     d = next(iter(busy_corpus))
     assert Dialogue.from_dict(d.to_dict()) == d

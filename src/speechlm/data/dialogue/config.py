@@ -27,6 +27,9 @@ class DialogueConfig:
                                                  # default every user sound over system speech is
                                                  # one it must stop for
     interruption_prob: float = 0.7               # the user barges in on the response
+    early_interruption_prob: float = 0.3         # ... within its first second (else later): a
+                                                 # system that starts to speak must stop for a
+                                                 # user who starts just after it, too
     interrupt_stop_ms: float = 100.0             # ... and the system is silent within this time
                                                  # (duplex models learn to stop as soon as they hear)
     non_query_prob: float = 0.4                  # non-query audio before the exchange's query
@@ -40,6 +43,7 @@ class DialogueConfig:
     def __post_init__(self) -> None:
         probs = {k: getattr(self, k) for k in ("overlap_prob", "pause_prob", "backchannel_prob",
                                                 "user_backchannel_overlap", "interruption_prob",
+                                                "early_interruption_prob",
                                                 "non_query_prob",
                                                 "valid_fraction", "test_fraction")}
         bad = {k: v for k, v in probs.items() if not 0.0 <= v <= 1.0}

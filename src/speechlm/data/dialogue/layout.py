@@ -271,10 +271,14 @@ class _Composer:
         return self.timeline.end
 
     def interrupt(self, response: Segment) -> tuple[float, float] | None:
-        """(barge-in, stop): the user starts inside one of the response's words after its
-        first second; the system is silent within ``interrupt_stop_ms``."""
+        """(barge-in, stop): the user starts inside one of the response's words, within its
+        first second (``early_interruption_prob``: from its second word) or after it; the
+        system is silent within ``interrupt_stop_ms``."""
+        early = self.rng.random() < self.config.early_interruption_prob
+        first = response.words()[0][2]
+        lo, hi = (first, response.start + 1.0) if early else (response.start + 1.0, math.inf)
         words = [w for w in response.words()
-                 if w[1] >= response.start + 1.0 and w[2] <= response.end - 0.5]
+                 if lo <= w[1] < hi and w[2] <= response.end - 0.5]
         if not words:
             return None
         _, w0, w1 = pick(self.rng, words)
