@@ -270,12 +270,12 @@ class _Composer:
             t = snap(t + self.rng.uniform(0.2, 0.7))
         return self.timeline.end
 
-    def interrupt(self, response: Segment) -> tuple[float, float] | None:
-        """(barge-in, stop): the user starts inside one of the response's words, within its
-        first second (``early_interruption_prob``: from its second word) or after it; the
-        system is silent within ``interrupt_stop_ms``."""
+    def interrupt(self, response: Segment, user_free: float) -> tuple[float, float] | None:
+        """(barge-in, stop): the user (silent from ``user_free``) starts inside one of the
+        response's words, within its first second (``early_interruption_prob``: from its second
+        word) or after it; the system is silent within ``interrupt_stop_ms``."""
         early = self.rng.random() < self.config.early_interruption_prob
-        first = response.words()[0][2]
+        first = max(response.words()[0][2], user_free)
         lo, hi = (first, response.start + 1.0) if early else (response.start + 1.0, math.inf)
         words = [w for w in response.words()
                  if lo <= w[1] < hi and w[2] <= response.end - 0.5]
@@ -294,7 +294,7 @@ class _Composer:
         response = self.turn(SYSTEM, answer, max(self.response_start(query), system_free))
         self.timeline.add(query)
         self.backchannel(query, SYSTEM, before=response.start - 0.2)
-        cut = self.interrupt(response) if interruption else None
+        cut = self.interrupt(response, query.end + 0.1) if interruption else None
         if cut is None:
             self.timeline.add(response)
             self.backchannel(response, USER, before=response.end)
