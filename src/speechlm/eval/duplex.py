@@ -119,10 +119,11 @@ def score_dialogue(d: Dialogue, system: list[Segment], quiet: np.ndarray | None 
     (:func:`quiet_frames`; without it the stop is the VAD segment's end)."""
     queries = d.of("turn", USER)
     responses = [s for s in system if s[1] - s[0] >= RESPONSE_S]
-    stop, stop_vad, latency, answered = [], [], [], 0
+    stop, stop_vad, onsets, latency, answered = [], [], [], [], 0
     for q in queries:
         speaking = next((s for s in system if s[0] < q.start < s[1]), None)
         if speaking is not None:
+            onsets.append(q.start)
             stop_vad.append(speaking[1] - q.start)
             stop.append(stop_vad[-1] if quiet is None else silent_from(quiet, q.start) - q.start)
         lo, hi = q.end + RESPONSE_WINDOW[0], q.end + RESPONSE_WINDOW[1]
@@ -140,7 +141,8 @@ def score_dialogue(d: Dialogue, system: list[Segment], quiet: np.ndarray | None 
     takeovers = sum(any(p.start <= s[0] < p.end for s in responses) for p in pauses)
     backchannels = sum(any(q.start < s[0] < q.end - 0.2 for q in queries)
                        for s in system if s[1] - s[0] < BACKCHANNEL_S)
-    return {"stop": stop, "stop_vad": stop_vad, "latency": latency, "queries": len(queries),
+    return {"stop": stop, "stop_vad": stop_vad, "stop_onsets": onsets, "latency": latency,
+            "queries": len(queries),
             "answered": answered, "non_query": len(non_query), "false": false,
             "pauses": len(pauses),
             "takeovers": takeovers, "backchannels": backchannels,
@@ -250,6 +252,8 @@ def evaluate_duplex(model_dir: str | None, dialogues: list[Dialogue], vocoder_di
             compute += times
             cpu += cpu_times
             per.append({"id": d.id, "system_segments": [[round(a, 2), round(b, 2)] for a, b in segs],
+                        "stops": [[round(t, 2), round(x, 3)]   # barge-in onset, stop latency (s)
+                                  for t, x in zip(part["stop_onsets"], part["stop"])],
                         **{k: v for k, v in part.items() if not isinstance(v, list)}})
             advance()
     return {"system": kind, "duplex": summarize(parts, compute, cpu), "per_dialogue": per}

@@ -272,11 +272,13 @@ class _Composer:
 
     def interrupt(self, response: Segment, user_free: float) -> tuple[float, float] | None:
         """(barge-in, stop): the user (silent from ``user_free``) starts inside one of the
-        response's words, within its first second (``early_interruption_prob``: from its second
-        word) or after it; the system is silent within ``interrupt_stop_ms``."""
+        response's words, in its second half-second (``early_interruption_prob``) or after its
+        first second; the system is silent within ``interrupt_stop_ms``. Not earlier: a reply
+        cut before 0.5 s reads as a backchannel, not an answer (:mod:`speechlm.eval.duplex`)."""
         early = self.rng.random() < self.config.early_interruption_prob
-        first = max(response.words()[0][2], user_free)
-        lo, hi = (first, response.start + 1.0) if early else (response.start + 1.0, math.inf)
+        lo, hi = (response.start + 0.5, response.start + 1.0) if early else \
+            (response.start + 1.0, math.inf)
+        lo = max(lo, user_free)
         words = [w for w in response.words()
                  if lo <= w[1] < hi and w[2] <= response.end - 0.5]
         if not words:
