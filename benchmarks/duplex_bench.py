@@ -42,7 +42,7 @@ KEYS = ("interruption_stop_latency_p50_ms", "interruption_stop_latency_p95_ms", 
         "interruption_stopped_200ms", "interruption_stop_latency_vad_p95_ms",
         "turn_taking_latency_ms", "takeover_rate_pause",
         "backchannel_rate", "silence_query_accuracy", "false_response_rate",
-        "frame_compute_p95_ms", "frame_cpu_p95_ms", "frame_cpu_p95_over_frame")
+        "frame_compute_p95_ms", "frame_cpu_p95_ms", "frame_cpu_p95_over_frame", "reply_wer")
 
 
 def speechlm(*args: str) -> list[str]:

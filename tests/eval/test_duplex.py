@@ -16,8 +16,8 @@ from speechlm.data.audio import SAMPLE_RATE
 from speechlm.data.dialogue import DialogueConfig, DialogueCorpus, synthesize_dialogues
 from speechlm.data.dialogue.corpus import SCHEMA
 from speechlm.data.dialogue.record import SYSTEM, USER, Dialogue, Event
-from speechlm.eval.duplex import (FRAME, DuplexConfig, evaluate_duplex, score_dialogue, segments,
-                                  summarize, vad_frames)
+from speechlm.eval.duplex import (FRAME, DuplexConfig, evaluate_duplex, monologue, score_dialogue,
+                                  segments, summarize, vad_frames)
 from speechlm.tokenizers.dialogue import STATES, tokenize_dialogues
 from speechlm.tokenizers.tokens import TokenDataset
 
@@ -83,6 +83,10 @@ def test_the_recorded_system_channel_scores_as_scripted(dialogues):
     d = result["duplex"]
     assert result["system"] == "reference" and d["queries"] >= 4 and d["non_query_segments"] >= 2
     assert d["silence_query_accuracy"] >= 0.9 and d["false_response_rate"] == 0.0
+    # Whisper hears the words the script left the system (held-out espeak voices: ~0.4)
+    print("reference reply WER", d["reply_wer"])
+    assert d["reply_wer"] is not None and d["reply_wer"] < 0.6
+    assert all(p["meant"] and "heard" in p for p in result["per_dialogue"])
     # the stop is read from the output's energy: the scripted 50-100 ms, to the 20 ms frame;
     # webrtcvad's segment end trails it
     assert d["interruptions"] >= 1 and d["interruption_stop_latency_p95_ms"] <= 120
@@ -134,6 +138,11 @@ def test_malformed_dialogue_metadata_gives_one_line_error(dialogues, tmp_path, c
     assert "unknown non_query label 'tv'" in err and "heldout-00000.parquet" in err, err
     assert main(["eval", "--suite", "duplex,lexical", "--model", "m", "--out", "o"]) == 2
     assert "runs on its own" in capsys.readouterr().err
+
+
+def test_a_text_stream_written_letter_by_letter_reads_back_as_words():
+    assert monologue(["", "h", "i", "", "", "y", "o", "u", ""]) == "hi you"
+    assert monologue(["", ""]) == ""
 
 
 def test_frames_are_20_ms():

@@ -30,7 +30,12 @@ one segment. Against the dialogue's events:
 * ``takeover_rate_pause``: share of the user's mid-turn pauses in which a response starts;
 * ``backchannel_rate``: system segments shorter than ``BACKCHANNEL_S`` starting inside user
   queries, per minute of query;
-* ``frame_compute``: wall time of each ``push`` (one frame), p50/p95, against the 20 ms frame.
+* ``frame_compute``: wall time of each ``push`` (one frame), p50/p95, against the 20 ms frame;
+* ``reply_wer``: does the system's voice say what it means to? The whole system output of a
+  dialogue is transcribed by the evaluation ASR (Whisper, :mod:`speechlm.eval.asr`) and scored
+  against the words it intended: its text stream (Moshi's inner monologue, read one letter per
+  frame) or, for the recorded channel, the words the script left it. Systems without a text
+  stream (dgslm, turn-based) have none to score against (``None``).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import numpy as np
 from speechlm.core.errors import ConfigError
 from speechlm.data.audio import SAMPLE_RATE
 from speechlm.data.dialogue.record import SYSTEM, USER, Dialogue
+from speechlm.eval.asr import DEFAULT_ASR
 
 FRAME = 320                 # samples per 20 ms frame
 FRAME_S = FRAME / SAMPLE_RATE
@@ -62,6 +68,7 @@ class DuplexConfig:
     vad_mode: int = 2               # webrtcvad aggressiveness 0..3
     max_dialogues: int | None = None
     threads: int = 1                # torch threads while running sessions (frame compute)
+    asr: str | None = DEFAULT_ASR   # reply_wer's recogniser (None: not scored)
 
 
 def vad_frames(audio: np.ndarray, mode: int = 2) -> np.ndarray:
@@ -149,7 +156,8 @@ def score_dialogue(d: Dialogue, system: list[Segment], quiet: np.ndarray | None 
             "query_minutes": sum(q.duration for q in queries) / 60}
 
 
-def summarize(parts: Iterable[dict], compute_s: list[float], cpu_s: list[float] | None = None) -> dict:
+def summarize(parts: Iterable[dict], compute_s: list[float], cpu_s: list[float] | None = None,
+              reply_wer: float | None = None) -> dict:
     """Per-dialogue measurements -> the ``duplex`` entry of ``results.json``."""
     parts = list(parts)
     total = {k: sum(p[k] for p in parts) for k in ("queries", "answered", "non_query", "false",
@@ -179,6 +187,7 @@ def summarize(parts: Iterable[dict], compute_s: list[float], cpu_s: list[float] 
         "queries": total["queries"],
         "false_response_rate": ratio(total["false"], total["non_query"]),
         "non_query_segments": total["non_query"],
+        "reply_wer": None if reply_wer is None else round(reply_wer, 4),
     }
     if compute_s:
         out.update(frame_compute_p50_ms=ms(_pct(compute_s, 50)),
@@ -190,19 +199,25 @@ def summarize(parts: Iterable[dict], compute_s: list[float], cpu_s: list[float] 
     return out
 
 
+def monologue(letters: list[str]) -> str:
+    """The words of a text stream written one letter per frame (a frame without one ends a word)."""
+    return " ".join("".join(c or " " for c in letters).split())
+
+
 def run_session(session, user: np.ndarray, endpoint_ms: float | None, vad_mode: int = 2
-                ) -> tuple[np.ndarray, list[float], list[float]]:
-    """Feed ``user`` frame by frame; returns the system audio (same length) and per-frame wall
-    and thread CPU times.
+                ) -> tuple[np.ndarray, list[float], list[float], str]:
+    """Feed ``user`` frame by frame; returns the system audio (same length), per-frame wall
+    and thread CPU times, and the words of its text stream (empty without one).
 
     ``endpoint_ms`` (turn-based sessions): after that much user silence by VAD the session is
     told the turn ended. Duplex sessions decide for themselves (``None``)."""
     user_vad = vad_frames(user, vad_mode) if endpoint_ms is not None else None
     quiet_needed = None if endpoint_ms is None else int(round(endpoint_ms / 1000 / FRAME_S))
-    out, times, cpu, quiet = [], [], [], 0
+    out, times, cpu, letters, quiet = [], [], [], [], 0
     for i in range(user.size // FRAME):
         start, start_cpu = time.perf_counter(), time.thread_time()
-        audio = session.push(user[i * FRAME:(i + 1) * FRAME]).audio
+        step = session.push(user[i * FRAME:(i + 1) * FRAME])
+        audio = step.audio
         if user_vad is not None:
             quiet = 0 if user_vad[i] else quiet + 1
             if quiet >= quiet_needed and session.state == "listening":
@@ -210,7 +225,9 @@ def run_session(session, user: np.ndarray, endpoint_ms: float | None, vad_mode: 
         times.append(time.perf_counter() - start)
         cpu.append(time.thread_time() - start_cpu)
         out.append(audio)
-    return np.concatenate(out) if out else np.zeros(0, np.float32), times, cpu
+        letters.append(step.text)
+    audio = np.concatenate(out) if out else np.zeros(0, np.float32)
+    return audio, times, cpu, monologue(letters)
 
 
 def evaluate_duplex(model_dir: str | None, dialogues: list[Dialogue], vocoder_dir: str | None,
@@ -233,7 +250,7 @@ def evaluate_duplex(model_dir: str | None, dialogues: list[Dialogue], vocoder_di
         pipeline = SpeechPipeline.load(model_dir, vocoder_dir=vocoder_dir, need_tokenizer=True)
         session = Session(pipeline, sampling or Sampling(100, 0.8, 20), seed=seed)
         kind = "duplex" if session.duplex is not None else "turn-based"
-    parts, compute, cpu, per = [], [], [], []
+    parts, compute, cpu, per, meant, heard = [], [], [], [], [], []
     with torch_threads(config.threads), \
             progress_bar(f"duplex eval ({kind})", total=len(dialogues), unit="dialogues",
                          enabled=show_progress) as advance:
@@ -241,11 +258,20 @@ def evaluate_duplex(model_dir: str | None, dialogues: list[Dialogue], vocoder_di
             audio = d.samples()
             if session is None:
                 system, times, cpu_times = audio[SYSTEM], [], []
+                text = " ".join(w for w, _, _ in d.words[SYSTEM])
             else:
                 session.reset(seed=seed * 100_003 + i)   # each dialogue its own draws
-                system, times, cpu_times = run_session(session, audio[USER],
-                                            None if kind == "duplex" else config.endpoint_ms,
-                                            config.vad_mode)
+                system, times, cpu_times, text = run_session(
+                    session, audio[USER], None if kind == "duplex" else config.endpoint_ms,
+                    config.vad_mode)
+            words = {}
+            if config.asr and (session is None or session.duplex is not None and
+                               session.duplex.text_row is not None):
+                from speechlm.eval.asr import transcribe
+
+                meant.append(text)
+                heard.append(transcribe(system, config.asr, threads=config.threads))
+                words = {"meant": meant[-1], "heard": heard[-1]}
             segs = segments(vad_frames(system, config.vad_mode))
             part = score_dialogue(d, segs, quiet_frames(system))
             parts.append(part)
@@ -254,9 +280,13 @@ def evaluate_duplex(model_dir: str | None, dialogues: list[Dialogue], vocoder_di
             per.append({"id": d.id, "system_segments": [[round(a, 2), round(b, 2)] for a, b in segs],
                         "stops": [[round(t, 2), round(x, 3)]   # barge-in onset, stop latency (s)
                                   for t, x in zip(part["stop_onsets"], part["stop"])],
-                        **{k: v for k, v in part.items() if not isinstance(v, list)}})
+                        **{k: v for k, v in part.items() if not isinstance(v, list)}, **words})
             advance()
-    return {"system": kind, "duplex": summarize(parts, compute, cpu), "per_dialogue": per}
+    from speechlm.eval.asr import wer
+
+    reply_wer = wer(meant, heard) if any(t.strip() for t in meant) else None
+    return {"system": kind, "duplex": summarize(parts, compute, cpu, reply_wer),
+            "per_dialogue": per}
 
 
 def heldout_dialogues(dialogue_dir: str, split: str = "heldout",

@@ -11,8 +11,9 @@ What is voiced: with a state stream, frames whose state is ``speak``; without on
 whose unit is not the silence unit. The state is decided before the units of its frame and gates
 them: a frame whose state is not ``speak`` gets the silence unit (as in training, where the system
 channel is silent in exactly those frames) and a ``speak`` frame any other unit. The state is a
-decision and is taken greedily (argmax) whatever the sampling of the other rows: sampled, a
-state run flickers between speaking and not, and every flicker is a false start or a cut. Voiced
+decision and is taken greedily whatever the sampling of the other rows (sampled, a state run
+flickers between speaking and not, and every flicker is a false start or a cut): the most probable
+decision, with the states in which the user holds the floor pooled (:meth:`DuplexEngine._decide`). Voiced
 units go to a frame-level :class:`StreamingVocoder` (audio ``vocoder_lookahead`` frames later).
 When speech ends in a state where the user holds the floor (:data:`YIELD`: ``interrupted``,
 LSLM's stop token, or ``query``) the audio not yet played is dropped, so the output is silent in
@@ -59,8 +60,7 @@ class DuplexEngine:
         self.top_ks = _per_stream(sampling.top_k, n, "top_k")
         for t in self.temps:
             check_sampling(t, 1, sampling.top_p)
-        if self.state_row is not None:
-            self.temps[self.state_row] = 0.0    # a decision: argmax (module docstring)
+        self.yield_codes = [self.info.states.index(t) for t in YIELD if t in self.info.states]
         self.top_p, self.seed = sampling.top_p, seed
         self.ranges = self.space.code_ranges()
         self.listener = StreamingTokenizer(pipeline.tokenizer, self.info.lookahead,
@@ -140,8 +140,8 @@ class DuplexEngine:
             logits[:, hi:] = float("-inf")
             if row == 0 and self._speaking(frame):   # a speaking frame says something
                 logits[:, lo + self.info.silence_unit] = float("-inf")
-            column[row] = sample(logits, self.temps[row], self.top_ks[row], self.top_p,
-                                 self.generator)
+            column[row] = lo + self._decide(logits[0, lo:hi]) if row == self.state_row else \
+                sample(logits, self.temps[row], self.top_ks[row], self.top_p, self.generator)
             self.codes[row][frame] = int(column[row]) - lo
         system_frame = s - self.delays[0]
         if system_frame >= 0 and self.state_row is not None and not self._speaking(system_frame):
@@ -154,6 +154,18 @@ class DuplexEngine:
             code = self.codes[self.text_row].pop(s - self.delays[self.text_row])
             letters.append(CHARS[code - 1] if code else "")
         self.step += 1
+
+    def _decide(self, logits: torch.Tensor) -> int:
+        """The state code: the most probable *decision*, the states in which the user holds the
+        floor (:data:`YIELD`) pooled into one (their most probable label stands for it). Both
+        mean "stop now"; right after a barge-in the model splits its mass between them (is this
+        a new question or an interruption?) and a label-wise argmax lets ``speak`` win."""
+        probs = logits.float().softmax(-1)
+        pooled = probs.clone()
+        pooled[self.yield_codes] = 0.0
+        if probs[self.yield_codes].sum() > pooled.max():
+            return self.yield_codes[int(probs[self.yield_codes].argmax())]
+        return int(pooled.argmax())
 
     def _speaking(self, frame: int) -> bool:
         """Whether the state already decided for system ``frame`` is ``speak``."""
