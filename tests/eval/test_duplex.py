@@ -87,9 +87,9 @@ def test_the_recorded_system_channel_scores_as_scripted(dialogues):
     print("reference reply WER", d["reply_wer"])
     assert d["reply_wer"] is not None and d["reply_wer"] < 0.6
     assert all(p["meant"] and "heard" in p for p in result["per_dialogue"])
-    # the stop is read from the output's energy: the scripted 50-100 ms, to the 20 ms frame;
+    # the stop is read from the output's energy: the scripted 80-160 ms, to the 20 ms frame;
     # webrtcvad's segment end trails it
-    assert d["interruptions"] >= 1 and d["interruption_stop_latency_p95_ms"] <= 120
+    assert d["interruptions"] >= 1 and d["interruption_stop_latency_p95_ms"] <= 180
     assert d["interruption_stop_latency_vad_p95_ms"] > d["interruption_stop_latency_p95_ms"]
 
 
