@@ -128,6 +128,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work).resolve()
     args.dialogue_dir = str(work / "dialogues")
+    from speechlm.generation.duplex import YIELD_THRESHOLD
     start = time.time()
     models = {f"{recipe}-s{seed}": str(train_seed(recipe, seed, work))
               for recipe in ("turn-based", "dgslm-tiny", "duplex-tiny") for seed in SEEDS}
@@ -143,6 +144,7 @@ def main() -> None:
     record = {"name": "duplex", "config": {"dialogues_per_run": args.dialogues, "seeds": SEEDS,
                                            "vad": "webrtcvad mode 2", "frame_ms": 20,
                                            "endpoint_ms": 500, "threads_per_run": 1,
+                                           "yield_threshold": YIELD_THRESHOLD,
                                            "jobs": args.jobs},
               "baseline": "turn-based (gslm-tiny + webrtcvad endpoint) and the frame duration "
                           "(20 ms) for compute",

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from speechlm.core.errors import ConfigError
+from speechlm.generation.duplex import YIELD_THRESHOLD
 from speechlm.generation.pipeline import Sampling, SpeechPipeline
 from speechlm.generation.session import Session
 from speechlm.lm.config import TrainConfig
@@ -84,12 +85,15 @@ def test_session_step_by_step_equals_the_offline_forward_pass(variant, tmp_path)
                     else:
                         scores[silence] = -np.inf
                 expect = lo + int(scores.argmax())
-                if row == state:            # a decision: the user-holds-the-floor states pooled
-                    p = scores.softmax(-1)
+                if row == state:            # a decision: the user-holds-the-floor states pooled,
+                    p = scores.softmax(-1)      # and a speaking system stops at the threshold
                     rest = p.clone()
                     rest[YIELD_CODES] = 0.0
-                    expect = lo + (YIELD_CODES[int(p[YIELD_CODES].argmax())]
-                                   if p[YIELD_CODES].sum() > rest.max() else int(rest.argmax()))
+                    floor = p[YIELD_CODES].sum()
+                    stop = floor > rest.max() or (said.get(s - delay - 1, False) and
+                                                  floor >= YIELD_THRESHOLD)
+                    expect = lo + (YIELD_CODES[int(p[YIELD_CODES].argmax())] if stop
+                                   else int(rest.argmax()))
                     said[s - delay] = expect - lo == STATES.index("speak")
                 assert fed[row, s] == expect, (row, s)
                 checked += 1
@@ -120,6 +124,27 @@ def test_reset_with_a_seed_replays_or_changes_the_draws(tmp_path):
     first = run(1)
     assert np.array_equal(run(1), first) and not np.array_equal(run(2), first)
     assert session.seed == session.duplex.seed == 2
+
+
+def test_a_yield_threshold_stops_a_speaking_system_earlier_and_only_then(tmp_path):
+    probs = dict.fromkeys(STATES, 0.0) | {"speak": 0.7, "interrupted": 0.2, "query": 0.1}
+    logits = torch.log(torch.tensor([probs[s] for s in STATES]) + 1e-12)
+    decide = {}
+    for threshold in (1.0, 0.25, 0.35):
+        engine = Session(SpeechPipeline.load(duplex_model_dir(tmp_path / str(threshold), "moshi")),
+                         yield_threshold=threshold).duplex
+        for voiced in (False, True):
+            engine.voiced = voiced
+            decide[threshold, voiced] = STATES[engine._decide(logits)]
+    assert decide[0.25, True] == "interrupted"     # P(user holds the floor) 0.3 >= 0.25
+    assert decide[0.35, True] == decide[1.0, True] == "speak"
+    assert decide[0.25, False] == "speak"          # not speaking: the pooled argmax decides
+    assert engine.yield_threshold == 0.35
+    assert Session(SpeechPipeline.load(duplex_model_dir(tmp_path, "moshi"))).duplex \
+        .yield_threshold == YIELD_THRESHOLD
+    with pytest.raises(ConfigError, match="yield_threshold"):
+        Session(SpeechPipeline.load(duplex_model_dir(tmp_path / "bad", "moshi")),
+                yield_threshold=1.5)
 
 
 def test_yielding_to_the_user_drops_queued_audio_and_other_ends_let_it_play(tmp_path):

@@ -71,6 +71,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--endpoint-ms", type=float, default=500.0,
                         help="--suite duplex, turn-based models: user silence (webrtcvad) that "
                         "ends a turn (default 500)")
+    parser.add_argument("--yield-threshold", type=float, default=None,
+                        help="--suite duplex, duplex models: stop speaking once P(the user holds "
+                        "the floor) reaches this (default 0.2, chosen on duplex-tiny's valid "
+                        "split; 1: only when it is the most probable decision)")
+    parser.add_argument("--split", default="heldout",
+                        help="--suite duplex: dialogue split to play (default heldout; valid to "
+                        "calibrate decoding settings on training voices)")
     prosody = parser.add_argument_group(
         "prosody suite", "--suite prosody: continuations of held-out prompts (needs --corpus); "
         "log-F0 min-MAE, F0 std, prompt/continuation mean-F0 correlation, style preservation")
@@ -188,8 +195,9 @@ def _eval_duplex(args: argparse.Namespace, suite: tuple[str, ...]) -> int:
     if suite != ("duplex",) or args.pairs:
         raise ConfigError("--suite duplex runs on its own (it plays dialogues, the other suites "
                           "score pairs); run them separately")
-    config = DuplexConfig(endpoint_ms=args.endpoint_ms, max_dialogues=args.max_dialogues)
-    dialogues = heldout_dialogues(args.dialogues, limit=args.max_dialogues)
+    config = DuplexConfig(endpoint_ms=args.endpoint_ms, max_dialogues=args.max_dialogues,
+                          yield_threshold=args.yield_threshold)
+    dialogues = heldout_dialogues(args.dialogues, split=args.split, limit=args.max_dialogues)
     result = evaluate_duplex(args.model, dialogues, args.vocoder, config, seed=args.seed)
     write_duplex_results(result, args.out, args.model, dialogues)
     if args.json:

@@ -69,6 +69,7 @@ class DuplexConfig:
     max_dialogues: int | None = None
     threads: int = 1                # torch threads while running sessions (frame compute)
     asr: str | None = DEFAULT_ASR   # reply_wer's recogniser (None: not scored)
+    yield_threshold: float | None = None  # duplex models (None: DuplexEngine's default)
 
 
 def vad_frames(audio: np.ndarray, mode: int = 2) -> np.ndarray:
@@ -248,7 +249,8 @@ def evaluate_duplex(model_dir: str | None, dialogues: list[Dialogue], vocoder_di
         from speechlm.generation.session import Session
 
         pipeline = SpeechPipeline.load(model_dir, vocoder_dir=vocoder_dir, need_tokenizer=True)
-        session = Session(pipeline, sampling or Sampling(100, 0.8, 20), seed=seed)
+        session = Session(pipeline, sampling or Sampling(100, 0.8, 20), seed=seed,
+                          yield_threshold=config.yield_threshold)
         kind = "duplex" if session.duplex is not None else "turn-based"
     parts, compute, cpu, per, meant, heard = [], [], [], [], [], []
     with torch_threads(config.threads), \

@@ -38,13 +38,16 @@ from speechlm.tokenizers.dialogue import CHARS
 SESSION_STATE = {"idle": "silent", "non_query": "silent", "query": "listening",
                  "speak": "speaking", "interrupted": "interrupted"}
 YIELD = ("interrupted", "query")   # states in which the user holds the floor: stop at once
+YIELD_THRESHOLD = 0.2              # stop speaking at this P(YIELD) (DuplexEngine._decide)
 
 
 class DuplexEngine:
-    """See the module docstring; ``sampling`` temperature/top-k may be per stream."""
+    """See the module docstring; ``sampling`` temperature/top-k may be per stream;
+    ``yield_threshold``: see :meth:`_decide` (None: :data:`YIELD_THRESHOLD`)."""
 
     def __init__(self, pipeline: Any, sampling: Any, seed: int = 0, tokenizer_context: int = 20,
-                 vocoder_context: int = 8, vocoder_lookahead: int = 4) -> None:
+                 vocoder_context: int = 8, vocoder_lookahead: int = 4,
+                 yield_threshold: float | None = None) -> None:
         lm = pipeline.lm
         self.lm, self.space = lm, lm.space
         self.info = DuplexInfo.from_meta(lm.spec.extra, str(lm.path))
@@ -61,6 +64,9 @@ class DuplexEngine:
         for t in self.temps:
             check_sampling(t, 1, sampling.top_p)
         self.yield_codes = [self.info.states.index(t) for t in YIELD if t in self.info.states]
+        self.yield_threshold = YIELD_THRESHOLD if yield_threshold is None else yield_threshold
+        if not 0.0 < self.yield_threshold <= 1.0:
+            raise ConfigError(f"yield_threshold={yield_threshold}: use a probability in (0, 1]")
         self.top_p, self.seed = sampling.top_p, seed
         self.ranges = self.space.code_ranges()
         self.listener = StreamingTokenizer(pipeline.tokenizer, self.info.lookahead,
@@ -159,11 +165,19 @@ class DuplexEngine:
         """The state code: the most probable *decision*, the states in which the user holds the
         floor (:data:`YIELD`) pooled into one (their most probable label stands for it). Both
         mean "stop now"; right after a barge-in the model splits its mass between them (is this
-        a new question or an interruption?) and a label-wise argmax lets ``speak`` win."""
+        a new question or an interruption?) and a label-wise argmax lets ``speak`` win.
+
+        While speaking, it stops once that pooled probability reaches ``yield_threshold`` (1.0:
+        only when it is the most probable decision): the training cut comes at a random frame
+        80-160 ms after the barge-in, so a calibrated model spreads its stop over those frames
+        (0.1-0.3 each) and the argmax waits for the last of them; a threshold is the decision
+        rule for "stop within a deadline". The default, :data:`YIELD_THRESHOLD`, was chosen on
+        duplex-tiny's valid split (training voices; README, Full duplex)."""
         probs = logits.float().softmax(-1)
         pooled = probs.clone()
         pooled[self.yield_codes] = 0.0
-        if probs[self.yield_codes].sum() > pooled.max():
+        user_floor = probs[self.yield_codes].sum()
+        if user_floor > pooled.max() or (self.voiced and user_floor >= self.yield_threshold):
             return self.yield_codes[int(probs[self.yield_codes].argmax())]
         return int(pooled.argmax())
 

@@ -71,7 +71,8 @@ class Session:
                  seed: int = 0, response_chunk: int = 10, tokenizer_lookahead: int = 4,
                  tokenizer_context: int = 50, vocoder_context: int = 8, vocoder_lookahead: int = 4,
                  speech_db: float = -40.0, tokenizer_chunk: int = 5,
-                 feed_chunk: int | None = 1) -> None:
+                 feed_chunk: int | None = 1, yield_threshold: float | None = None) -> None:
+        """``yield_threshold``: duplex models only (None: the engine's default)."""
         if not isinstance(pipeline, SpeechPipeline):
             pipeline = SpeechPipeline.load(pipeline, need_tokenizer=True)
         lm = pipeline.lm
@@ -81,7 +82,8 @@ class Session:
 
             self.duplex = DuplexEngine(pipeline, sampling or Sampling(0, 0.8, 20), seed,
                                        vocoder_context=vocoder_context,
-                                       vocoder_lookahead=vocoder_lookahead)
+                                       vocoder_lookahead=vocoder_lookahead,
+                                       yield_threshold=yield_threshold)
         elif lm.kind != "speech" or lm.space.n_rows != 1:
             raise ConfigError(f"{lm.path}: a Session needs a one-stream speech LM (this one is "
                               f"{lm.kind} with {lm.space.n_rows} model rows)")
