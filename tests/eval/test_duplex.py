@@ -63,6 +63,11 @@ def test_scores_are_the_hand_computed_ones():
     assert summary["silence_query_accuracy"] == 1.0 and summary["false_response_rate"] == 1.0
     assert summary["backchannel_rate"] == pytest.approx(1 / (4.0 / 60), abs=1e-3)
     assert summary["frame_cpu_p95_over_frame"] == pytest.approx(0.0145 / 0.02, abs=1e-3)
+    # a reply the user's next query cuts after 0.2 s is still an answer; 0.2 s alone is not
+    cut = score_dialogue(hand_made(), [(3.8, 4.05), (6.4, 7.5)])
+    short = score_dialogue(hand_made(), [(3.5, 3.7), (6.4, 7.5)])
+    assert (cut["answered"], cut["latency"][0]) == (2, pytest.approx(1.8))
+    assert short["answered"] == 1
 
 
 def test_vad_segments_follow_the_audio():

@@ -35,7 +35,7 @@ def add_synth_dialogue(csub: argparse._SubParsersAction) -> None:
                                            "rather than in one of its pauses",
                "pause_prob": "turns with a hesitation pause mid-sentence",
                "interruption_prob": "responses the user interrupts",
-               "early_interruption_prob": "interruptions 0.5-1 s into the response (the rest: later)",
+               "early_interruption_prob": "interruptions 0.15-1 s into the response (the rest: later)",
                "non_query_prob": "exchanges preceded by non-query audio",
                "interrupt_stop_ms": "the system is silent at most this long after a barge-in"}
     for name, what in options.items():

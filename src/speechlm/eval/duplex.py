@@ -22,9 +22,10 @@ one segment. Against the dialogue's events:
   trails the audio by ~100 ms (webrtcvad's hang-over), so on the recorded system channel, silent
   50-100 ms after each barge-in, the VAD reads 178 ms p50 / 215 ms p95 and the energy 75 / 95 ms
   (11 held-out dialogues);
-* ``turn_taking_latency``: query end -> start of the first system segment of at least
-  ``RESPONSE_S`` (a response, not a backchannel) starting within ``[end - 0.7 s, end + 3 s]``;
-  ``silence_query_accuracy`` is the share of queries that get one;
+* ``turn_taking_latency``: query end -> start of the first response (a system segment of at
+  least ``RESPONSE_S``, or a shorter one that the user's next query cuts: not a backchannel)
+  starting within ``[end - 0.7 s, end + 3 s]``; ``silence_query_accuracy`` is the share of
+  queries that get one;
 * ``false_response_rate``: share of non-query segments (noise, a third voice, side talk) during
   which, or within 1 s after which, a response starts (before the next query);
 * ``takeover_rate_pause``: share of the user's mid-turn pauses in which a response starts;
@@ -126,7 +127,9 @@ def score_dialogue(d: Dialogue, system: list[Segment], quiet: np.ndarray | None 
     ``system`` are the VAD segments of the output, ``quiet`` its silent frames
     (:func:`quiet_frames`; without it the stop is the VAD segment's end)."""
     queries = d.of("turn", USER)
-    responses = [s for s in system if s[1] - s[0] >= RESPONSE_S]
+    # a response: long enough not to be a backchannel, or cut short by the user's next query
+    responses = [s for s in system if s[1] - s[0] >= RESPONSE_S or
+                 any(s[0] < q.start < s[1] for q in queries)]
     stop, stop_vad, onsets, latency, answered = [], [], [], [], 0
     for q in queries:
         speaking = next((s for s in system if s[0] < q.start < s[1]), None)

@@ -27,7 +27,7 @@ class DialogueConfig:
                                                  # default every user sound over system speech is
                                                  # one it must stop for
     interruption_prob: float = 0.7               # the user barges in on the response
-    early_interruption_prob: float = 0.3         # ... 0.5-1 s into it (else later): a
+    early_interruption_prob: float = 0.3         # ... 0.15-1 s into it (else later): a
                                                  # system that starts to speak must stop for a
                                                  # user who starts just after it, too
     interrupt_stop_ms: float = 160.0             # ... and the system is silent 0.5-1x this after

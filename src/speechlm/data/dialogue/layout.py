@@ -272,11 +272,11 @@ class _Composer:
 
     def interrupt(self, response: Segment, user_free: float) -> tuple[float, float] | None:
         """(barge-in, stop): the user (silent from ``user_free``) starts inside one of the
-        response's words, in its second half-second (``early_interruption_prob``) or after its
-        first second; the system is silent within ``interrupt_stop_ms``. Not earlier: a reply
-        cut before 0.5 s reads as a backchannel, not an answer (:mod:`speechlm.eval.duplex`)."""
+        response's words, 0.15-1 s into it (``early_interruption_prob``: the two started
+        almost together) or after its first second; the system is silent within
+        ``interrupt_stop_ms``."""
         early = self.rng.random() < self.config.early_interruption_prob
-        lo, hi = (response.start + 0.5, response.start + 1.0) if early else \
+        lo, hi = (response.start + 0.15, response.start + 1.0) if early else \
             (response.start + 1.0, math.inf)
         lo = max(lo, user_free)
         words = [w for w in response.words()
