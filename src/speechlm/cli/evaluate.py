@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "ends a turn (default 500)")
     parser.add_argument("--yield-threshold", type=float, default=None,
                         help="--suite duplex, duplex models: stop speaking once P(the user holds "
-                        "the floor) reaches this (default 0.2, chosen on duplex-tiny's valid "
+                        "the floor) reaches this (default 0.1, chosen on duplex-tiny's valid "
                         "split; 1: only when it is the most probable decision)")
     parser.add_argument("--split", default="heldout",
                         help="--suite duplex: dialogue split to play (default heldout; valid to "

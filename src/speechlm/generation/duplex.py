@@ -38,7 +38,7 @@ from speechlm.tokenizers.dialogue import CHARS
 SESSION_STATE = {"idle": "silent", "non_query": "silent", "query": "listening",
                  "speak": "speaking", "interrupted": "interrupted"}
 YIELD = ("interrupted", "query")   # states in which the user holds the floor: stop at once
-YIELD_THRESHOLD = 0.2              # stop speaking at this P(YIELD) (DuplexEngine._decide)
+YIELD_THRESHOLD = 0.1              # stop speaking at this P(YIELD) (DuplexEngine._decide)
 
 
 class DuplexEngine:
