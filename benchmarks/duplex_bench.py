@@ -12,9 +12,12 @@ Each run is one `speechlm eval` process (``--jobs`` at a time, one torch thread 
 compute is recorded as wall time (inflated by whatever else runs on the machine) and as the
 frame's thread CPU time; both are reported against the 20 ms frame, which is the baseline of the
 real-time ratio. Writes ``benchmarks/results/duplex.json`` (per run, and mean / min / max over
-seeds per system) and ``duplex.png``.
+seeds per system) and ``duplex.png``; ``--systems`` and ``--name`` score a subset under another
+name (e.g. duplex-tiny on every held-out dialogue, for a p95 that rests on more barge-ins).
 
     python benchmarks/duplex_bench.py --work work --vocoder work/vocoder --dialogues 4 --jobs 10
+    python benchmarks/duplex_bench.py --work work --systems duplex-tiny --dialogues 71 \
+        --name duplex_all_heldout
 
 Training goes through ``train_seed``, the one place to switch to ``benchmarks/recipe_matrix.py``
 once it lands on main.
@@ -36,6 +39,7 @@ from common import RESULTS, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
+SYSTEMS = ("turn-based", "dgslm-tiny", "duplex-tiny")
 BASELINE_OVERRIDES = ["tokenizer_features=mfcc", "tokenizer_units=50", "max_steps=300",
                       "batch_size=8", "eval_every=20"]
 KEYS = ("interruption_stop_latency_p50_ms", "interruption_stop_latency_p95_ms", "interruptions",
@@ -125,33 +129,37 @@ def main() -> None:
     parser.add_argument("--vocoder", default="work/vocoder")
     parser.add_argument("--dialogues", type=int, default=4, help="held-out dialogues per run")
     parser.add_argument("--jobs", type=int, default=10, help="eval processes at a time")
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS,
+                        help="trained systems to score (default all; the reference always)")
+    parser.add_argument("--name", default="duplex",
+                        help="results name: benchmarks/results/NAME.json and NAME.png")
     args = parser.parse_args()
     work = Path(args.work).resolve()
     args.dialogue_dir = str(work / "dialogues")
     from speechlm.generation.duplex import YIELD_THRESHOLD
     start = time.time()
     models = {f"{recipe}-s{seed}": str(train_seed(recipe, seed, work))
-              for recipe in ("turn-based", "dgslm-tiny", "duplex-tiny") for seed in SEEDS}
+              for recipe in args.systems for seed in SEEDS}
     load_before = os.getloadavg()[0]
-    evals = work / "duplex-eval"
+    evals = work / f"{args.name}-eval"
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = {name: pool.submit(evaluate, model, evals / name, args)
                    for name, model in {"reference": None, **models}.items()}
         runs = {name: f.result() for name, f in futures.items()}
     summary = aggregate(runs)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(summary, RESULTS / "duplex.png")
-    record = {"name": "duplex", "config": {"dialogues_per_run": args.dialogues, "seeds": SEEDS,
+    plot(summary, RESULTS / f"{args.name}.png")
+    record = {"name": args.name, "config": {"dialogues_per_run": args.dialogues, "seeds": SEEDS,
                                            "vad": "webrtcvad mode 2", "frame_ms": 20,
                                            "endpoint_ms": 500, "threads_per_run": 1,
                                            "yield_threshold": YIELD_THRESHOLD,
-                                           "jobs": args.jobs},
+                                           "jobs": args.jobs, "systems": args.systems},
               "baseline": "turn-based (gslm-tiny + webrtcvad endpoint) and the frame duration "
                           "(20 ms) for compute",
-              "summary": summary, "runs": runs, "plot": "duplex.png", "machine": machine(),
+              "summary": summary, "runs": runs, "plot": f"{args.name}.png", "machine": machine(),
               "load_average_1min": {"before_eval": load_before, "after": os.getloadavg()[0]},
               "seconds": round(time.time() - start, 1)}
-    (RESULTS / "duplex.json").write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 
 
