@@ -89,7 +89,6 @@ def test_the_recorded_system_channel_scores_as_scripted(dialogues):
     assert result["system"] == "reference" and d["queries"] >= 4 and d["non_query_segments"] >= 2
     assert d["silence_query_accuracy"] >= 0.9 and d["false_response_rate"] == 0.0
     # Whisper hears the words the script left the system (held-out espeak voices: ~0.4)
-    print("reference reply WER", d["reply_wer"])
     assert d["reply_wer"] is not None and d["reply_wer"] < 0.6
     assert all(p["meant"] and "heard" in p for p in result["per_dialogue"])
     # the stop is read from the output's energy: the scripted 80-160 ms, to the 20 ms frame;

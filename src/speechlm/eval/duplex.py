@@ -50,7 +50,7 @@ import numpy as np
 from speechlm.core.errors import ConfigError
 from speechlm.data.audio import SAMPLE_RATE
 from speechlm.data.dialogue.record import SYSTEM, USER, Dialogue
-from speechlm.eval.asr import DEFAULT_ASR
+from speechlm.eval.asr import DEFAULT_ASR, normalize, transcribe, wer
 
 FRAME = 320                 # samples per 20 ms frame
 FRAME_S = FRAME / SAMPLE_RATE
@@ -270,10 +270,8 @@ def evaluate_duplex(model_dir: str | None, dialogues: list[Dialogue], vocoder_di
                     session, audio[USER], None if kind == "duplex" else config.endpoint_ms,
                     config.vad_mode)
             words = {}
-            if config.asr and (session is None or session.duplex is not None and
-                               session.duplex.text_row is not None):
-                from speechlm.eval.asr import transcribe
-
+            if config.asr and (session is None or (session.duplex is not None and
+                                                   session.duplex.text_row is not None)):
                 meant.append(text)
                 heard.append(transcribe(system, config.asr, threads=config.threads))
                 words = {"meant": meant[-1], "heard": heard[-1]}
@@ -287,9 +285,7 @@ def evaluate_duplex(model_dir: str | None, dialogues: list[Dialogue], vocoder_di
                                   for t, x in zip(part["stop_onsets"], part["stop"])],
                         **{k: v for k, v in part.items() if not isinstance(v, list)}, **words})
             advance()
-    from speechlm.eval.asr import wer
-
-    reply_wer = wer(meant, heard) if any(t.strip() for t in meant) else None
+    reply_wer = wer(meant, heard) if any(normalize(t) for t in meant) else None
     return {"system": kind, "duplex": summarize(parts, compute, cpu, reply_wer),
             "per_dialogue": per}
 
