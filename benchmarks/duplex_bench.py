@@ -11,9 +11,12 @@ One invocation trains what is missing and scores every run with the same offline
 Each run is one `speechlm eval` process (``--jobs`` at a time, one torch thread each). Frame
 compute is recorded as wall time (inflated by whatever else runs on the machine) and as the
 frame's thread CPU time; both are reported against the 20 ms frame, which is the baseline of the
-real-time ratio. Writes ``benchmarks/results/duplex.json`` (per run, and mean / min / max over
-seeds per system) and ``duplex.png``; ``--systems`` and ``--name`` score a subset under another
-name (e.g. duplex-tiny on every held-out dialogue, for a p95 that rests on more barge-ins).
+real-time ratio. Writes ``benchmarks/results/duplex.json`` and ``duplex.png``: per run, and per
+system the mean, min, max and 95 % t interval over seeds of every figure (``recipe_matrix.interval``,
+as every recipe reports), plus the stop latencies of all seeds' barge-ins pooled, with a 95 %
+bootstrap interval of their p95 that resamples whole dialogues (a run's barge-ins in one dialogue
+are not independent). ``--systems`` and ``--name`` score a subset under another name (e.g.
+duplex-tiny on every held-out dialogue, for a p95 that rests on more barge-ins).
 
     python benchmarks/duplex_bench.py --work work --vocoder work/vocoder --dialogues 4 --jobs 10
     python benchmarks/duplex_bench.py --work work --systems duplex-tiny --dialogues 71 \
@@ -70,34 +73,65 @@ def train_seed(recipe: str, seed: int, work: Path) -> Path:
     return out
 
 
-def evaluate(model: str | None, out: Path, args: argparse.Namespace) -> dict:
-    """One `speechlm eval --suite duplex` process (the reference: in this process)."""
+def evaluate(model: str | None, out: Path, args: argparse.Namespace) -> tuple[dict, list]:
+    """One `speechlm eval --suite duplex` process (the reference: in this process); its
+    ``duplex`` entry and per dialogue the (onset, stop latency) of every barge-in."""
     if model is None:
         from speechlm.eval.duplex import DuplexConfig, evaluate_duplex, heldout_dialogues
 
         dialogues = heldout_dialogues(args.dialogue_dir, limit=args.dialogues)
-        return evaluate_duplex(None, dialogues, None, DuplexConfig(), show_progress=False)["duplex"]
-    subprocess.run(speechlm("eval", "--suite", "duplex", "--model", model, "--vocoder",
-                            args.vocoder, "--dialogues", args.dialogue_dir, "--max-dialogues",
-                            str(args.dialogues), "--out", str(out)),
-                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
-    return json.loads((out / "results.json").read_text())["duplex"]
+        result = evaluate_duplex(None, dialogues, None, DuplexConfig(), show_progress=False)
+    else:
+        subprocess.run(speechlm("eval", "--suite", "duplex", "--model", model, "--vocoder",
+                                args.vocoder, "--dialogues", args.dialogue_dir, "--max-dialogues",
+                                str(args.dialogues), "--out", str(out)),
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+        result = {**json.loads((out / "results.json").read_text()),
+                  **json.loads((out / "run.json").read_text())}
+    return result["duplex"], [p["stops"] for p in result["per_dialogue"]]
 
 
-def aggregate(runs: dict[str, dict]) -> dict[str, dict]:
-    """Mean, min and max over seeds of every key, per system."""
-    systems: dict[str, list[dict]] = {}
-    for name, result in runs.items():
-        systems.setdefault(name.rsplit("-s", 1)[0], []).append(result)
+def pooled_stops(stops: list[list], reps: int = 2000, seed: int = 0) -> dict:
+    """Stop latencies of every barge-in of every run pooled (``stops``: per dialogue of every
+    run, its [onset, latency] pairs): n, p50, p95, share within 200 ms, and a 95 % bootstrap
+    interval of p95 and of that share, resampling dialogues."""
+    import numpy as np
+
+    groups = [np.asarray([x for _, x in d]) * 1000 for d in stops if d]
+    if not groups:
+        return {"n": 0}
+    flat = np.concatenate(groups)
+    rng = np.random.default_rng(seed)
+    p95, within = [], []
+    for _ in range(reps):
+        pick = np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))])
+        p95.append(np.percentile(pick, 95))
+        within.append(np.mean(pick <= 200))
+    return {"n": int(flat.size), "dialogues": len(groups),
+            "p50_ms": round(float(np.median(flat)), 1),
+            "p95_ms": round(float(np.percentile(flat, 95)), 1),
+            "p95_ci95_ms": [round(float(np.percentile(p95, q)), 1) for q in (2.5, 97.5)],
+            "stopped_200ms": round(float(np.mean(flat <= 200)), 4),
+            "stopped_200ms_ci95": [round(float(np.percentile(within, q)), 4) for q in (2.5, 97.5)]}
+
+
+def aggregate(runs: dict[str, dict], stops: dict[str, list]) -> dict[str, dict]:
+    """Per system: every key's mean, min, max and 95 % t interval over seeds, and the pooled
+    barge-in stops (:func:`pooled_stops`)."""
+    from recipe_matrix import interval
+
+    systems: dict[str, list[str]] = {}
+    for name in runs:
+        systems.setdefault(name.rsplit("-s", 1)[0], []).append(name)
     out = {}
-    for system, results in systems.items():
-        out[system] = {"seeds": len(results)}
+    for system, names in systems.items():
+        out[system] = {"seeds": len(names)}
         for key in KEYS:
-            values = [r[key] for r in results if r.get(key) is not None]
+            values = [runs[n][key] for n in names if runs[n].get(key) is not None]
             if values:
-                out[system][key] = {"mean": round(sum(values) / len(values), 4),
-                                    "min": min(values), "max": max(values)}
+                out[system][key] = {**interval(values), "min": min(values), "max": max(values)}
+        out[system]["stops_pooled"] = pooled_stops([d for n in names for d in stops[n]])
     return out
 
 
@@ -112,10 +146,10 @@ def plot(summary: dict[str, dict], path: Path) -> None:
     for ax, key in zip(axes, keys):
         names = [n for n in summary if key in summary[n]]
         means = [summary[n][key]["mean"] for n in names]
-        errs = [[m - summary[n][key]["min"] for n, m in zip(names, means)],
-                [summary[n][key]["max"] - m for n, m in zip(names, means)]]
+        errs = [[m - summary[n][key]["ci95"][0] for n, m in zip(names, means)],
+                [summary[n][key]["ci95"][1] - m for n, m in zip(names, means)]]
         ax.bar(names, means, yerr=errs, capsize=4, color="tab:blue")
-        ax.set_title(key, fontsize=9)
+        ax.set_title(f"{key} (95 % interval over seeds)", fontsize=9)
         ax.tick_params(axis="x", labelsize=8, rotation=15)
     axes[0].axhline(200, color="tab:red", lw=1, ls="--")
     fig.tight_layout()
@@ -145,8 +179,9 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = {name: pool.submit(evaluate, model, evals / name, args)
                    for name, model in {"reference": None, **models}.items()}
-        runs = {name: f.result() for name, f in futures.items()}
-    summary = aggregate(runs)
+        results = {name: f.result() for name, f in futures.items()}
+    runs = {name: r[0] for name, r in results.items()}
+    summary = aggregate(runs, {name: r[1] for name, r in results.items()})
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(summary, RESULTS / f"{args.name}.png")
     record = {"name": args.name, "config": {"dialogues_per_run": args.dialogues, "seeds": SEEDS,

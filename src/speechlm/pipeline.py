@@ -110,6 +110,7 @@ def ensure_dialogue_tokens(cfg: TrainConfig) -> Path:
     """Frame-level duplex streams at ``tokens_dir`` from the two-channel corpus ``dialogue_dir``
     (synthesized with ``dialogue_hours`` (else ``corpus_hours``) and ``corpus_voices`` when
     missing)."""
+    from speechlm.lm.duplex import user_lookahead
     from speechlm.tokenizers.dialogue import tokenize_dialogues
 
     dialogues = Path(cfg.dialogue_dir)
@@ -121,7 +122,7 @@ def ensure_dialogue_tokens(cfg: TrainConfig) -> Path:
         synthesize_dialogues(dialogues, hours=hours, voices=cfg.corpus_voices, seed=0,
                              show_progress=cfg.progress)
     log.warning("token dataset %s missing: tokenizing the dialogues of %s", cfg.tokens_dir, dialogues)
-    return tokenize_dialogues(cfg.tokenizer_dir, dialogues, cfg.tokens_dir,
+    return tokenize_dialogues(cfg.tokenizer_dir, dialogues, cfg.tokens_dir, user_lookahead(cfg),
                               show_progress=cfg.progress)
 
 

@@ -12,13 +12,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from speechlm.cli import main
+from speechlm.core.errors import ConfigError
 from speechlm.data.audio import SAMPLE_RATE
 from speechlm.data.dialogue import DialogueConfig, DialogueCorpus, synthesize_dialogues
 from speechlm.data.dialogue.corpus import SCHEMA
 from speechlm.data.dialogue.record import SYSTEM, USER, Dialogue, Event
+from speechlm.lm.config import TrainConfig
+from speechlm.lm.duplex import run_duplex
 from speechlm.eval.duplex import (FRAME, DuplexConfig, evaluate_duplex, monologue, score_dialogue,
                                   segments, summarize, vad_frames)
-from speechlm.tokenizers.dialogue import STATES, tokenize_dialogues
+from speechlm.tokenizers.dialogue import STATES, heard_units, tokenize_dialogues
+from speechlm.tokenizers.semantic.tokenizer import load_tokenizer
 from speechlm.tokenizers.tokens import TokenDataset
 
 BUSY = DialogueConfig(interruption_prob=0.7, non_query_prob=0.9, backchannel_prob=0.8,
@@ -91,7 +95,7 @@ def test_the_recorded_system_channel_scores_as_scripted(dialogues):
     # Whisper hears the words the script left the system (held-out espeak voices: ~0.4)
     assert d["reply_wer"] is not None and d["reply_wer"] < 0.6
     assert all(p["meant"] and "heard" in p for p in result["per_dialogue"])
-    # the stop is read from the output's energy: the scripted 80-160 ms, to the 20 ms frame;
+    # the stop is read from the output's energy: the scripted 60-120 ms, to the 20 ms frame;
     # webrtcvad's segment end trails it
     assert d["interruptions"] >= 1 and d["interruption_stop_latency_p95_ms"] <= 180
     assert d["interruption_stop_latency_vad_p95_ms"] > d["interruption_stop_latency_p95_ms"]
@@ -102,7 +106,7 @@ def test_token_streams_match_the_events_and_the_audio(dialogues, tiny_corpus, tm
 
     tok = train_tokenizer(tiny_corpus, tmp_path / "tok", features="mfcc", units=16,
                           show_progress=False)
-    data = TokenDataset(tokenize_dialogues(tok, dialogues.root, tmp_path / "tokens",
+    data = TokenDataset(tokenize_dialogues(tok, dialogues.root, tmp_path / "tokens", 1,
                                            show_progress=False))
     silence, speak = data.meta["silence_unit"], STATES.index("speak")
     seen_states = set()
@@ -121,6 +125,22 @@ def test_token_streams_match_the_events_and_the_audio(dialogues, tiny_corpus, tm
         assert vad[silent[:vad.size]].mean() < 0.02, d.id
         assert vad[state[:vad.size] == speak].mean() > 0.6, d.id
     assert {STATES.index(s) for s in ("query", "non_query", "speak", "interrupted")} <= seen_states
+    # the user stream is what a listener with the model's look-ahead hears: frame t does not
+    # change with audio after frame t + 1, and the models' delays must agree with it
+    assert data.meta["user_lookahead"] == 1
+    user = d.samples()[USER]
+    cut = 300                                            # frames kept before the audio changes
+    changed = user.copy()
+    changed[(cut + 2) * 320:] = np.random.default_rng(0).normal(0, 0.1, changed.size - (cut + 2) * 320)
+    listener = load_tokenizer(tok)
+    heard, heard_changed = (heard_units(listener, x, n, 1) for x in (user, changed))
+    assert (heard[:cut + 1] == heard_changed[:cut + 1]).all() and (heard != heard_changed).any()
+    cfg = TrainConfig(dialogue_dir=str(dialogues.root), tokens_dir=str(tmp_path / "tokens"),
+                      streams=["units", "state", "user"], layout="delay", delays=[1, 1, 4],
+                      output_dir=str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match="look-ahead 1, but delays=.* look-ahead 3"):
+        run_duplex(cfg, "moshi", ["user"], resume=False, source="x.yaml")
+    assert not (tmp_path / "run").exists()
 
 
 def _corrupt_corpus(root, dialogue: Dialogue):

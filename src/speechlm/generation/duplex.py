@@ -33,7 +33,7 @@ from speechlm.generation.sampling import Decoder, NextStep, _per_stream, check_s
 from speechlm.generation.streaming import StreamingTokenizer, StreamingVocoder
 from speechlm.lm.duplex import STATE_STREAM, TEXT_STREAM, USER_STREAM, DuplexInfo
 from speechlm.lm.sequences import sequence_frame
-from speechlm.tokenizers.dialogue import CHARS
+from speechlm.tokenizers.dialogue import CHARS, LISTEN_CONTEXT
 
 SESSION_STATE = {"idle": "silent", "non_query": "silent", "query": "listening",
                  "speak": "speaking", "interrupted": "interrupted"}
@@ -45,7 +45,8 @@ class DuplexEngine:
     """See the module docstring; ``sampling`` temperature/top-k may be per stream;
     ``yield_threshold``: see :meth:`_decide` (None: :data:`YIELD_THRESHOLD`)."""
 
-    def __init__(self, pipeline: Any, sampling: Any, seed: int = 0, tokenizer_context: int = 20,
+    def __init__(self, pipeline: Any, sampling: Any, seed: int = 0,
+                 tokenizer_context: int = LISTEN_CONTEXT,
                  vocoder_context: int = 8, vocoder_lookahead: int = 4,
                  yield_threshold: float | None = None) -> None:
         lm = pipeline.lm

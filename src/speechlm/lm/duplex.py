@@ -58,6 +58,16 @@ def is_duplex(lm) -> bool:
     return "duplex" in lm.spec.extra
 
 
+def user_lookahead(cfg: TrainConfig) -> int:
+    """The streaming tokenizer's look-ahead that ``cfg``'s delays allow (module docstring)."""
+    streams = list(cfg.streams or [])
+    if USER_STREAM not in streams:
+        raise ConfigError(f"streams={streams}: a dialogue model needs the {USER_STREAM!r} stream "
+                          f"(what it hears)")
+    delays = get_layout("delay", len(streams), cfg.delays).delays
+    return delays[streams.index(USER_STREAM)] - delays[0]
+
+
 def check_duplex_config(cfg: TrainConfig, required: Sequence[str], source: str) -> int:
     """ConfigError unless ``cfg`` reads a dialogue dataset through a real-time delay layout with
     the ``required`` streams; returns the tokenizer look-ahead the delays allow."""
@@ -73,7 +83,7 @@ def check_duplex_config(cfg: TrainConfig, required: Sequence[str], source: str) 
     if bad:
         raise ConfigError(f"{source}: {'; '.join(bad)}")
     delays = get_layout("delay", len(streams), cfg.delays).delays
-    lookahead = delays[streams.index(USER_STREAM)] - delays[0]
+    lookahead = user_lookahead(cfg)
     if lookahead < 1:
         raise ConfigError(f"{source}: delays={list(delays)}: the user stream must be delayed at "
                           f"least one step more than {SYSTEM_STREAM} (the streaming tokenizer "
@@ -96,6 +106,11 @@ def run_duplex(cfg: TrainConfig, variant: str, required: Sequence[str], resume: 
     if dataset.meta.get("kind") != "dialogue":
         raise ConfigError(f"{source}: tokens_dir={cfg.tokens_dir} is not a dialogue token dataset "
                           f"(build it from dialogue_dir; delete it to rebuild)")
+    heard = dataset.meta.get("user_lookahead")
+    if heard != lookahead:
+        raise ConfigError(f"{source}: tokens_dir={cfg.tokens_dir} holds the user channel as heard "
+                          f"with look-ahead {heard}, but delays={list(cfg.delays or [])} give the "
+                          f"model look-ahead {lookahead} (delete tokens_dir to rebuild it)")
     streams = list(cfg.streams)
     info = DuplexInfo(variant, lookahead, int(dataset.meta["silence_unit"]),
                       tuple(dataset.meta["states"]), STATE_STREAM in streams,

@@ -9,7 +9,9 @@ per tokenizer frame (20 ms at 50 Hz) and all streams are aligned on that grid::
             asking), non_query (audio not addressed to the system: VITA's silence mode),
             speak (the system channel sounds), interrupted (from the system's cut after a
             barge-in to the end of the user's interrupting question: LSLM's stop token)
-    user    the user channel's units (what the model hears; fed, not sampled, at inference)
+    user    the user channel's units as a streaming listener fixes them ``user_lookahead`` frames
+            after they arrive (:func:`heard_units`): what the model hears at inference, where
+            this stream is fed, not sampled
     chars   the system's words letter by letter from each word's first frame, 0 elsewhere
             (Moshi's aligned inner-monologue text, with characters instead of BPE)
 
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechlm.core.errors import DataError
+from speechlm.core.errors import ConfigError, DataError
 from speechlm.core.progress import progress_bar
 from speechlm.core.threads import with_torch_threads
 from speechlm.data.dialogue import DialogueCorpus
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 STATES = ("idle", "query", "non_query", "speak", "interrupted")
 CHARS = "abcdefghijklmnopqrstuvwxyz'"        # text codes 1..27; 0 = no letter in this frame
+LISTEN_CONTEXT = 20     # past frames a streaming listener re-encodes with each new frame
 DIALOGUE_STREAMS = ("units", "state", "user", "chars")
 
 
@@ -82,10 +85,31 @@ def _channel_units(tok, samples: np.ndarray, n_frames: int) -> np.ndarray:
     return np.pad(units, (0, n_frames - units.size), mode="edge")
 
 
+def heard_units(tok, samples: np.ndarray, n_frames: int, lookahead: int) -> np.ndarray:
+    """The unit of every frame as a listener streaming 20 ms frames fixes it, ``lookahead``
+    frames after the frame (the last ones at the end of input): a duplex model is trained on
+    what it will hear. Offline units, which see the whole clip, differ from these near every
+    onset (mfcc, look-ahead 1: ~6 % of frames), exactly where hearing early matters."""
+    from speechlm.generation.streaming import StreamingTokenizer
+
+    listener = StreamingTokenizer(tok, lookahead, LISTEN_CONTEXT, chunk=1)
+    hop = listener.hop
+    units = [u for k in range(samples.size // hop)
+             for u in listener.push_frames(samples[k * hop:(k + 1) * hop])]
+    units += listener.flush_frames()
+    units = np.asarray(units, dtype=np.int64)[:n_frames]
+    return np.pad(units, (0, n_frames - units.size), mode="edge")
+
+
 @with_torch_threads
 def tokenize_dialogues(tokenizer_dir: str | Path, dialogue_dir: str | Path, out_dir: str | Path,
-                       threads: int = 1, show_progress: bool = True) -> Path:
-    """Encode both channels of every dialogue into the frame-level streams of this module."""
+                       user_lookahead: int, threads: int = 1, show_progress: bool = True) -> Path:
+    """Encode both channels of every dialogue into the frame-level streams of this module; the
+    user channel as heard with ``user_lookahead`` frames of look-ahead (:func:`heard_units`),
+    which must be the look-ahead of the models trained on it (their delays give it)."""
+    if user_lookahead < 1:
+        raise ConfigError(f"user_lookahead={user_lookahead}: a streaming listener fixes a frame "
+                          f"at the earliest one frame after it (use >= 1)")
     from speechlm.tokenizers.semantic.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tokenizer_dir)
@@ -101,7 +125,8 @@ def tokenize_dialogues(tokenizer_dir: str | Path, dialogue_dir: str | Path, out_
             system = _channel_units(tok, audio[SYSTEM], n)
             sounding = frame_mask(merge(d.sounding(SYSTEM)), n, rate)
             silent_units.update(system[~sounding].tolist())
-            streams = {"state": state_codes(d, n, rate), "user": _channel_units(tok, audio[USER], n),
+            streams = {"state": state_codes(d, n, rate),
+                       "user": heard_units(tok, audio[USER], n, user_lookahead),
                        "chars": text_codes(d, n, rate)}
             raw.setdefault(d.split, []).append((d, streams, np.where(sounding, system, -1)))
             advance()
@@ -120,7 +145,8 @@ def tokenize_dialogues(tokenizer_dir: str | Path, dialogue_dir: str | Path, out_
              StreamSpec("chars", "text", len(CHARS) + 1, rate, derived="system words, letters")]
     meta = {"dedup": False, "features": tok.features_name, "kind": "dialogue",
             "corpus": str(Path(dialogue_dir).resolve()), "silence_unit": int(silence),
-            "states": list(STATES), "chars": CHARS}
+            "states": list(STATES), "chars": CHARS, "user_lookahead": int(user_lookahead),
+            "listen_context": LISTEN_CONTEXT}
     write_token_dataset(out_dir, splits, specs, meta)
     log.info("tokenized dialogues %s into %s (silence unit %d)",
              {k: len(v) for k, v in splits.items()}, out_dir, silence)

@@ -30,10 +30,11 @@ class DialogueConfig:
     early_interruption_prob: float = 0.3         # ... 0.15-1 s into it (else later): a
                                                  # system that starts to speak must stop for a
                                                  # user who starts just after it, too
-    interrupt_stop_ms: float = 160.0             # ... and the system is silent 0.5-1x this after
-                                                 # it: 80-160 ms, when a real-time duplex model has
-                                                 # heard 0-4 frames of the barge-in (a cut before
-                                                 # it can hear teaches no reaction to the user)
+    interrupt_stop_ms: float = 120.0             # ... and the system is silent 0.5-1x this after
+                                                 # it: 60-120 ms, when a real-time duplex model
+                                                 # (hearing 2 frames late: look-ahead 1) has heard
+                                                 # 1-4 frames of the barge-in (a cut before it can
+                                                 # hear teaches no reaction to the user)
     non_query_prob: float = 0.4                  # non-query audio before the exchange's query
     noise_db: dict[str, float] = field(default_factory=lambda: dict(
         zip(NOISE_LEVELS, (-40.0, -30.0, -20.0))))  # pink-noise RMS per level, dBFS
