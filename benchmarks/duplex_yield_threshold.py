@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-THRESHOLDS = (1.0, 0.3, 0.2, 0.1)
+THRESHOLDS = (1.0, 0.3, 0.2, 0.1, 0.05)
 KEYS = ("interruption_stop_latency_p50_ms", "interruption_stop_latency_p95_ms", "interruptions",
         "interruption_stopped_200ms", "silence_query_accuracy", "false_response_rate",
         "takeover_rate_pause", "turn_taking_latency_ms", "backchannel_rate")
@@ -56,13 +56,15 @@ def main() -> None:
     parser.add_argument("--dialogues", required=True, help="dialogue corpus with a valid split")
     parser.add_argument("--out", required=True, help="eval dirs, one per threshold")
     parser.add_argument("--max-dialogues", type=int, default=22)
+    parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS),
+                        help=f"thresholds to score (default {' '.join(map(str, THRESHOLDS))})")
     args = parser.parse_args()
     start = time.time()
     reused: list[float] = []
-    sweep = {str(t): evaluate(t, args, reused) for t in THRESHOLDS}
+    sweep = {str(t): evaluate(t, args, reused) for t in args.thresholds}
     record = {"name": "duplex_yield_threshold",
               "config": {"model": args.model, "split": "valid", "dialogues": args.max_dialogues,
-                         "thresholds": THRESHOLDS, "frame_ms": 20,
+                         "thresholds": args.thresholds, "frame_ms": 20,
                          "reused_eval_dirs": reused},   # "seconds" excludes their runs
               "baseline": "threshold 1.0 (stop only when yielding is the most probable decision)",
               "results": sweep, "machine": machine(), "seconds": round(time.time() - start, 1)}

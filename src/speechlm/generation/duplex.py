@@ -170,7 +170,7 @@ class DuplexEngine:
 
         While speaking, it stops once that pooled probability reaches ``yield_threshold`` (1.0:
         only when it is the most probable decision): the training cut comes at a random frame
-        80-160 ms after the barge-in, so a calibrated model spreads its stop over those frames
+        60-120 ms after the barge-in, so a calibrated model spreads its stop over those frames
         (0.1-0.3 each) and the argmax waits for the last of them; a threshold is the decision
         rule for "stop within a deadline". The default, :data:`YIELD_THRESHOLD`, was chosen on
         duplex-tiny's valid split (training voices; README, Full duplex)."""
