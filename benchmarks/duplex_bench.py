@@ -15,15 +15,16 @@ real-time ratio. Writes ``benchmarks/results/duplex.json`` and ``duplex.png``: p
 system the mean, min, max and 95 % t interval over seeds of every figure (``recipe_matrix.interval``,
 as every recipe reports), plus the stop latencies of all seeds' barge-ins pooled, with a 95 %
 bootstrap interval of their p95 that resamples whole dialogues (a run's barge-ins in one dialogue
-are not independent). ``--systems`` and ``--name`` score a subset under another name (e.g.
-duplex-tiny on every held-out dialogue, for a p95 that rests on more barge-ins).
+are not independent). ``--systems`` and ``--name`` score a subset under another name.
+The README's table is every held-out dialogue (71), so that p95 rests on 30-50 barge-ins per
+run rather than the 10-20 of a 22-dialogue subset.
 
-    python benchmarks/duplex_bench.py --work work --vocoder work/vocoder --dialogues 4 --jobs 10
-    python benchmarks/duplex_bench.py --work work --systems duplex-tiny --dialogues 71 \
-        --name duplex_all_heldout
+    python benchmarks/duplex_bench.py --work work --vocoder work/vocoder --dialogues 71 --jobs 2
+    python benchmarks/duplex_bench.py --work work --systems duplex-tiny --dialogues 4 --name smoke
 
-Training goes through ``train_seed``, the one place to switch to ``benchmarks/recipe_matrix.py``
-once it lands on main.
+Missing runs are trained by `speechlm train` subprocesses (``train_seed``: one thread each, run
+dirs ``WORK/runs/SYSTEM-sSEED``), so runs trained beforehand, e.g. two at a time on 2 cores, are
+found and reused; the summaries use ``recipe_matrix.interval`` like every recipe's report.
 """
 
 from __future__ import annotations

@@ -24,9 +24,9 @@ UNITS = 16
 FAMILIES = {"state": (len(STATES), "marker"), "user": (UNITS, "units"),
             "chars": (len(CHARS) + 1, "text")}
 YIELD_CODES = [STATES.index("interrupted"), STATES.index("query")]
-VARIANTS = {"moshi": (["units", "state", "user", "chars"], [1, 1, 4, 0], [1]),  # duplex-tiny
-            "moshi-read-state": (["units", "state", "user", "chars"], [1, 0, 4, 0], []),
-            "dgslm": (["units", "user"], [0, 3], [])}
+VARIANTS = {"moshi": (["units", "state", "user", "chars"], [1, 1, 2, 0], [1]),  # duplex-tiny
+            "moshi-read-state": (["units", "state", "user", "chars"], [1, 0, 4, 0], []),  # look-ahead 3
+            "dgslm": (["units", "user"], [0, 1], [])}                                    # dgslm-tiny
 
 
 def duplex_model_dir(folder, variant: str, tokenizer_dir=None, seq_len: int = 256):
@@ -106,7 +106,8 @@ def test_context_is_cut_to_half_the_training_block(tmp_path):
     pipe = SpeechPipeline.load(duplex_model_dir(tmp_path, "moshi", seq_len=16))
     session = Session(pipe, Sampling(0, 0.8, 5), seed=1)
     session.push_units(list(range(10)) * 5)
-    assert session.duplex.decoder.length <= 16 and session.duplex.step == 54
+    engine = session.duplex   # one step per heard unit, after the user row's delay
+    assert engine.decoder.length <= 16 and engine.step == 50 + engine.delays[engine.user]
 
 
 def test_reset_with_a_seed_replays_or_changes_the_draws(tmp_path):

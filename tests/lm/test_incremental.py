@@ -1,4 +1,5 @@
-"""The lean incremental forward gives HF's logits bit for bit, so seeded decoding is unchanged."""
+"""The lean incremental forward gives HF's logits bit for bit (one thread), so seeded decoding is
+unchanged."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from speechlm.core.errors import ConfigError
+from speechlm.core.threads import torch_threads
 from speechlm.generation.sampling import Decoder, sample
 from speechlm.lm.incremental import IncrementalLlama, supports
 from speechlm.lm.init.cold import cold_init
@@ -21,6 +23,14 @@ VOCAB = SpeechVocab.for_units(50)
 # chunks fed in turn: a prompt (causal mask), single steps (no mask), chunks after a context
 # (boolean mask), past the first buffer (8 positions) and its doublings
 CHUNKS = [6, 1, 1, 3, 1, 20, 1, 1, 40, 1, 2, 1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Bit for bit holds with one intra-op thread (speechlm.lm.incremental); tests that ran
+    before may have left torch at 1 or at the core count."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module", params=["narrow", "preset"])

@@ -8,8 +8,11 @@ concatenates its tensors every step); this forward takes 1.7 ms for the same pro
 :class:`IncrementalLlama` runs the same weights through the same torch ops in the same order
 (RMSNorm, rotary, SDPA with the mask HF passes, SwiGLU), with fewer calls: q/k/v and gate/up as
 one product each, rotary on q and k at once, keys and values written into a buffer that grows by
-doubling instead of being concatenated. The logits are the HF model's, bit for bit, so seeded
-sampling draws the same tokens (``tests/lm/test_incremental.py``). The head still runs on every
+doubling instead of being concatenated. With one intra-op thread (how Sessions and the duplex
+eval decode) the logits are the HF model's, bit for bit, so seeded sampling draws the same
+tokens (``tests/lm/test_incremental.py``); with more threads the BLAS may split a stacked
+product differently from the separate ones, and for some chunk sizes the logits differ in the
+last bit (2 threads, a 5-token chunk: 2e-7). The head still runs on every
 position of a chunk: on the last row alone the matrix product takes another BLAS kernel and the
 logits differ in the last bit.
 
