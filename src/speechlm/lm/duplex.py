@@ -108,9 +108,11 @@ def run_duplex(cfg: TrainConfig, variant: str, required: Sequence[str], resume: 
                           f"(build it from dialogue_dir; delete it to rebuild)")
     heard = dataset.meta.get("user_lookahead")
     if heard != lookahead:
-        raise ConfigError(f"{source}: tokens_dir={cfg.tokens_dir} holds the user channel as heard "
-                          f"with look-ahead {heard}, but delays={list(cfg.delays or [])} give the "
-                          f"model look-ahead {lookahead} (delete tokens_dir to rebuild it)")
+        held = "offline units (an older dataset)" if heard is None else \
+            f"the user channel as heard with look-ahead {heard}"
+        raise ConfigError(f"{source}: tokens_dir={cfg.tokens_dir} holds {held}, but "
+                          f"delays={list(cfg.delays or [])} give the model look-ahead {lookahead} "
+                          f"(delete tokens_dir to rebuild it)")
     streams = list(cfg.streams)
     info = DuplexInfo(variant, lookahead, int(dataset.meta["silence_unit"]),
                       tuple(dataset.meta["states"]), STATE_STREAM in streams,
