@@ -57,7 +57,7 @@ def build(work: Path, corpus: Path | None, tokenizers: list[str] | None) -> tupl
 def measure(tok, clips: list, lookahead: int, context: int) -> dict:
     from rapidfuzz.distance import Levenshtein
 
-    from speechlm.generation.streaming import StreamingTokenizer
+    from speechlm.tokenizers.streaming import StreamingTokenizer
 
     edits = units = frames = frame_diff = 0
     stream_s = offline_s = 0.0

@@ -10,7 +10,8 @@ import pytest
 from speechlm.cli import main
 from speechlm.generation.pipeline import Sampling, SpeechPipeline
 from speechlm.generation.session import Session
-from speechlm.generation.streaming import StreamingTokenizer, StreamingVocoder
+from speechlm.generation.streaming import StreamingVocoder
+from speechlm.tokenizers.streaming import StreamingTokenizer
 from speechlm.lm.model import build_model, save_speech_lm
 from speechlm.lm.vocab import SpeechVocab
 

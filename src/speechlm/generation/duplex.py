@@ -30,10 +30,11 @@ import torch
 
 from speechlm.core.errors import ConfigError
 from speechlm.generation.sampling import Decoder, NextStep, _per_stream, check_sampling, sample
-from speechlm.generation.streaming import StreamingTokenizer, StreamingVocoder
+from speechlm.generation.streaming import StreamingVocoder
 from speechlm.lm.duplex import STATE_STREAM, TEXT_STREAM, USER_STREAM, DuplexInfo
 from speechlm.lm.sequences import sequence_frame
 from speechlm.tokenizers.dialogue import CHARS, LISTEN_CONTEXT
+from speechlm.tokenizers.streaming import StreamingTokenizer
 
 SESSION_STATE = {"idle": "silent", "non_query": "silent", "query": "listening",
                  "speak": "speaking", "interrupted": "interrupted"}

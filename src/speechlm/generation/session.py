@@ -27,7 +27,8 @@ A duplex model (``duplex-tiny``, ``dgslm-tiny``; :mod:`speechlm.lm.duplex`) has 
 ``push`` runs it frame by frame (:class:`~speechlm.generation.duplex.DuplexEngine`), listening while
 it speaks, and the states follow what it decides (``end_turn`` and ``step`` do nothing).
 
-Which stages are causal and what streaming costs in unit accuracy: :mod:`speechlm.generation.streaming`.
+Which stages are causal and what streaming costs in unit accuracy:
+:mod:`speechlm.tokenizers.streaming` and :mod:`speechlm.generation.streaming`.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ from speechlm.core.errors import ConfigError
 from speechlm.data.audio import SAMPLE_RATE, check_audio
 from speechlm.generation.pipeline import Sampling, SpeechPipeline
 from speechlm.generation.sampling import Decoder, NextStep, check_sampling, sample
-from speechlm.generation.streaming import StreamingTokenizer, StreamingVocoder
+from speechlm.generation.streaming import StreamingVocoder
 from speechlm.lm.duplex import is_duplex
+from speechlm.tokenizers.streaming import StreamingTokenizer
 
 STATES = ("silent", "listening", "speaking", "interrupted")
 

@@ -32,6 +32,7 @@ from speechlm.core.progress import progress_bar
 from speechlm.core.threads import with_torch_threads
 from speechlm.data.dialogue import DialogueCorpus
 from speechlm.data.dialogue.record import SYSTEM, USER, Dialogue, merge
+from speechlm.tokenizers.streaming import StreamingTokenizer
 from speechlm.tokenizers.tokens import StreamSpec, TokenRecord, write_token_dataset
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,6 @@ def heard_units(tok, samples: np.ndarray, n_frames: int, lookahead: int) -> np.n
     frames after the frame (the last ones at the end of input): a duplex model is trained on
     what it will hear. Offline units, which see the whole clip, differ from these near every
     onset (mfcc, look-ahead 1: ~6 % of frames), exactly where hearing early matters."""
-    from speechlm.generation.streaming import StreamingTokenizer
-
     listener = StreamingTokenizer(tok, lookahead, LISTEN_CONTEXT, chunk=1)
     hop = listener.hop
     units = [u for k in range(samples.size // hop)
