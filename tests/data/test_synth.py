@@ -1,6 +1,8 @@
 import json
+import os
 
 import numpy as np
+import pytest
 
 from speechlm.cli import main
 from speechlm.data.corpus import Corpus
@@ -87,3 +89,18 @@ def test_train_voices_are_split_into_train_valid_test():
     counts = {s: with_test.count(s) for s in ("train", "valid", "test", "heldout")}
     assert counts["heldout"] == 400  # every 5th task: the one held-out voice
     assert 120 <= counts["valid"] <= 200 and 120 <= counts["test"] <= 200
+
+
+def _exit_on_two(chunk: int) -> int:
+    if chunk == 2:
+        os._exit(1)   # a worker killed mid-chunk, as by a crash in libespeak-ng
+    return chunk * 10
+
+
+def test_a_dead_worker_is_an_error_not_a_hang():
+    from speechlm.core.errors import SpeechLMError
+    from speechlm.data.tts import in_fresh_processes
+
+    assert list(in_fresh_processes(_exit_on_two, [0, 1], 2)) == [0, 10]
+    with pytest.raises(SpeechLMError, match="_exit_on_two: a worker process died"):
+        list(in_fresh_processes(_exit_on_two, [0, 1, 2, 3], 2))

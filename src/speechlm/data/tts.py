@@ -11,6 +11,8 @@ import multiprocessing as mp
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import espeakng_loader
@@ -195,8 +197,16 @@ def in_fresh_processes(fn: Callable, chunks: Iterable, workers: int) -> Iterator
     call resets, so a process's output depends on everything it synthesized before. Forking every
     chunk from a clean fork server (which never loads espeak) makes the audio depend only on the
     chunk. ``fn`` must be a module-level function.
+
+    A worker that dies (a crash inside the C library) raises an error here: a
+    ``multiprocessing.Pool`` would replace the worker and wait forever for the lost result (a CI
+    run once sat idle for over 10 minutes inside dialogue synthesis).
     """
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload([fn.__module__])  # children start with fn's imports done
-    with ctx.Pool(workers, maxtasksperchild=1) as pool:
-        yield from pool.imap(fn, chunks)
+    with ProcessPoolExecutor(workers, mp_context=ctx, max_tasks_per_child=1) as pool:
+        try:
+            yield from pool.map(fn, chunks)
+        except BrokenProcessPool as err:
+            raise SpeechLMError(f"{fn.__module__}.{fn.__name__}: a worker process died "
+                                f"({err}); nothing was written for the chunks after it") from None
