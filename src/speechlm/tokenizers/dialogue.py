@@ -80,10 +80,15 @@ def text_codes(d: Dialogue, n_frames: int, rate: float) -> np.ndarray:
     return text
 
 
-def _channel_units(tok, samples: np.ndarray, n_frames: int) -> np.ndarray:
-    units, _ = tok.encode(samples, dedup=False)
+def _on_grid(units, n_frames: int) -> np.ndarray:
+    """Exactly ``n_frames`` units: cut, or the last one repeated."""
     units = np.asarray(units, dtype=np.int64)[:n_frames]
     return np.pad(units, (0, n_frames - units.size), mode="edge")
+
+
+def _channel_units(tok, samples: np.ndarray, n_frames: int) -> np.ndarray:
+    units, _ = tok.encode(samples, dedup=False)
+    return _on_grid(units, n_frames)
 
 
 def heard_units(tok, samples: np.ndarray, n_frames: int, lookahead: int) -> np.ndarray:
@@ -95,9 +100,7 @@ def heard_units(tok, samples: np.ndarray, n_frames: int, lookahead: int) -> np.n
     hop = listener.hop
     units = [u for k in range(samples.size // hop)
              for u in listener.push_frames(samples[k * hop:(k + 1) * hop])]
-    units += listener.flush_frames()
-    units = np.asarray(units, dtype=np.int64)[:n_frames]
-    return np.pad(units, (0, n_frames - units.size), mode="edge")
+    return _on_grid(units + listener.flush_frames(), n_frames)
 
 
 @with_torch_threads
