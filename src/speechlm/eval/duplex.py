@@ -20,8 +20,8 @@ one segment. Against the dialogue's events:
   than ``GAP_S`` of 20 ms frames quieter than ``QUIET_DBFS`` (Full-Duplex-Bench's user
   interruption). The end of the VAD segment is kept as ``interruption_stop_latency_vad_*``: it
   trails the audio by ~100 ms (webrtcvad's hang-over), so on the recorded system channel, silent
-  80-160 ms after each barge-in, the VAD reads 246 ms p95 and the energy 101 / 146 ms p50 / p95
-  (22 held-out dialogues);
+  60-120 ms after each barge-in, the VAD reads 229 ms p95 and the energy 90 / 121 ms p50 / p95
+  (71 held-out dialogues);
 * ``turn_taking_latency``: query end -> start of the first response (a system segment of at
   least ``RESPONSE_S``, or a shorter one that the user's next query cuts: not a backchannel)
   starting within ``[end - 0.7 s, end + 3 s]``; ``silence_query_accuracy`` is the share of
