@@ -8,14 +8,14 @@ pitch stream, audio by the F0-aware vocoder) and writes ``results/prosody_lm.jso
 
 Inputs in ``--work`` (W), built once with the CLI (what the committed figures used)::
 
-    speechlm corpus synth --out W/corpus --hours 0.3 --voices 12 --heldout-voices 4 --seed 0 \
+    speechlm corpus synth --out W/corpus --hours 1.0 --voices 12 --heldout-voices 4 --seed 0 \
         --styles neutral,excited,sad,question,whisper
     speechlm tokenizer train --corpus W/corpus --out W/tok --features mfcc --units 100
     speechlm tokenize --tokenizer W/tok --corpus W/corpus --out W/units
     speechlm prosody train unit --corpus W/corpus --out W/pros-unit --units-tokenizer W/tok
     speechlm prosody train style --corpus W/corpus --out W/pros-style
     speechlm prosody train pitch-vq --corpus W/corpus --out W/pros-pitch steps=300
-    speechlm prosody style-classifier --corpus W/corpus --out W/style-clf
+    speechlm prosody style-classifier --corpus W/corpus --out W/style-clf --clip-seconds 2
     V="--config configs/vocoder/demo.yaml --corpus W/corpus --tokenizer W/tok --units W/units threads=1"
     speechlm vocoder train $V --out W/voc-units source=true  # units-only baseline, predicted F0
     speechlm prosody vocoder $V --out W/voc-f0      # F0-aware
@@ -120,7 +120,68 @@ def paired_contrasts(per_seed: dict[str, dict[str, dict]]) -> list[dict]:
     return out
 
 
-def markdown(summary: dict, contrasts: list[dict], config: dict) -> str:
+def _prompt_metric(rows: list[dict], metric: str) -> float | None:
+    """A metric recomputed from ``per_prompt`` rows (as :func:`speechlm.eval.prosody.summarize`
+    does over all prompts)."""
+    from speechlm.eval.prosody import pearson
+
+    if metric == "logf0_min_mae":
+        values = [r["logf0_min_mae"] for r in rows if r["logf0_min_mae"] is not None]
+        return float(np.mean(values)) if values else None
+    if metric == "f0_prompt_corr":
+        pairs = np.array([(r["prompt_logf0"], r["continuation_logf0"]) for r in rows
+                          if r["prompt_logf0"] is not None and r["continuation_logf0"] is not None])
+        return pearson(pairs) if len(pairs) > 2 else None
+    judged = [r for r in rows if r["predicted_style"] is not None]
+    return float(np.mean([r["predicted_style"] == r["style"] for r in judged])) if judged else None
+
+
+def bootstrap_contrasts(rows: dict[str, dict[str, list[dict]]], n: int = 2000,
+                        seed: int = 0) -> list[dict]:
+    """The claims again, as a hierarchical bootstrap: resample seeds, then prompts within each
+    seed (the same prompts for the recipe and gslm-tiny: both saw them), and average the
+    per-seed differences. Uses every prompt instead of three per-seed summaries, and keeps the
+    seed-to-seed spread in the interval."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for recipe, metric, sign in CLAIMS:
+        if metric == "f0_std":
+            continue
+        seeds = sorted(set(rows[recipe]) & set(rows["gslm"]))
+        if not seeds:
+            continue
+        pairs = {s: (rows[recipe][s], rows["gslm"][s]) for s in seeds}
+        if any(len(a) != len(b) or [r["id"] for r in a] != [r["id"] for r in b]
+               for a, b in pairs.values()):
+            raise SystemExit(f"{recipe} and gslm were not evaluated on the same prompts")
+
+        def diff(picks: list[tuple[str, np.ndarray]]) -> float | None:
+            values = []
+            for s, idx in picks:
+                a, b = (_prompt_metric([rows_[i] for i in idx], metric) for rows_ in pairs[s])
+                if a is None or b is None:
+                    return None
+                values.append(a - b)
+            return float(np.mean(values))
+
+        point = diff([(s, np.arange(len(pairs[s][0]))) for s in seeds])
+        draws = []
+        for _ in range(n):
+            picked = [seeds[i] for i in rng.integers(len(seeds), size=len(seeds))]
+            value = diff([(s, rng.integers(len(pairs[s][0]), size=len(pairs[s][0])))
+                          for s in picked])
+            if value is not None:
+                draws.append(value)
+        lo, hi = (float(x) for x in np.percentile(draws, [2.5, 97.5]))
+        out.append({"recipe": RECIPES[recipe], "reference": RECIPES["gslm"], "metric": metric,
+                    "better": "lower" if sign < 0 else "higher", "seeds": seeds,
+                    "prompts": len(pairs[seeds[0]][0]), "mean": point, "ci95": [lo, hi],
+                    "draws": len(draws), "holds": bool(hi < 0 if sign < 0 else lo > 0)})
+    return out
+
+
+def markdown(summary: dict, contrasts: list[dict], config: dict,
+             pooled: list[dict] = ()) -> str:
     """README-ready tables: each metric per recipe (mean over seeds, per-seed values), then the
     paired differences against the unit-only GSLM."""
     lines = [f"Prosody LMs, seeds {config['seeds']}, {config['steps']} steps each "
@@ -137,6 +198,14 @@ def markdown(summary: dict, contrasts: list[dict], config: dict) -> str:
         lo, hi = c["ci95"]
         lines.append(f"| {c['recipe']} | {c['metric']} ({c['better']}) | {c['mean']:+.3f} "
                      f"[{lo:+.3f}, {hi:+.3f}] | {'yes' if c['holds'] else 'no'} |")
+    if pooled:
+        lines += ["", "Hierarchical bootstrap (seeds, then the same prompts for both models):", "",
+                  "| recipe − gslm-tiny | metric (better) | mean difference [95 % bootstrap] "
+                  "| holds |", "|---|---|---|---|"]
+        for c in pooled:
+            lo, hi = c["ci95"]
+            lines.append(f"| {c['recipe']} | {c['metric']} ({c['better']}) | {c['mean']:+.3f} "
+                         f"[{lo:+.3f}, {hi:+.3f}] | {'yes' if c['holds'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -167,6 +236,7 @@ def main() -> None:
     if args.train_only:
         return
     per_seed: dict[str, dict[str, dict]] = {r: {} for r in RECIPES}
+    prompt_rows: dict[str, dict[str, list[dict]]] = {r: {} for r in RECIPES}
     missing = []
     for seed, recipe in pairs:
         t0, run = time.perf_counter(), runs[seed, recipe]
@@ -178,6 +248,8 @@ def main() -> None:
             "f0_source": entry["f0_source"], "stream_loss": entry["stream_loss"],
             "vocoder": entry["vocoder"],
             "best_valid_loss": json.loads((run / "best.json").read_text()).get("best_valid_loss")}
+        if "per_prompt" in entry:
+            prompt_rows[recipe][str(seed)] = entry["per_prompt"]
         print(f"seed {seed} {recipe}: " + ", ".join(
             f"{m} {entry[m]['value']:.3f}" for m in METRICS if entry[m]["value"] is not None)
             + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -189,17 +261,21 @@ def main() -> None:
                for recipe, seeds in per_seed.items()}
 
     contrasts = paired_contrasts(per_seed)
+    pooled = bootstrap_contrasts(prompt_rows)
     config = {"seeds": args.seeds, "steps": args.steps, "prompts": args.prompts,
               "samples": args.samples, "recipes": RECIPES, "work": str(args.work),
               "overrides": "seq_len=256 batch_size=8 threads=1 for all three",
+              "style_classifier_clip_seconds": json.loads((args.work / "style-clf" / "config.json")
+                                             .read_text()).get("clip_seconds") or "whole utterances",
               "data": json.loads((args.work / "corpus" / "meta.json").read_text()).get("config")}
     path = write_result(args.name, config, summary["pgslm"]["logf0_min_mae"]["mean"],
                         summary["gslm"]["logf0_min_mae"]["mean"],
                         "log-F0 min-MAE (nats, mean over seeds): pgslm-tiny (value) vs gslm-tiny "
                         "(baseline); every metric of every recipe and seed below",
                         summary=summary, per_seed=per_seed, contrasts=contrasts,
+                        contrasts_bootstrap=pooled, per_prompt=prompt_rows,
                         missing=missing, seconds=round(time.perf_counter() - start, 1))
-    path.with_suffix(".md").write_text(markdown(summary, contrasts, config))
+    path.with_suffix(".md").write_text(markdown(summary, contrasts, config, pooled))
     print(f"wrote {path}" + (f" (missing: {', '.join(missing)})" if missing else ""))
 
 

@@ -4,9 +4,12 @@ unit-only GSLM (training and the prosody suite are tested where they live)."""
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from prosody_lm import markdown, paired_contrasts  # noqa: E402
+import pytest  # noqa: E402
+from prosody_lm import bootstrap_contrasts, markdown, paired_contrasts  # noqa: E402
 
 
 def _entry(value: float, reference: float | None = None) -> dict:
@@ -48,3 +51,33 @@ def test_a_seed_without_a_value_is_left_out_of_the_pairing():
     per_seed["pgslm"]["1"]["logf0_min_mae"]["value"] = None
     mae = next(c for c in paired_contrasts(per_seed) if c["metric"] == "logf0_min_mae")
     assert mae["seeds"] == ["0", "2"] and mae["values"] == [0.0, 0.0]
+
+
+def _rows(mae: float, shift: float, hit_every: int, n: int = 30) -> list[dict]:
+    """n prompts; continuation log-F0 = prompt log-F0 + shift * noise; every hit_every-th style
+    judged right."""
+    rng = np.random.default_rng(0)
+    base = np.linspace(4.5, 5.5, n)
+    return [{"id": f"p{i}", "style": "sad", "predicted_style": "sad" if i % hit_every == 0 else "x",
+             "real_style": "sad", "logf0_min_mae": mae + 0.01 * (i % 3),
+             "prompt_logf0": float(base[i]),
+             "continuation_logf0": float(base[i] + shift * rng.normal()),
+             "real_logf0": float(base[i])} for i in range(n)]
+
+
+def test_bootstrap_pairs_prompts_and_resamples_seeds():
+    rows = {"gslm": {s: _rows(0.40, 0.5, 4) for s in "012"},
+            "pgslm": {s: _rows(0.20, 0.05, 4) for s in "012"},
+            "spiritlm": {s: _rows(0.40, 0.5, 4) for s in "012"}}
+    by = {(c["recipe"], c["metric"]): c for c in bootstrap_contrasts(rows, n=300)}
+    mae = by["pgslm-tiny", "logf0_min_mae"]
+    assert mae["mean"] == pytest.approx(-0.2) and mae["holds"] and mae["prompts"] == 30
+    assert mae["ci95"][0] == pytest.approx(-0.2) and mae["ci95"][1] == pytest.approx(-0.2)
+    corr = by["pgslm-tiny", "f0_prompt_corr"]  # tight continuation vs a noisy one
+    assert corr["mean"] > 0.3 and corr["holds"] and corr["ci95"][0] < corr["mean"]
+    style = by["spiritlm-expressive-tiny", "style_preservation"]  # identical rows: no difference
+    assert style["mean"] == 0 and not style["holds"]
+    assert ("pgslm-tiny", "f0_std") not in by  # not kept per prompt
+    rows["spiritlm"]["1"] = rows["spiritlm"]["1"][:-1]
+    with pytest.raises(SystemExit, match="same prompts"):
+        bootstrap_contrasts(rows, n=10)

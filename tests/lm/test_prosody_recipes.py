@@ -130,6 +130,11 @@ def test_prosody_suite_on_pgslm_and_spiritlm(work, pgslm, tmp_path, capsys):
     assert set(entry["stream_loss"]) == {"units", "duration", "f0"}
     assert all(0 < v < 20 for v in entry["stream_loss"].values())
     assert (tmp_path / "e" / "prosody_f0.png").is_file()
+    rows = entry["per_prompt"]  # prompt by prompt, so two models pair up
+    assert len(rows) == entry["prompts"] and all(r["id"] and r["style"] for r in rows)
+    mae = [r["logf0_min_mae"] for r in rows if r["logf0_min_mae"] is not None]
+    assert np.mean(mae) == pytest.approx(entry["logf0_min_mae"]["value"])
+    assert entry["style_classifier_clip_seconds"] is None  # the fixture's judge: whole utterances
 
     run = train_from_config(SPIRIT, overrides(work, "spirit", "prosody_tokenizers=[pitch-vq="
                                               f"{work / 'pitch'},style={work / 'style'}]"))

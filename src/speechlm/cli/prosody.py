@@ -84,6 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     cls.add_argument("--hidden", type=int, default=0,
                      help="hidden units (default 0: softmax regression)")
     cls.add_argument("--seed", type=int, default=0)
+    cls.add_argument("--clip-seconds", type=float, default=None,
+                     help="train and score on clips this long (e.g. 2, the continuations that "
+                     "`eval --suite prosody` judges) instead of whole utterances")
     cls.add_argument("--json", action="store_true", help="print a JSON object")
     cls.set_defaults(handler=_classifier)
 
@@ -183,12 +186,13 @@ def _classifier(args: argparse.Namespace) -> int:
     from speechlm.eval.style import train_style_classifier
 
     report = train_style_classifier(args.corpus, args.out, steps=args.steps, hidden=args.hidden,
-                                    seed=args.seed, show_progress=not args.json)
+                                    seed=args.seed, clip_seconds=args.clip_seconds,
+                                    show_progress=not args.json)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     for split, row in report["splits"].items():
-        print(f"{split}: accuracy {100 * row['accuracy']:.1f}% on {row['utterances']} utterances "
+        print(f"{split}: accuracy {100 * row['accuracy']:.1f}% on {row['items']} {report['items']} "
               f"(chance {100 * row['chance']:.1f}%)")
     print(f"classifier saved to {args.out} (report in {args.out}/report.json)")
     return 0

@@ -18,7 +18,8 @@ mean |log F0 - log F0_ref| on frames voiced in both), ``f0_std`` (Hz, within a c
 ``f0_prompt_corr`` (Pearson r over prompts of the prompt's and the continuation's mean log-F0) and
 ``style_preservation`` (share of vocoded continuations the style classifier labels with the
 prompt's style; chance = the most frequent prompt style's share). The real continuations give the
-reference value of each.
+reference value of each; ``per_prompt`` keeps each prompt's figures, so two models evaluated on
+the same prompts compare pairwise.
 """
 
 from __future__ import annotations
@@ -305,6 +306,11 @@ def _evaluate(model_dir: str | Path, cfg: ProsodyEvalConfig, out_dir: str | Path
         from speechlm.eval.style import load_style_classifier
 
         clf = load_style_classifier(cfg.style_classifier)
+        if clf.clip_seconds != cfg.continuation_seconds:
+            log.warning("%s was trained on %s but judges %g s continuations (train it with "
+                        "--clip-seconds %g)", cfg.style_classifier,
+                        f"{clf.clip_seconds:g} s clips" if clf.clip_seconds else "whole utterances",
+                        cfg.continuation_seconds, cfg.continuation_seconds)
     sampling = lm.meta.get("sampling") or {}
     temps = list(sampling.get("temperature") or [1.0] * len(streams))
     top_k = [k or None for k in (sampling.get("top_k") or [0] * len(streams))]
@@ -349,6 +355,7 @@ def _evaluate(model_dir: str | Path, cfg: ProsodyEvalConfig, out_dir: str | Path
     result.update({"model": str(Path(model_dir).resolve()), "streams": streams,
                    "f0_source": decoder.f0_source, "tokens_dir": str(Path(tokens_dir).resolve()),
                    "vocoder": cfg.vocoder_dir, "style_classifier": cfg.style_classifier,
+                   "style_classifier_clip_seconds": clf.clip_seconds if clf else None,
                    "temperature": temps, "top_k": top_k, "config": asdict(cfg),
                    "seconds": round(time.perf_counter() - start, 1)})
     if out_dir is not None and cfg.plots:
@@ -360,11 +367,18 @@ def summarize(rows: list[dict], cfg: ProsodyEvalConfig) -> dict:
     """The four metrics with intervals and the real continuations' values as reference."""
     from speechlm.eval.style import wilson_interval
 
-    maes, stds, ref_stds, pairs, ref_pairs = [], [], [], [], []
+    maes, stds, ref_stds, pairs, ref_pairs, per_prompt = [], [], [], [], [], []
     for r in rows:
         per_sample = [m for m in (logf0_mae(c, r["ref_f0"]) for c in r["contours"]) if m is not None]
         if per_sample:
             maes.append(min(per_sample))
+        means = [m for m in map(_mean_logf0, r["contours"]) if m is not None]
+        per_prompt.append({"id": r["id"], "style": r["style"],
+                           "predicted_style": r["predicted_style"], "real_style": r["real_style"],
+                           "logf0_min_mae": min(per_sample) if per_sample else None,
+                           "prompt_logf0": _mean_logf0(r["prompt_f0"]),
+                           "continuation_logf0": float(np.mean(means)) if means else None,
+                           "real_logf0": _mean_logf0(r["ref_f0"])})
         sample_std = [v for v in map(_f0_std, r["contours"]) if v is not None]
         if sample_std:
             stds.append(float(np.mean(sample_std)))
@@ -372,7 +386,6 @@ def summarize(rows: list[dict], cfg: ProsodyEvalConfig) -> dict:
         if ref_std is not None:
             ref_stds.append(ref_std)
         prompt_mean = _mean_logf0(r["prompt_f0"])
-        means = [m for m in map(_mean_logf0, r["contours"]) if m is not None]
         if prompt_mean is not None and means:
             pairs.append((prompt_mean, float(np.mean(means))))
         ref_mean = _mean_logf0(r["ref_f0"])
@@ -403,6 +416,7 @@ def summarize(rows: list[dict], cfg: ProsodyEvalConfig) -> dict:
         out["style_preservation"] = {"value": None, "ci95": [None, None], "n": 0,
                                      "skipped": "needs --vocoder, --style-classifier and a corpus "
                                                 "with style labels"}
+    out["per_prompt"] = per_prompt  # so two models compare prompt by prompt (paired)
     return out
 
 
