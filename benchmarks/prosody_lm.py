@@ -16,9 +16,9 @@ Inputs in ``--work`` (W), built once with the CLI (what the committed figures us
     speechlm prosody train style --corpus W/corpus --out W/pros-style
     speechlm prosody train pitch-vq --corpus W/corpus --out W/pros-pitch steps=300
     speechlm prosody style-classifier --corpus W/corpus --out W/style-clf --clip-seconds 2
-    V="--config configs/vocoder/demo.yaml --corpus W/corpus --tokenizer W/tok --units W/units threads=1"
-    speechlm vocoder train $V --out W/voc-units source=true  # units-only baseline, predicted F0
-    speechlm prosody vocoder $V --out W/voc-f0      # F0-aware
+    V="--config configs/vocoder/demo.yaml --corpus W/corpus --tokenizer W/tok --units W/units"
+    speechlm vocoder train $V --out W/voc-units source=true threads=1  # units-only, predicted F0
+    speechlm prosody vocoder $V --out W/voc-f0 threads=1                # F0-aware
 
 The K = 3 token datasets (W/tokens-pgslm, W/tokens-spiritlm) are built by the pipeline from
 ``prosody_tokenizers``. Training and evaluation are cached per run (W/runs/NAME-sSEED), so seeds
