@@ -1,4 +1,4 @@
-"""Does style preservation depend on the judge? The prosody_lm runs re-judged by a second classifier.
+"""Does style preservation depend on the judge? prosody_lm's runs re-judged by other classifiers.
 
 ``benchmarks/prosody_lm.py`` judges continuations with a style classifier trained on 2 s clips
 (``--clip-seconds 2``, the continuations' length). This script re-evaluates the unit-only GSLM and
@@ -68,11 +68,11 @@ def main() -> None:
         diffs = [runs["spiritlm"][s]["value"] - runs["gslm"][s]["value"] for s in runs["gslm"]]
         clip = json.loads((Path(path) / "config.json").read_text()).get("clip_seconds")
         results[name] = {"classifier": path, "clip_seconds": clip, "runs": runs}
+        first_seed = runs["gslm"][str(args.seeds[0])]
         contrasts[name] = {"spiritlm_minus_gslm": interval(diffs), "values": diffs,
-                           "reference": runs["gslm"][str(args.seeds[0])]["reference"],
-                           "chance": runs["gslm"][str(args.seeds[0])]["chance"],
-                           "gslm": float(np.mean([r["value"] for r in runs["gslm"].values()])),
-                           "spiritlm": float(np.mean([r["value"] for r in runs["spiritlm"].values()]))}
+                           "reference": first_seed["reference"], "chance": first_seed["chance"],
+                           **{recipe: float(np.mean([r["value"] for r in runs[recipe].values()]))
+                              for recipe in RUNS}}
     first = contrasts[next(iter(judges))]
     path = write_result(args.name, {"work": str(args.work), "seeds": args.seeds,
                                     "prompts": args.prompts, "judges": judges},

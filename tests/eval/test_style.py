@@ -10,7 +10,8 @@ from speechlm.cli import main
 from speechlm.core.errors import CheckpointError, DataError
 from speechlm.data.corpus import Corpus
 from speechlm.data.synth import synthesize_corpus
-from speechlm.eval.style import clips, load_style_classifier, train_style_classifier, wilson_interval
+from speechlm.eval.style import (clips, load_style_classifier, train_style_classifier,
+                                 wilson_interval)
 
 
 @pytest.fixture(scope="module")

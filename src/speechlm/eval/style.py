@@ -1,9 +1,9 @@
 """Speaking-style classifier: the judge of style preservation (SpiRit-LM's STSP-like test).
 
 Trained on a corpus' ``style`` labels (``speechlm corpus synth --styles ...``) from one pooled
-feature vector per utterance or per clip (:mod:`speechlm.tokenizers.prosody.features`: pitch level,
-range, slope and final rise, loudness, breathiness, syllable rate, pauses), with softmax regression by
-default (``hidden > 0`` adds a hidden layer: with a few hundred training utterances from 12 voices
+feature vector per utterance or per clip (:mod:`speechlm.tokenizers.prosody.features`: pitch
+level, range, slope and final rise, loudness, breathiness, syllable rate, pauses), with softmax
+regression by default (``hidden > 0`` adds a hidden layer: with a few hundred training utterances from 12 voices
 it overfits the voices and was not better on held-out ones, see docs/prosody.md). Accuracy is
 reported on held-out voices next to chance (the majority style's share of that split).
 
