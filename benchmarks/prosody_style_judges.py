@@ -8,6 +8,7 @@ number of samples, so it is the very continuation ``prosody_lm.py`` judged (chec
 cached evaluation when it exists). Per judge: each recipe's style preservation per seed, the
 paired difference (mean and 95 % t interval over seeds) and the real continuations' score.
 
+    speechlm prosody style-classifier --corpus W/corpus --out W/style-clf-whole  # whole utterances
     python benchmarks/prosody_style_judges.py --work W --seeds 0 1 2 3 4 \\
         --judge clip2=W/style-clf --judge whole=W/style-clf-whole
 """
