@@ -120,28 +120,14 @@ def paired_contrasts(per_seed: dict[str, dict[str, dict]]) -> list[dict]:
     return out
 
 
-def _prompt_metric(rows: list[dict], metric: str) -> float | None:
-    """A metric recomputed from ``per_prompt`` rows (as :func:`speechlm.eval.prosody.summarize`
-    does over all prompts)."""
-    from speechlm.eval.prosody import pearson
-
-    if metric == "logf0_min_mae":
-        values = [r["logf0_min_mae"] for r in rows if r["logf0_min_mae"] is not None]
-        return float(np.mean(values)) if values else None
-    if metric == "f0_prompt_corr":
-        pairs = np.array([(r["prompt_logf0"], r["continuation_logf0"]) for r in rows
-                          if r["prompt_logf0"] is not None and r["continuation_logf0"] is not None])
-        return pearson(pairs) if len(pairs) > 2 else None
-    judged = [r for r in rows if r["predicted_style"] is not None]
-    return float(np.mean([r["predicted_style"] == r["style"] for r in judged])) if judged else None
-
-
 def bootstrap_contrasts(rows: dict[str, dict[str, list[dict]]], n: int = 2000,
                         seed: int = 0) -> list[dict]:
     """The claims again, as a hierarchical bootstrap: resample seeds, then prompts within each
     seed (the same prompts for the recipe and gslm-tiny: both saw them), and average the
     per-seed differences. Uses every prompt instead of three per-seed summaries, and keeps the
     seed-to-seed spread in the interval."""
+    from speechlm.eval.prosody import prompt_metric
+
     rng = np.random.default_rng(seed)
     out = []
     for recipe, metric, sign in CLAIMS:
@@ -158,7 +144,7 @@ def bootstrap_contrasts(rows: dict[str, dict[str, list[dict]]], n: int = 2000,
         def diff(picks: list[tuple[str, np.ndarray]]) -> float | None:
             values = []
             for s, idx in picks:
-                a, b = (_prompt_metric([rows_[i] for i in idx], metric) for rows_ in pairs[s])
+                a, b = (prompt_metric([rows_[i] for i in idx], metric) for rows_ in pairs[s])
                 if a is None or b is None:
                     return None
                 values.append(a - b)
@@ -227,6 +213,8 @@ def main() -> None:
                         help="train and evaluate nothing: report the cached evaluations that exist "
                         "(the JSON lists what is missing)")
     args = parser.parse_args()
+    from speechlm.eval.style import load_style_classifier
+
     start = time.perf_counter()
     pairs = [(seed, recipe) for seed in args.seeds for recipe in RECIPES]
     if args.available:
@@ -265,8 +253,8 @@ def main() -> None:
     config = {"seeds": args.seeds, "steps": args.steps, "prompts": args.prompts,
               "samples": args.samples, "recipes": RECIPES, "work": str(args.work),
               "overrides": "seq_len=256 batch_size=8 threads=1 for all three",
-              "style_classifier_clip_seconds": json.loads((args.work / "style-clf" / "config.json")
-                                             .read_text()).get("clip_seconds") or "whole utterances",
+              "style_classifier_clip_seconds":
+                  load_style_classifier(args.work / "style-clf").clip_seconds or "whole utterances",
               "data": json.loads((args.work / "corpus" / "meta.json").read_text()).get("config")}
     path = write_result(args.name, config, summary["pgslm"]["logf0_min_mae"]["mean"],
                         summary["gslm"]["logf0_min_mae"]["mean"],

@@ -55,6 +55,8 @@ def judge_runs(work: Path, judge: Path, seeds: list[int], prompts: int) -> dict:
 
 
 def main() -> None:
+    from speechlm.eval.style import load_style_classifier
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -67,8 +69,8 @@ def main() -> None:
     for name, path in judges.items():
         runs = judge_runs(args.work, Path(path), args.seeds, args.prompts)
         diffs = [runs["spiritlm"][s]["value"] - runs["gslm"][s]["value"] for s in runs["gslm"]]
-        clip = json.loads((Path(path) / "config.json").read_text()).get("clip_seconds")
-        results[name] = {"classifier": path, "clip_seconds": clip, "runs": runs}
+        results[name] = {"classifier": path, "runs": runs,
+                         "clip_seconds": load_style_classifier(path).clip_seconds}
         first_seed = runs["gslm"][str(args.seeds[0])]
         contrasts[name] = {"spiritlm_minus_gslm": interval(diffs), "values": diffs,
                            "reference": first_seed["reference"], "chance": first_seed["chance"],

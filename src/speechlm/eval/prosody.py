@@ -363,15 +363,35 @@ def _evaluate(model_dir: str | Path, cfg: ProsodyEvalConfig, out_dir: str | Path
     return result
 
 
+def _logf0_pairs(per_prompt: list[dict], key: str) -> np.ndarray:
+    """(n, 2): each prompt's mean log-F0 and its ``key`` one, where both exist."""
+    return np.array([(r["prompt_logf0"], r[key]) for r in per_prompt
+                     if r["prompt_logf0"] is not None and r[key] is not None]).reshape(-1, 2)
+
+
+def prompt_metric(per_prompt: list[dict], metric: str) -> float | None:
+    """``logf0_min_mae``, ``f0_prompt_corr`` or ``style_preservation`` of ``per_prompt`` rows
+    (all of a run's, or any resample of them): the value :func:`summarize` reports."""
+    if metric == "logf0_min_mae":
+        maes = [r[metric] for r in per_prompt if r[metric] is not None]
+        return float(np.mean(maes)) if maes else None
+    if metric == "f0_prompt_corr":
+        pairs = _logf0_pairs(per_prompt, "continuation_logf0")
+        return pearson(pairs) if len(pairs) > 1 else None
+    if metric == "style_preservation":
+        judged = [r for r in per_prompt if r["predicted_style"] is not None]
+        return sum(r["predicted_style"] == r["style"] for r in judged) / len(judged) \
+            if judged else None
+    raise ValueError(f"no per-prompt metric {metric!r}")
+
+
 def summarize(rows: list[dict], cfg: ProsodyEvalConfig) -> dict:
     """The four metrics with intervals and the real continuations' values as reference."""
     from speechlm.eval.style import wilson_interval
 
-    maes, stds, ref_stds, pairs, ref_pairs, per_prompt = [], [], [], [], [], []
+    stds, ref_stds, per_prompt = [], [], []
     for r in rows:
         per_sample = [m for m in (logf0_mae(c, r["ref_f0"]) for c in r["contours"]) if m is not None]
-        if per_sample:
-            maes.append(min(per_sample))
         means = [m for m in map(_mean_logf0, r["contours"]) if m is not None]
         per_prompt.append({"id": r["id"], "style": r["style"],
                            "predicted_style": r["predicted_style"], "real_style": r["real_style"],
@@ -385,21 +405,17 @@ def summarize(rows: list[dict], cfg: ProsodyEvalConfig) -> dict:
         ref_std = _f0_std(r["ref_f0"])
         if ref_std is not None:
             ref_stds.append(ref_std)
-        prompt_mean = _mean_logf0(r["prompt_f0"])
-        if prompt_mean is not None and means:
-            pairs.append((prompt_mean, float(np.mean(means))))
-        ref_mean = _mean_logf0(r["ref_f0"])
-        if prompt_mean is not None and ref_mean is not None:
-            ref_pairs.append((prompt_mean, ref_mean))
-    pairs_a, ref_a = np.array(pairs).reshape(-1, 2), np.array(ref_pairs).reshape(-1, 2)
+    maes = np.array([r["logf0_min_mae"] for r in per_prompt if r["logf0_min_mae"] is not None])
+    pairs_a = _logf0_pairs(per_prompt, "continuation_logf0")
+    ref_a = _logf0_pairs(per_prompt, "real_logf0")
     out = {
         "prompts": len(rows), "samples": cfg.samples,
-        "logf0_min_mae": {"value": float(np.mean(maes)) if maes else None,
-                          "ci95": bootstrap_ci(np.array(maes)), "n": len(maes)},
+        "logf0_min_mae": {"value": prompt_metric(per_prompt, "logf0_min_mae"),
+                          "ci95": bootstrap_ci(maes), "n": len(maes)},
         "f0_std": {"value": float(np.mean(stds)) if stds else None,
                    "ci95": bootstrap_ci(np.array(stds)), "n": len(stds),
                    "reference": float(np.mean(ref_stds)) if ref_stds else None},
-        "f0_prompt_corr": {"value": pearson(pairs_a) if len(pairs_a) > 1 else None,
+        "f0_prompt_corr": {"value": prompt_metric(per_prompt, "f0_prompt_corr"),
                            "ci95": bootstrap_ci(pairs_a, pearson), "n": len(pairs_a),
                            "reference": pearson(ref_a) if len(ref_a) > 1 else None},
     }
